@@ -1,0 +1,218 @@
+"""Vision Transformer building blocks for next-frame prediction (sheet 2 (a), (b), (d), (e)).
+
+Frames are cut into non-overlapping patches per frame and the tokens are ordered ``(t h w)``:
+all patches of frame 0 row by row, then frame 1, and so on. With ``h = H // patch_size`` and
+``w = W // patch_size`` a clip of ``T`` frames becomes ``N = T * h * w`` tokens of width ``C``.
+"""
+import math
+
+import torch
+import torch.nn.functional as F
+from einops import rearrange, repeat
+from torch import nn as tnn
+
+
+def _require_positive(**sizes):
+    """Raise ValueError naming the first argument that is not a positive int."""
+    for name, value in sizes.items():
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise ValueError(f"{name} must be a positive integer, got {value!r}")
+
+
+def _patch_grid(num_frames, embed_size, patch_size, image_height, image_width):
+    """Validate the frame geometry shared by PatchEmbedding and ReversePatchEmbedding.
+
+    Returns the patch grid ``(h, w)`` of one frame.
+    """
+    _require_positive(num_frames=num_frames, embed_size=embed_size, patch_size=patch_size,
+                      image_height=image_height, image_width=image_width)
+    for name, size in (("image_height", image_height), ("image_width", image_width)):
+        if size % patch_size:
+            raise ValueError(f"{name} ({size}) must be divisible by patch_size ({patch_size})")
+    return image_height // patch_size, image_width // patch_size
+
+
+class SelfAttentionLayer(tnn.Module):
+    """Multi-head self-attention, written out by hand (sheet 2 (a)).
+
+    x (B, N, C) -> y (B, N, C). Every head attends over all N tokens with head size d = C / heads:
+    ``softmax(q k^T / sqrt(d)) v``. ``fused=True`` computes the same thing with
+    ``F.scaled_dot_product_attention``; the weights (``qkv``, ``proj``) are identical in both paths,
+    so a checkpoint trained with one runs with the other.
+    """
+
+    def __init__(self, embed_size, num_heads, fused=False):
+        super().__init__()
+        _require_positive(embed_size=embed_size, num_heads=num_heads)
+        if embed_size % num_heads:
+            raise ValueError(f"embed_size ({embed_size}) must be divisible by num_heads ({num_heads})")
+        self.num_heads = num_heads
+        self.head_size = embed_size // num_heads
+        self.fused = fused
+        self.qkv = tnn.Linear(embed_size, 3 * embed_size)  # queries, keys and values of all heads at once
+        self.proj = tnn.Linear(embed_size, embed_size)
+
+    def forward(self, x, return_attention=False):
+        """x (B, N, C) -> y (B, N, C), or (y, attention (B, heads, N, N)) when return_attention.
+
+        The attention weights are only materialised by the hand-written path, so asking for
+        them uses that path even when the layer is fused.
+        """
+        q, k, v = rearrange(self.qkv(x), "b n (three h d) -> three b h n d", three=3, h=self.num_heads)
+        if self.fused and not return_attention:
+            out = F.scaled_dot_product_attention(q, k, v)  # (B, heads, N, d)
+        else:
+            # Scaling q (N x d numbers) is cheaper than scaling the scores (N x N numbers).
+            scores = (q * (1.0 / math.sqrt(self.head_size))) @ k.transpose(-2, -1)  # (B, heads, N, N)
+            attention = torch.softmax(scores, dim=-1)  # each query's weights over the keys sum to 1
+            out = attention @ v  # (B, heads, N, d)
+        y = self.proj(rearrange(out, "b h n d -> b n (h d)"))
+        return (y, attention) if return_attention else y
+
+
+class FeedForwardLayer(tnn.Module):
+    """Per-token MLP: x (B, N, C) -> (B, N, C) via Linear(C, e*C) -> SiLU -> Linear(e*C, C).
+
+    Each token is transformed on its own; no information moves between tokens.
+    """
+
+    def __init__(self, embed_size, expansion=4):
+        super().__init__()
+        _require_positive(embed_size=embed_size, expansion=expansion)
+        self.net = tnn.Sequential(
+            tnn.Linear(embed_size, expansion * embed_size),
+            tnn.SiLU(),
+            tnn.Linear(expansion * embed_size, embed_size),
+        )
+
+    def forward(self, x):
+        return self.net(x)
+
+
+class AttentionBlock(tnn.Module):
+    """Pre-norm transformer block: ``x = x + mixer(norm1(x)); x = x + ff(norm2(x))``.
+
+    The mixer is self-attention, or with ``attention=False`` a second per-token feed-forward
+    layer (sheet 2 (d)): the block then has the same structure but cannot mix tokens.
+    """
+
+    def __init__(self, embed_size, num_heads, attention=True, fused=False):
+        super().__init__()
+        self.attention = attention
+        self.norm1 = tnn.LayerNorm(embed_size)
+        if attention:
+            self.mixer = SelfAttentionLayer(embed_size, num_heads, fused=fused)
+        else:
+            self.mixer = FeedForwardLayer(embed_size)
+        self.norm2 = tnn.LayerNorm(embed_size)
+        self.ff = FeedForwardLayer(embed_size)
+
+    def forward(self, x, return_attention=False):
+        """x (B, N, C) -> (B, N, C), or (x, attention (B, heads, N, N) | None) when return_attention.
+
+        Without self-attention there are no weights to return, so the second item is None.
+        """
+        attention = None
+        if self.attention and return_attention:
+            mixed, attention = self.mixer(self.norm1(x), return_attention=True)
+        else:
+            mixed = self.mixer(self.norm1(x))
+        x = x + mixed
+        x = x + self.ff(self.norm2(x))
+        return (x, attention) if return_attention else x
+
+
+class PatchEmbedding(tnn.Module):
+    """Frames to masked, position-tagged patch tokens (sheet 2 (b)).
+
+    frames (B, T, H, W) -> tokens (B, T*h*w, C), mask (B, T*h*w) bool (True = masked).
+
+    Masking hides what the model has to predict. With ``num_frames > 1`` the last frame is the
+    target, so all of its tokens are zeroed; with ``num_frames == 1`` (masked reconstruction)
+    ``round(mask_percentage * h * w)`` random patches of each sample are zeroed. Masking happens
+    after the projection and before the positional embedding, so a masked token carries only
+    its position: the model knows where to predict, but not what.
+    """
+
+    def __init__(self, num_frames, embed_size, patch_size, image_height, image_width,
+                 positional_embedding=True, mask_percentage=0.5):
+        super().__init__()
+        self.grid_height, self.grid_width = _patch_grid(num_frames, embed_size, patch_size,
+                                                        image_height, image_width)
+        if not 0.0 <= mask_percentage <= 1.0:
+            raise ValueError(f"mask_percentage must lie in [0, 1], got {mask_percentage!r}")
+        self.num_frames = num_frames
+        self.patch_size = patch_size
+        self.image_height = image_height
+        self.image_width = image_width
+        self.patches_per_frame = self.grid_height * self.grid_width
+        # Python's round (half to even) fixes the count once, so every sample hides the same number.
+        self.num_masked_patches = round(mask_percentage * self.patches_per_frame)
+        self.proj = tnn.Linear(patch_size * patch_size, embed_size)
+        if positional_embedding:
+            self.positional_embedding = tnn.Parameter(
+                torch.zeros(1, num_frames * self.patches_per_frame, embed_size))
+            tnn.init.trunc_normal_(self.positional_embedding, std=0.02)
+        else:
+            # No parameter at all, so 2 (e) models neither train nor store position weights.
+            self.positional_embedding = None
+
+    def forward(self, frames, generator=None):
+        """frames (B, T, H, W) in [0, 1] -> (tokens (B, T*h*w, C), mask (B, T*h*w) bool).
+
+        ``generator`` (torch.Generator) draws the random patch mask when num_frames == 1;
+        it is unused otherwise.
+        """
+        expected = (self.num_frames, self.image_height, self.image_width)
+        if frames.dim() != 4 or tuple(frames.shape[1:]) != expected:
+            raise ValueError(f"frames must have shape (B, {', '.join(map(str, expected))}), "
+                             f"got {tuple(frames.shape)}")
+        patches = rearrange(frames, "b t (h p1) (w p2) -> b (t h w) (p1 p2)",
+                            p1=self.patch_size, p2=self.patch_size)
+        tokens = self.proj(patches)  # (B, N, C)
+        mask = self._mask(frames.shape[0], frames.device, generator)  # (B, N)
+        tokens = tokens.masked_fill(mask.unsqueeze(-1), 0.0)
+        if self.positional_embedding is not None:
+            tokens = tokens + self.positional_embedding
+        return tokens, mask
+
+    def _mask(self, batch_size, device, generator):
+        """(B, T*h*w) bool, True for the tokens the model must predict."""
+        if self.num_frames > 1:
+            mask = torch.zeros(batch_size, self.num_frames, self.patches_per_frame,
+                               dtype=torch.bool, device=device)
+            mask[:, -1] = True  # the whole last frame
+            return rearrange(mask, "b t n -> b (t n)")
+        # Rank uniform noise per sample and hide the lowest-ranked patches (as in MAE).
+        # The noise is drawn where the generator lives, so a CPU generator also serves a GPU model.
+        noise_device = generator.device if generator is not None else device
+        noise = torch.rand(batch_size, self.patches_per_frame, generator=generator, device=noise_device)
+        hidden = noise.argsort(dim=1)[:, : self.num_masked_patches].to(device)
+        mask = torch.zeros(batch_size, self.patches_per_frame, dtype=torch.bool, device=device)
+        return mask.scatter(1, hidden, True)
+
+    def pixel_mask(self, mask):
+        """Token mask (B, T*h*w) -> pixel mask (B, T, H, W): every pixel of a masked patch is True."""
+        return repeat(mask, "b (t h w) -> b t (h p1) (w p2)", t=self.num_frames, h=self.grid_height,
+                      p1=self.patch_size, p2=self.patch_size)
+
+
+class ReversePatchEmbedding(tnn.Module):
+    """Tokens back to frames: tokens (B, T*h*w, C) -> frames (B, T, H, W).
+
+    A transposed convolution with kernel = stride = patch size turns each token into exactly
+    its own p x p patch of pixels (a shared linear map C -> p*p plus bias), frame by frame.
+    """
+
+    def __init__(self, num_frames, embed_size, patch_size, image_height, image_width):
+        super().__init__()
+        self.grid_height, self.grid_width = _patch_grid(num_frames, embed_size, patch_size,
+                                                        image_height, image_width)
+        self.num_frames = num_frames
+        self.to_pixels = tnn.ConvTranspose2d(embed_size, 1, kernel_size=patch_size, stride=patch_size)
+
+    def forward(self, tokens):
+        grid = rearrange(tokens, "b (t h w) c -> (b t) c h w", t=self.num_frames, h=self.grid_height,
+                         w=self.grid_width)
+        pixels = self.to_pixels(grid)  # (B*T, 1, H, W)
+        return rearrange(pixels, "(b t) 1 h w -> b t h w", t=self.num_frames)

@@ -1,0 +1,446 @@
+"""Exercise 1 (time series): train an RNN, an LSTM and a TCN on the memory tasks and compare them.
+
+    python main.py                   # the course template's run: tasks memory and memorygen, models rnn lstm tcn
+    python main.py --tasks memory memorygen memorygen_reverse --seeds 0 1 2 3 4 --jobs 2 --out results/timeseries
+
+Every run trains one model on one task from one seed (the seed fixes the data, the initial weights and the
+batch order) with Adam on the cross-entropy of the logits at the last step, and validates after every epoch.
+Written to --out (default out/timeseries):
+
+    {task}_{model}_losses.png        training and validation loss per epoch, validation accuracy
+    {task}_{model}_prediction.png    one validation sequence: its tokens over time, the target, the predicted
+                                     class probabilities (with several seeds, these two go into seed{S}/)
+    {task}_accuracy_by_position.png  validation accuracy against the token's position, one line per model
+    results.json                     the configuration and, per run, histories and final numbers
+    summary.md                       mean ± std over seeds per task and model (also printed)
+"""
+
+import argparse
+import json
+import multiprocessing
+import shlex
+import sys
+import time
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from dataclasses import dataclass
+from pathlib import Path
+
+import matplotlib
+import matplotlib.pyplot as plt
+import numpy as np
+import torch
+import torch.nn.functional as F
+from tqdm import tqdm
+
+from data import TASKS, generate_memory_task_data, make_task, token_positions
+from net import IMPLS, LSTM, RNN, TCN
+
+matplotlib.use("Agg")  # files only, no display needed (also in worker processes and on the cluster)
+
+# The template's hidden sizes, chosen for similar parameter counts of the recurrent models.
+HIDDEN_SIZES = {"rnn": 34, "lstm": 16, "tcn": 14}
+MODELS = tuple(HIDDEN_SIZES)
+
+
+def build_model(model, num_tokens, sequence_length, impl="own"):
+    """The named model for one-hot inputs of num_tokens + 2 categories and num_tokens output classes."""
+    input_size, hidden_size = num_tokens + 2, HIDDEN_SIZES[model]
+    if model == "rnn":
+        return RNN(input_size, hidden_size, num_tokens, impl=impl)
+    if model == "lstm":
+        return LSTM(input_size, hidden_size, num_tokens, impl=impl)
+    return TCN(input_size, hidden_size, num_tokens, sequence_length=sequence_length, impl=impl)
+
+
+@torch.no_grad()
+def evaluate(model, x, y):
+    """Mean cross-entropy, accuracy (both floats) and class probabilities (N, O) on x (N, T, I), y (N,)."""
+    model.eval()
+    logits = model(x)  # (N, O)
+    loss = F.cross_entropy(logits, y).item()
+    accuracy = (logits.argmax(dim=1) == y).sum().item() / len(y)  # a Python float: prints as 0.987
+    return loss, accuracy, logits.softmax(dim=1)
+
+
+def train(model, train_data, val_data, *, epochs, lr, batch_size, generator, progress=None):
+    """The one training loop: Adam on the cross-entropy, shuffled mini-batches, validation after every epoch.
+
+    train_data, val_data: (x (N, T, I) float, y (N,) int64) on the model's device.
+    generator: a torch.Generator fixing the batch order. progress: a tqdm description, or None for silence.
+    Returns the history: per epoch the mean training loss, the validation loss and the validation accuracy.
+    """
+    x, y = train_data
+    optimizer = torch.optim.Adam(model.parameters(), lr=lr)
+    history = {"train_loss": [], "val_loss": [], "val_accuracy": []}
+    for _ in tqdm(range(epochs), desc=progress, disable=progress is None, leave=False, unit="epoch"):
+        model.train()
+        order = torch.randperm(len(x), generator=generator).to(x.device)
+        total = torch.zeros((), device=x.device)  # summed on the device: no host sync per batch
+        for batch in order.split(batch_size):
+            loss = F.cross_entropy(model(x[batch]), y[batch])
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            total += loss.detach() * len(batch)
+        val_loss, val_accuracy, _ = evaluate(model, *val_data)
+        history["train_loss"].append(total.item() / len(x))
+        history["val_loss"].append(val_loss)
+        history["val_accuracy"].append(val_accuracy)
+    return history
+
+
+def accuracy_by_position(correct, positions, sequence_length):
+    """Accuracy per token position 0..T-2 from correct (N,) bool and positions (N,); None where no sample
+    has its token at that position (memorygen validates on half of them)."""
+    hits = [correct[positions == p] for p in range(sequence_length - 1)]
+    return [float(h.mean()) if h.size else None for h in hits]
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    """Everything one run depends on; picklable, so runs can go to worker processes."""
+
+    task: str
+    model: str
+    seed: int
+    impl: str = "own"
+    epochs: int = 50
+    lr: float = 5e-4
+    batch_size: int = 32
+    num_samples: int = 1000
+    sequence_length: int = 30
+    num_tokens: int = 3
+    device: str = "cpu"
+    figure_dir: str = "out/timeseries"
+    show_progress: bool = False
+
+
+def run(cfg):
+    """Train and validate one model on one task from one seed, draw its two figures, return its record."""
+    device = torch.device(cfg.device)
+    train_positions, val_positions = make_task(cfg.task, cfg.sequence_length)
+    rng = np.random.default_rng(cfg.seed)
+    x_train, y_train = generate_memory_task_data(
+        cfg.num_samples, cfg.sequence_length, train_positions, cfg.num_tokens, rng
+    )
+    x_val, y_val = generate_memory_task_data(cfg.num_samples, cfg.sequence_length, val_positions, cfg.num_tokens, rng)
+    train_data = (torch.from_numpy(x_train).to(device), torch.from_numpy(y_train).to(device))
+    val_data = (torch.from_numpy(x_val).to(device), torch.from_numpy(y_val).to(device))
+
+    torch.manual_seed(cfg.seed)  # the initial weights
+    model = build_model(cfg.model, cfg.num_tokens, cfg.sequence_length, cfg.impl).to(device)
+    start = time.perf_counter()
+    history = train(
+        model,
+        train_data,
+        val_data,
+        epochs=cfg.epochs,
+        lr=cfg.lr,
+        batch_size=cfg.batch_size,
+        generator=torch.Generator().manual_seed(cfg.seed),
+        progress=f"{cfg.task} {cfg.model} seed {cfg.seed}" if cfg.show_progress else None,
+    )
+    wall_seconds = time.perf_counter() - start
+    _, accuracy, probabilities = evaluate(model, *val_data)
+    probabilities = probabilities.cpu().numpy()  # (N, O)
+    correct = probabilities.argmax(axis=1) == y_val  # (N,)
+
+    per_position = accuracy_by_position(correct, token_positions(x_val), cfg.sequence_length)
+    record = {
+        "task": cfg.task,
+        "model": cfg.model,
+        "impl": cfg.impl,
+        "seed": cfg.seed,
+        "num_params": sum(p.numel() for p in model.parameters()),
+        **history,
+        "final_accuracy": accuracy,
+        "val_accuracy_by_position": per_position,
+        "wall_seconds": wall_seconds,  # of the training loop (data generation and figures not included)
+    }
+
+    figure_dir = Path(cfg.figure_dir)
+    figure_dir.mkdir(parents=True, exist_ok=True)
+    title = f"{cfg.model.upper()} on {cfg.task} (seed {cfg.seed})"
+    plot_losses(history, 1 / cfg.num_tokens, title, figure_dir / f"{cfg.task}_{cfg.model}_losses.png")
+    plot_prediction(
+        x_val[0], int(y_val[0]), probabilities[0], title, figure_dir / f"{cfg.task}_{cfg.model}_prediction.png"
+    )
+    return record
+
+
+# --- figures -----------------------------------------------------------------------------------------------
+
+
+def plot_losses(history, chance, title, path):
+    """Training and validation loss per epoch (left), validation accuracy with chance level (right)."""
+    epochs = np.arange(1, len(history["train_loss"]) + 1)
+    fig, (ax_loss, ax_acc) = plt.subplots(1, 2, figsize=(10, 3.6), constrained_layout=True)
+    ax_loss.plot(epochs, history["train_loss"], label="training")
+    ax_loss.plot(epochs, history["val_loss"], label="validation")
+    ax_loss.set(xlabel="epoch", ylabel="cross-entropy loss", title="loss")
+    ax_loss.legend()
+    ax_acc.plot(epochs, history["val_accuracy"], color="C1", label="validation")
+    ax_acc.axhline(chance, color="grey", linestyle="--", label=f"chance ({chance:.2f})")
+    ax_acc.set(xlabel="epoch", ylabel="accuracy", ylim=(0, 1.02), title="validation accuracy")
+    ax_acc.legend(loc="lower right")
+    fig.suptitle(f"{title}: final validation accuracy {history['val_accuracy'][-1]:.3f}")
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def plot_prediction(x, target, probabilities, title, path):
+    """One sequence x (T, num_tokens + 2): its categories over time (left), target and predicted
+    class probabilities (right)."""
+    num_tokens = x.shape[1] - 2
+    categories = ["empty", *(f"token {k}" for k in range(1, num_tokens + 1)), "request"]
+    position = int(token_positions(x[None])[0])
+    fig, (ax_in, ax_out) = plt.subplots(
+        1, 2, figsize=(12, 1.6 + 0.4 * len(categories)), gridspec_kw={"width_ratios": [3, 1]}, constrained_layout=True
+    )
+    ax_in.imshow(x.T, aspect="auto", cmap="Greys", vmin=0, vmax=1.6, origin="lower", interpolation="nearest")
+    ax_in.set_yticks(range(len(categories)), categories)
+    ax_in.set_xticks(range(0, len(x), max(1, len(x) // 15)))
+    ax_in.set(xlabel="time step", title=f"input: token {target + 1} at step {position}, request at step {len(x) - 1}")
+
+    tokens = np.arange(1, num_tokens + 1)
+    colors = ["C2" if k == target else "C0" for k in range(num_tokens)]
+    ax_out.bar(tokens, probabilities, color=colors)
+    ax_out.set_xticks(tokens)
+    predicted = int(probabilities.argmax())
+    ax_out.set(
+        xlabel="token",
+        ylabel="probability",
+        ylim=(0, 1),
+        title=f"target {target + 1} (green)\npredicted {predicted + 1}: {'right' if predicted == target else 'wrong'}",
+    )
+    fig.suptitle(title)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def over_seeds(records):
+    """'seed 0' for one seed, 'mean ± std over 5 seeds' for several."""
+    seeds = sorted({r["seed"] for r in records})
+    return f"seed {seeds[0]}" if len(seeds) == 1 else f"mean ± std over {len(seeds)} seeds"
+
+
+# Distinct markers and dashes, so that models lying on top of each other (all at accuracy 1) stay visible.
+LINE_STYLES = {
+    "rnn": {"marker": "o", "markersize": 7, "fillstyle": "none", "linestyle": "-"},
+    "lstm": {"marker": "s", "markersize": 5, "fillstyle": "none", "linestyle": "--"},
+    "tcn": {"marker": "^", "markersize": 4, "linestyle": ":"},
+}
+
+
+def plot_accuracy_by_position(task, records, sequence_length, num_tokens, path):
+    """Validation accuracy against the token's position, one line per model: mean over seeds, band ± std."""
+    train_positions, val_positions = make_task(task, sequence_length)
+    fig, ax = plt.subplots(figsize=(9, 4), constrained_layout=True)
+    if train_positions != val_positions:
+        ax.axvspan(
+            train_positions[0] - 0.5, train_positions[-1] + 0.5, color="0.92", label="token positions in training"
+        )
+    positions = np.arange(sequence_length - 1)
+    models = [m for m in MODELS if any(r["model"] == m for r in records)]
+    for i, model in enumerate(models):
+        runs = [r for r in records if r["model"] == model]
+        by_seed = np.array([[np.nan if a is None else a for a in r["val_accuracy_by_position"]] for r in runs])
+        counts = (~np.isnan(by_seed)).sum(axis=0)  # (T - 1,) seeds with a validation token at each position
+        seen = counts > 0
+        accuracy, n = by_seed[:, seen], counts[seen]
+        mean = np.nansum(accuracy, axis=0) / n
+        std = np.sqrt(np.nansum((accuracy - mean) ** 2, axis=0) / np.maximum(n - 1, 1))  # sample std; 0 for one
+        ax.plot(positions[seen], mean, color=f"C{i}", label=model.upper(), **LINE_STYLES[model])
+        band = np.clip(mean - std, 0, 1), np.clip(mean + std, 0, 1)  # accuracies live in [0, 1]
+        ax.fill_between(positions[seen], *band, color=f"C{i}", alpha=0.2, linewidth=0)
+    ax.axhline(1 / num_tokens, color="grey", linestyle="--", label=f"chance ({1 / num_tokens:.2f})")
+    ax.set(
+        xlabel="position of the token in the sequence",
+        ylabel="validation accuracy",
+        xlim=(-0.5, sequence_length - 1.5),
+        ylim=(0, 1.05),
+        title=f"{task}: validation accuracy by token position ({over_seeds(records)})",
+    )
+    ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1), fontsize="small")
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+# --- summary ---------------------------------------------------------------------------------------------
+
+
+def summarize(records):
+    """A Markdown table, per task and model: final accuracy and losses, mean ± sample std over seeds."""
+
+    def mean_std(values):
+        values = np.asarray(values, dtype=float)
+        std = values.std(ddof=1) if len(values) > 1 else 0.0  # sample standard deviation over seeds
+        return f"{values.mean():.3f} ± {std:.3f}"
+
+    lines = [
+        "| task | model | parameters | seeds | final val. accuracy | final val. loss | final train loss "
+        "| train time (s) |",
+        "|---|---|---:|---:|---:|---:|---:|---:|",
+    ]
+    for task in dict.fromkeys(r["task"] for r in records):
+        for model in dict.fromkeys(r["model"] for r in records if r["task"] == task):
+            runs = [r for r in records if r["task"] == task and r["model"] == model]
+            lines.append(
+                f"| {task} | {model} | {runs[0]['num_params']} | {len(runs)} "
+                f"| {mean_std([r['final_accuracy'] for r in runs])} "
+                f"| {mean_std([r['val_loss'][-1] for r in runs])} "
+                f"| {mean_std([r['train_loss'][-1] for r in runs])} "
+                f"| {np.mean([r['wall_seconds'] for r in runs]):.1f} |"
+            )
+    return "\n".join(lines) + "\n"
+
+
+# --- command line ----------------------------------------------------------------------------------------
+
+
+def parse_args(argv=None):
+    parser = argparse.ArgumentParser(
+        description=__doc__.split("\n")[0], formatter_class=argparse.ArgumentDefaultsHelpFormatter
+    )
+    parser.add_argument("--tasks", nargs="+", choices=TASKS, default=["memory", "memorygen"], help="tasks to train on")
+    parser.add_argument("--models", nargs="+", choices=MODELS, default=list(MODELS), help="models to train")
+    parser.add_argument("--epochs", type=int, default=50, help="epochs per run")
+    parser.add_argument("--seeds", nargs="+", type=int, default=[0], metavar="S", help="one run per seed")
+    parser.add_argument("--impl", choices=IMPLS, default="own", help="hand-written modules or PyTorch's")
+    parser.add_argument("--out", default="out/timeseries", help="output folder")
+    parser.add_argument("--jobs", type=int, default=1, help="runs in parallel processes")
+    parser.add_argument("--sequence-length", type=int, default=30, help="steps per sequence, the request included")
+    parser.add_argument("--num-tokens", type=int, default=3, help="distinct tokens to remember")
+    parser.add_argument("--num-samples", type=int, default=1000, help="training and validation samples, each")
+    parser.add_argument("--lr", type=float, default=5e-4, help="Adam learning rate")
+    parser.add_argument("--batch-size", type=int, default=32, help="training mini-batch size")
+    parser.add_argument("--device", default="cpu", help="e.g. cpu, cuda, cuda:1")
+    return parser.parse_args(argv)
+
+
+def check_args(args):
+    """Raise ValueError naming the first impossible setting."""
+    for name in ("epochs", "jobs", "num_tokens", "num_samples", "batch_size"):
+        if getattr(args, name) < 1:
+            raise ValueError(f"--{name.replace('_', '-')} must be at least 1, got {getattr(args, name)}")
+    if args.sequence_length < 3:
+        raise ValueError(f"--sequence-length must be at least 3, got {args.sequence_length}")
+    if not args.lr > 0:
+        raise ValueError(f"--lr must be positive, got {args.lr}")
+    for name in ("tasks", "models", "seeds"):
+        values = getattr(args, name)
+        if len(set(values)) != len(values):
+            raise ValueError(f"--{name} has duplicates: {' '.join(map(str, values))}")
+    try:
+        device = torch.device(args.device)
+    except RuntimeError:
+        raise ValueError(f"--device {args.device!r} is not a device name (cpu, cuda, cuda:N, mps)") from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"--device {args.device} requested, but CUDA is not available")
+    if device.type == "mps" and not torch.backends.mps.is_available():
+        raise ValueError(f"--device {args.device} requested, but MPS is not available")
+
+
+def run_all(configs, jobs, report):
+    """Run every configuration, in `jobs` worker processes if jobs > 1; report(record) as each one ends.
+
+    Every run computes in a single thread: the models are so small that a second thread costs more
+    synchronisation than it saves, parallelism is over runs instead, and the numbers do not depend on --jobs.
+    """
+    records = []
+    if jobs == 1:
+        threads = torch.get_num_threads()
+        torch.set_num_threads(1)
+        try:
+            for cfg in tqdm(configs, desc="runs", unit="run"):
+                records.append(run(cfg))
+                report(records[-1])
+        finally:
+            torch.set_num_threads(threads)
+        return records
+    # spawn, not fork: forking a process that already ran torch can hang in its thread pools
+    context = multiprocessing.get_context("spawn")
+    with ProcessPoolExecutor(jobs, mp_context=context, initializer=torch.set_num_threads, initargs=(1,)) as pool:
+        futures = [pool.submit(run, cfg) for cfg in configs]
+        for future in tqdm(as_completed(futures), total=len(futures), desc="runs", unit="run"):
+            records.append(future.result())
+            report(records[-1])
+    return records
+
+
+def main(argv=None):
+    argv = sys.argv[1:] if argv is None else list(argv)
+    command = " ".join(["python main.py", *map(shlex.quote, argv)])  # written down beside the results
+    args = parse_args(argv)
+    try:
+        check_args(args)
+    except ValueError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+
+    out = Path(args.out)
+    configs = [
+        RunConfig(
+            task=task,
+            model=model,
+            seed=seed,
+            impl=args.impl,
+            epochs=args.epochs,
+            lr=args.lr,
+            batch_size=args.batch_size,
+            num_samples=args.num_samples,
+            sequence_length=args.sequence_length,
+            num_tokens=args.num_tokens,
+            device=args.device,
+            # one seed: the template's file names; several: one folder per seed
+            figure_dir=str(out if len(args.seeds) == 1 else out / f"seed{seed}"),
+            show_progress=args.jobs == 1,
+        )
+        for task in args.tasks
+        for model in args.models
+        for seed in args.seeds
+    ]
+
+    def report(record):
+        line = (
+            f"Final accuracy of {record['model']} ({record['num_params']} parameters) "
+            f"on {record['task']} task: {record['final_accuracy']}"
+        )
+        tqdm.write(line + (f" (seed {record['seed']})" if len(args.seeds) > 1 else ""))
+
+    start = time.perf_counter()
+    records = run_all(configs, args.jobs, report)
+    wall_seconds = time.perf_counter() - start
+
+    order = {(c.task, c.model, c.seed): i for i, c in enumerate(configs)}
+    records.sort(key=lambda r: order[r["task"], r["model"], r["seed"]])
+    for task in args.tasks:
+        plot_accuracy_by_position(
+            task,
+            [r for r in records if r["task"] == task],
+            args.sequence_length,
+            args.num_tokens,
+            out / f"{task}_accuracy_by_position.png",
+        )
+    results = {"command": command, "config": vars(args), "wall_seconds": wall_seconds, "runs": records}
+    (out / "results.json").write_text(json.dumps(results, indent=1) + "\n")
+    summary = summarize(records)
+    settings = (
+        f"impl {args.impl}, {args.epochs} epochs, {args.num_samples} training and {args.num_samples} validation "
+        f"samples, sequence length {args.sequence_length}, {args.num_tokens} tokens, Adam lr {args.lr}, "
+        f"batch size {args.batch_size}; mean ± sample std over seeds {args.seeds}; "
+        f"grid wall time {wall_seconds:.0f} s with --jobs {args.jobs}."
+    )
+    figures = (
+        "Figures: `{task}_accuracy_by_position.png` here; per run `{task}_{model}_losses.png` and "
+        f"`{{task}}_{{model}}_prediction.png`{' in `seed{S}/`' if len(args.seeds) > 1 else ''}."
+    )
+    (out / "summary.md").write_text(
+        f"# Exercise 1: memory tasks\n\n`{command}`\n\n{settings}\n\n{summary}\n{figures}\n"
+    )
+    print(f"\n{summary}\n{settings}\nWrote {out}/")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

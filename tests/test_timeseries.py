@@ -1,0 +1,106 @@
+"""Exercise 1 training and command line: the loop learns, runs are reproducible, the CLI writes its outputs."""
+
+import dataclasses
+import json
+import re
+
+import numpy as np
+import pytest
+import torch
+
+import main
+from data import generate_memory_task_data, make_task
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    """Tiny models train fastest in one thread, as main.py runs them; on a busy machine a second
+    thread mostly waits for the first."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+TEMPLATE_LINE = re.compile(r"^Final accuracy of (rnn|lstm|tcn) \(\d+ parameters\) on \w+ task: [0-9.]+", re.M)
+
+
+@pytest.mark.parametrize("model", main.MODELS)
+def test_training_learns_the_memory_task(model):
+    sequence_length, seed = 10, 0
+    train_positions, val_positions = make_task("memory", sequence_length)
+    rng = np.random.default_rng(seed)
+    train_data, val_data = (
+        tuple(map(torch.from_numpy, generate_memory_task_data(256, sequence_length, positions, 3, rng)))
+        for positions in (train_positions, val_positions)
+    )
+    torch.manual_seed(seed)
+    net = main.build_model(model, 3, sequence_length)
+    history = main.train(
+        net, train_data, val_data, epochs=15, lr=1e-2, batch_size=32, generator=torch.Generator().manual_seed(seed)
+    )
+    assert len(history["val_loss"]) == 15 and isinstance(history["val_loss"][-1], float)
+    assert history["val_accuracy"][-1] > 0.9  # chance: 1/3
+
+
+def test_a_run_is_reproducible_from_its_seed(tmp_path):
+    cfg = main.RunConfig(task="memorygen", model="lstm", seed=7, epochs=2, num_samples=64, figure_dir=str(tmp_path))
+    first, second = main.run(cfg), main.run(cfg)
+    for key in ("train_loss", "val_loss", "val_accuracy", "final_accuracy", "val_accuracy_by_position"):
+        assert first[key] == second[key]
+    assert main.run(dataclasses.replace(cfg, seed=8))["train_loss"] != first["train_loss"]
+
+
+def test_cli_template_run_writes_results_and_figures(tmp_path, capsys):
+    out = tmp_path / "out"
+    argv = ["--epochs", "2", "--num-samples", "64", "--out", str(out), "--impl", "torch"]
+    assert main.main(argv) == 0
+
+    printed = capsys.readouterr().out
+    assert len(TEMPLATE_LINE.findall(printed)) == 6  # tasks memory, memorygen x models rnn, lstm, tcn
+    results = json.loads((out / "results.json").read_text())
+    assert len(results["runs"]) == 6
+    run = results["runs"][0]
+    assert (run["task"], run["model"], run["impl"], run["seed"]) == ("memory", "rnn", "torch", 0)
+    assert len(run["train_loss"]) == len(run["val_loss"]) == len(run["val_accuracy"]) == 2
+    assert len(run["val_accuracy_by_position"]) == 29 and run["num_params"] > 0 and run["wall_seconds"] > 0
+    memorygen = results["runs"][3]["val_accuracy_by_position"]
+    assert memorygen[:15] == [None] * 15 and None not in memorygen[15:]  # validated on the second half only
+    assert "| memorygen | tcn |" in (out / "summary.md").read_text()
+    for task in ("memory", "memorygen"):
+        assert (out / f"{task}_accuracy_by_position.png").is_file()
+        for model in main.MODELS:  # the template's file names
+            assert (out / f"{task}_{model}_losses.png").is_file()
+            assert (out / f"{task}_{model}_prediction.png").is_file()
+
+
+def test_cli_parallel_seeds_match_a_sequential_run(tmp_path, capsys):
+    common = ["--tasks", "memorygen_reverse", "--models", "rnn", "tcn", "--epochs", "1", "--num-samples", "32"]
+    assert main.main([*common, "--seeds", "0", "1", "--jobs", "2", "--out", str(tmp_path / "parallel")]) == 0
+    assert main.main([*common, "--seeds", "0", "1", "--out", str(tmp_path / "sequential")]) == 0
+    assert "(seed 1)" in capsys.readouterr().out
+
+    parallel, sequential = (
+        json.loads((tmp_path / name / "results.json").read_text())["runs"] for name in ("parallel", "sequential")
+    )
+    assert [(r["model"], r["seed"]) for r in parallel] == [("rnn", 0), ("rnn", 1), ("tcn", 0), ("tcn", 1)]
+    for p, s in zip(parallel, sequential):
+        assert p["val_loss"] == s["val_loss"]
+    assert (tmp_path / "parallel" / "seed1" / "memorygen_reverse_tcn_prediction.png").is_file()
+    assert (tmp_path / "parallel" / "memorygen_reverse_accuracy_by_position.png").is_file()
+
+
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["--epochs", "0"], "--epochs must be at least 1"),
+        (["--seeds", "1", "1"], "--seeds has duplicates"),
+        (["--models", "rnn", "rnn"], "--models has duplicates"),
+        (["--device", "gpu0"], "not a device name"),
+        (["--sequence-length", "2"], "--sequence-length"),
+    ],
+)
+def test_cli_rejects_bad_settings(argv, message, capsys):
+    assert main.main(argv) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and message in err

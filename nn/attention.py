@@ -132,15 +132,21 @@ class PatchEmbedding(tnn.Module):
     ``round(mask_percentage * h * w)`` random patches of each sample are zeroed. Masking happens
     after the projection and before the positional embedding, so a masked token carries only
     its position: the model knows where to predict, but not what.
+
+    ``positional_init_std`` sets the spread of the initial positional embedding (0.02 as in ViT).
+    Next to patch tokens of norm ~1 a spread of 0.02 leaves the masked tokens almost identical, so
+    a larger one (1.0) lets attention tell the masked positions apart from the first step.
     """
 
     def __init__(self, num_frames, embed_size, patch_size, image_height, image_width,
-                 positional_embedding=True, mask_percentage=0.5):
+                 positional_embedding=True, mask_percentage=0.5, positional_init_std=0.02):
         super().__init__()
         self.grid_height, self.grid_width = _patch_grid(num_frames, embed_size, patch_size,
                                                         image_height, image_width)
         if not 0.0 <= mask_percentage <= 1.0:
             raise ValueError(f"mask_percentage must lie in [0, 1], got {mask_percentage!r}")
+        if not positional_init_std > 0:
+            raise ValueError(f"positional_init_std must be positive, got {positional_init_std!r}")
         self.num_frames = num_frames
         self.patch_size = patch_size
         self.image_height = image_height
@@ -152,7 +158,7 @@ class PatchEmbedding(tnn.Module):
         if positional_embedding:
             self.positional_embedding = tnn.Parameter(
                 torch.zeros(1, num_frames * self.patches_per_frame, embed_size))
-            tnn.init.trunc_normal_(self.positional_embedding, std=0.02)
+            tnn.init.trunc_normal_(self.positional_embedding, std=positional_init_std)  # cut at +-2
         else:
             # No parameter at all, so 2 (e) models neither train nor store position weights.
             self.positional_embedding = None

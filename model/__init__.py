@@ -1,0 +1,1 @@
+"""Exercise 2: the predictive Vision Transformer, its data, training loop and command lines."""

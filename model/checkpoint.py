@@ -1,0 +1,105 @@
+"""Checkpoints that survive crashes and say clearly when they do not fit.
+
+A checkpoint is a plain dict saved with torch.save and loadable with ``torch.load(weights_only=True)``:
+
+    format_version   int, FORMAT_VERSION
+    model            the model's state dict
+    model_kwargs     the VisionTransformer arguments
+    config           the run's config as a nested dict
+    optimizer, scheduler, scaler   their state dicts
+    step             optimizer steps done
+    epoch            epochs done as a float (for reading; the sampler state is exact)
+    sampler          data order: epoch, position in it, generator state at the epoch's start
+    mask_generator   state of the generator drawing the random patch masks (num_frames == 1)
+    torch_rng        the global CPU random state (and cuda_rng on a GPU)
+    best_val_loss    lowest validation loss so far (inf before the first validation)
+    seconds          training time so far
+    seed             the --seed of the run
+
+Saving writes a temporary file next to the target, syncs it to disk and renames it over the target,
+so a crash during the save leaves the previous checkpoint intact.
+"""
+import os
+import pickle
+import tempfile
+import zipfile
+from pathlib import Path
+
+import torch
+
+FORMAT_VERSION = 1
+REQUIRED_KEYS = ("format_version", "model", "model_kwargs", "config", "step")
+# Arguments that change the weights or what they mean; the others (mask_percentage, fused_attention)
+# may differ between training and use.
+ARCHITECTURE_KEYS = ("num_frames", "image_height", "image_width", "patch_size", "channels", "num_heads",
+                     "layers", "attention", "positional_embedding", "residual")
+
+
+class CheckpointError(Exception):
+    """A checkpoint that is missing, damaged or made for another model; the message is one line."""
+
+
+def save_checkpoint(path, payload):
+    """torch.save payload to path atomically (temporary file, fsync, rename)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(handle, "wb") as file:
+            torch.save(payload, file)
+            file.flush()
+            os.fsync(file.fileno())
+        os.chmod(temporary, 0o644)  # mkstemp creates the file readable by its owner only
+        os.replace(temporary, path)
+    except BaseException:
+        Path(temporary).unlink(missing_ok=True)
+        raise
+    _sync_folder(path.parent)
+
+
+def load_checkpoint(path, map_location="cpu"):
+    """Read a checkpoint written by save_checkpoint -> payload dict."""
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"checkpoint not found: {path}")
+    try:
+        payload = torch.load(path, map_location=map_location, weights_only=True)
+    except (RuntimeError, EOFError, pickle.UnpicklingError, zipfile.BadZipFile, ValueError, OSError) as error:
+        detail = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        raise CheckpointError(f"checkpoint {path} is truncated or corrupt ({detail[:200]})") from None
+    if not isinstance(payload, dict) or any(key not in payload for key in REQUIRED_KEYS):
+        raise CheckpointError(f"{path} is not a checkpoint of this project (expected the keys "
+                              f"{', '.join(REQUIRED_KEYS)})")
+    if payload["format_version"] != FORMAT_VERSION:
+        raise CheckpointError(f"{path} has checkpoint format {payload['format_version']}, "
+                              f"this version reads format {FORMAT_VERSION}")
+    return payload
+
+
+def check_model_kwargs(payload, model_kwargs, path):
+    """Raise CheckpointError naming every architecture argument where checkpoint and config differ."""
+    saved = payload["model_kwargs"]
+    differences = [f"model.{key} {saved.get(key)!r} (checkpoint) vs {model_kwargs[key]!r} (config)"
+                   for key in ARCHITECTURE_KEYS if saved.get(key) != model_kwargs[key]]
+    if differences:
+        raise CheckpointError(f"checkpoint {path} belongs to another model: {'; '.join(differences)}")
+
+
+def load_model_state(model, payload, path):
+    """Load the weights strictly (every parameter must match) or raise CheckpointError."""
+    try:
+        model.load_state_dict(payload["model"], strict=True)
+    except RuntimeError as error:
+        detail = " ".join(str(error).split())
+        raise CheckpointError(f"checkpoint {path} does not fit the model: {detail[:300]}") from None
+
+
+def _sync_folder(folder):
+    """Make the rename itself durable (POSIX; folders cannot be opened for syncing on Windows)."""
+    if os.name != "posix":
+        return
+    descriptor = os.open(folder, os.O_RDONLY)
+    try:
+        os.fsync(descriptor)
+    finally:
+        os.close(descriptor)

@@ -1,0 +1,228 @@
+"""The video: read once from HDF5, split in time, served as windows of consecutive frames.
+
+File format (the course's): dataset ``/rgb_images`` holds the frames in temporal order, either one
+encoded image (PNG or JPEG bytes, variable-length uint8) per row, or raw uint8 frames of shape
+(N, H, W) or (N, H, W, 3). Colour becomes grayscale with the ITU-R 601-2 luma transform (Pillow's
+``convert("L")``). An optional group ``/meta`` holds 1-D per-frame datasets (e.g. game state).
+
+The decoded frames stay in memory as one uint8 tensor; a batch of windows is gathered with a single
+indexing operation and only then converted to float in [0, 1].
+"""
+from concurrent.futures import ThreadPoolExecutor
+from io import BytesIO
+from pathlib import Path
+
+import h5py
+import numpy as np
+import torch
+from PIL import Image
+
+from model.config import DEFAULT_HDF5_FILE
+
+# ITU-R 601-2 luma in Pillow's fixed-point form, so raw RGB frames match decoded ones exactly.
+_LUMA_WEIGHTS = np.array([19595, 38470, 7471], dtype=np.uint32)
+
+
+class DataError(Exception):
+    """The video cannot be read or does not fit the config; the message is one line."""
+
+
+def resolve_data_path(hdf5_file, scratch=None):
+    """The data file to read: with --scratch DIR a leading './' of the configured path becomes DIR/."""
+    if scratch is not None and hdf5_file.startswith("./"):
+        return Path(scratch) / hdf5_file[2:]
+    return Path(hdf5_file)
+
+
+def needs_default_video(hdf5_file, path):
+    """True when the configured file is the built-in default video and it does not exist yet."""
+    return hdf5_file == DEFAULT_HDF5_FILE and path == Path(DEFAULT_HDF5_FILE) and not path.exists()
+
+
+def load_frames(path, num_workers=0):
+    """Read /rgb_images -> uint8 array (N, H, W) grayscale; encoded rows are decoded with num_workers threads."""
+    with _open(path) as file:
+        if "rgb_images" not in file or not isinstance(file["rgb_images"], h5py.Dataset):
+            found = ", ".join(sorted(file.keys())) or "nothing"
+            raise DataError(f"{path} has no dataset /rgb_images (found: {found})")
+        dataset = file["rgb_images"]
+        if dataset.shape is None or len(dataset.shape) == 0 or dataset.shape[0] == 0:
+            raise DataError(f"{path}: /rgb_images holds no frames")
+        if h5py.check_vlen_dtype(dataset.dtype) is not None or dataset.dtype.kind == "V":
+            rows = dataset[()]  # one encoded image per row (vlen uint8, bytes or opaque)
+            frames = _decode_rows(path, rows, num_workers)
+        elif dataset.dtype == np.uint8 and (dataset.ndim == 3 or (dataset.ndim == 4 and dataset.shape[-1] == 3)):
+            frames = _to_gray(dataset[()])
+        else:
+            raise DataError(f"{path}: /rgb_images must hold encoded images or uint8 frames (N, H, W) or "
+                            f"(N, H, W, 3), got {dataset.dtype} of shape {dataset.shape}")
+    return frames
+
+
+def load_metadata(path):
+    """The 1-D per-frame datasets of the /meta group -> dict name -> array (empty without /meta)."""
+    with _open(path) as file:
+        group = file.get("meta")
+        if not isinstance(group, h5py.Group):
+            return {}
+        return {name: item[()] for name, item in group.items()
+                if isinstance(item, h5py.Dataset) and item.ndim == 1}
+
+
+def check_frames(frames, path, model_cfg):
+    """Raise DataError when the video does not fit the model section of the config."""
+    count, height, width = frames.shape
+    if (height, width) != (model_cfg.image_height, model_cfg.image_width):
+        raise DataError(f"{path} has frames of {height}x{width} (HxW) but the config asks for "
+                        f"model.image_height {model_cfg.image_height} and model.image_width "
+                        f"{model_cfg.image_width}")
+    if count < model_cfg.num_frames:
+        raise DataError(f"{path} holds {count} frames, fewer than model.num_frames {model_cfg.num_frames}")
+
+
+def split_frames(frames, validation_fraction, num_frames):
+    """Temporal split -> (train, validation): the last validation_fraction of the frames is held out.
+
+    The two parts are separate arrays, so no window can cross the boundary. With a fraction of 0
+    the validation part is empty (None).
+    """
+    held_out = round(len(frames) * validation_fraction)
+    if held_out == 0:
+        return frames, None
+    train, validation = frames[:-held_out], frames[-held_out:]
+    for name, part in (("training", train), ("validation", validation)):
+        if len(part) < num_frames:
+            raise DataError(f"the {name} part of the video has {len(part)} frames, fewer than "
+                            f"model.num_frames {num_frames} (video of {len(frames)} frames, "
+                            f"data.validation_fraction {validation_fraction})")
+    return train, validation
+
+
+class FrameWindows:
+    """All windows of num_frames consecutive frames of one part of the video.
+
+    frames: uint8 (N, H, W), kept as one tensor on ``device``; window i is frames[i : i + T].
+    ``first_frame`` is the index of frames[0] in the whole video (for naming outputs).
+    """
+
+    def __init__(self, frames, num_frames, device="cpu", first_frame=0):
+        self.frames = torch.as_tensor(np.ascontiguousarray(frames), dtype=torch.uint8).to(device)
+        self.num_frames = num_frames
+        self.first_frame = first_frame
+        self.offsets = torch.arange(num_frames, device=self.frames.device)  # (T,)
+
+    def __len__(self):
+        return len(self.frames) - self.num_frames + 1
+
+    @property
+    def device(self):
+        return self.frames.device
+
+    def batch(self, starts):
+        """starts (B,) long window indices -> float frames (B, T, H, W) in [0, 1]."""
+        index = starts.to(self.device)[:, None] + self.offsets  # (B, T)
+        return self.frames[index].float() / 255
+
+
+class WindowSampler:
+    """Shuffled batches of window indices, epoch after epoch, for one of world_size processes.
+
+    Every epoch draws a fresh permutation from a seeded torch.Generator; each process takes every
+    world_size-th index of it (rank, rank + world_size, ...) and cuts that into full batches.
+    ``state_dict`` holds the generator state at the start of the current epoch plus the position in
+    it, so a resumed run sees exactly the batches an uninterrupted one would have seen.
+    """
+
+    def __init__(self, num_windows, batch_size, seed, rank=0, world_size=1):
+        self.num_windows = num_windows
+        self.batch_size = batch_size
+        self.rank, self.world_size = rank, world_size
+        self.batches_per_epoch = num_windows // world_size // batch_size
+        if self.batches_per_epoch == 0:
+            raise DataError(f"the training part of the video has {num_windows} windows, fewer than one "
+                            f"batch of model.batch_size {batch_size}"
+                            + (f" per process ({world_size} processes)" if world_size > 1 else ""))
+        self.generator = torch.Generator().manual_seed(seed)
+        self.epoch, self.position = 0, 0
+        self._draw_epoch()
+
+    def _draw_epoch(self):
+        self._epoch_start_state = self.generator.get_state()
+        order = torch.randperm(self.num_windows, generator=self.generator)
+        mine = order[self.rank: self.batches_per_epoch * self.batch_size * self.world_size: self.world_size]
+        self._batches = mine.view(self.batches_per_epoch, self.batch_size)  # (batches, B)
+
+    def next_batch(self):
+        """-> window indices (B,) long of the next batch."""
+        if self.position == self.batches_per_epoch:
+            self.epoch, self.position = self.epoch + 1, 0
+            self._draw_epoch()
+        batch = self._batches[self.position]
+        self.position += 1
+        return batch
+
+    @property
+    def progress(self):
+        """Epochs done as a float (3.25 = a quarter into the fourth epoch)."""
+        return self.epoch + self.position / self.batches_per_epoch
+
+    def state_dict(self):
+        return {"epoch": self.epoch, "position": self.position, "generator": self._epoch_start_state}
+
+    def load_state_dict(self, state):
+        self.generator.set_state(state["generator"])
+        self._draw_epoch()
+        self.epoch, self.position = state["epoch"], state["position"]
+
+
+def evaluation_indices(num_windows, batch_size, max_batches=None):
+    """Window indices for an evaluation: all, or max_batches * batch_size spread evenly over the part."""
+    if max_batches is None or max_batches * batch_size >= num_windows:
+        return torch.arange(num_windows)
+    return torch.linspace(0, num_windows - 1, max_batches * batch_size).round().long()
+
+
+def _open(path):
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(f"data file not found: {path}")
+    try:
+        return h5py.File(path, "r")
+    except OSError as error:
+        raise DataError(f"{path} is not a readable HDF5 file ({_first_line(error)})") from None
+
+
+def _decode_rows(path, rows, num_workers):
+    """Encoded images (N rows of uint8 bytes) -> uint8 (N, H, W); checks that all sizes agree."""
+    def decode(i):
+        try:
+            row = rows[i]
+            encoded = row if isinstance(row, bytes) else row.tobytes()
+            with Image.open(BytesIO(encoded)) as image:
+                return np.asarray(image.convert("L"))
+        except Exception as error:  # Pillow raises many types for damaged data
+            raise DataError(f"{path}: frame {i} of /rgb_images cannot be decoded ({_first_line(error)})") from None
+
+    if num_workers > 0:
+        with ThreadPoolExecutor(max_workers=num_workers) as pool:
+            frames = list(pool.map(decode, range(len(rows))))
+    else:
+        frames = [decode(i) for i in range(len(rows))]
+    for i, frame in enumerate(frames):
+        if frame.shape != frames[0].shape:
+            raise DataError(f"{path}: frame {i} is {frame.shape[0]}x{frame.shape[1]} (HxW) but frame 0 is "
+                            f"{frames[0].shape[0]}x{frames[0].shape[1]}; all frames must have one size")
+    return np.stack(frames)
+
+
+def _to_gray(frames):
+    """uint8 (N, H, W) or (N, H, W, 3) -> uint8 (N, H, W), exactly as Pillow's convert("L")."""
+    if frames.ndim == 3:
+        return frames
+    luma = frames.astype(np.uint32) @ _LUMA_WEIGHTS  # (N, H, W)
+    return ((luma + 0x8000) >> 16).astype(np.uint8)
+
+
+def _first_line(error):
+    text = str(error).strip()
+    return text.splitlines()[0] if text else type(error).__name__

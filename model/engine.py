@@ -1,0 +1,333 @@
+"""The training loop of the predictive ViT, written once: CPU and GPU run the same code.
+
+One optimizer step = gradient_accumulation_steps batches; the learning rate warms up linearly and
+then follows a cosine down to learning_rate * min_lr_ratio. Every log_every steps a record goes to
+metrics.jsonl, every validate_every steps the held-out part of the video is evaluated (best.ckpt
+keeps the lowest validation loss), every quicksave_every steps and at the end quicksave.ckpt is
+written. A StopFlag (set by the CLI's signal handlers) ends the run after the current step with a
+quicksave; a non-finite loss ends it with TrainingError before anything bad is saved.
+
+For several processes (rank, world_size) the sampler already shards the data and only rank 0
+logs and writes files; the model itself is not wrapped here.
+"""
+import json
+import math
+import sys
+import time
+from contextlib import nullcontext
+from pathlib import Path
+
+import torch
+from torch.optim.lr_scheduler import LambdaLR
+from tqdm import tqdm
+
+from model.checkpoint import FORMAT_VERSION, check_model_kwargs, load_checkpoint, load_model_state, save_checkpoint
+from model.data import FrameWindows, WindowSampler, evaluation_indices, split_frames
+from model.metrics import copy_last_frame_baseline, frame_metrics, mean_frame_baseline, psnr
+from model.vit import VisionTransformer, model_kwargs
+from nn.loss import masked_l1_ssim_loss
+
+QUICKSAVE = "quicksave.ckpt"
+BEST = "best.ckpt"
+METRICS = "metrics.jsonl"
+
+
+class TrainingError(Exception):
+    """Training cannot go on (a non-finite loss); the message is one line."""
+
+
+class StopFlag:
+    """Asks the loop to stop after the current step; ``reason`` names who asked (e.g. 'SIGTERM')."""
+
+    def __init__(self):
+        self.reason = None
+
+    def request(self, reason):
+        self.reason = reason
+
+    def __bool__(self):
+        return self.reason is not None
+
+
+def train(cfg, frames, run_dir, *, device="cpu", seed=1234, resume=None, stop=None, rank=0, world_size=1,
+          log=None, on_record=None):
+    """Train on a video and write cfg.json, metrics.jsonl, quicksave.ckpt and best.ckpt into run_dir.
+
+    cfg: Config; frames: uint8 (N, H, W) of the whole video (checked against the config);
+    resume: a checkpoint path to continue from exactly where it stopped; stop: StopFlag;
+    log: callable for one-line messages (default: written above the progress bar);
+    on_record: called with every metrics.jsonl record (a dict); it may call stop.request(reason),
+    e.g. to prune a hyperparameter trial, and the run then ends after this step with a quicksave.
+    Returns a summary dict: step, total_steps, best_val_loss, val (last validation or None),
+    stopped (the stop reason or None), seconds, quicksave (path).
+    """
+    device = torch.device(device)
+    stop = stop if stop is not None else StopFlag()
+    log = log or tqdm.write
+    is_main = rank == 0
+    run_dir = Path(run_dir)
+    m, t = cfg.model, cfg.training
+    accumulation = m.gradient_accumulation_steps
+    torch.manual_seed(seed)
+
+    # Data: the temporal split, windows on the device, a resumable shuffled order.
+    train_frames, val_frames = split_frames(frames, cfg.data.validation_fraction, m.num_frames)
+    train_windows = FrameWindows(train_frames, m.num_frames, device)
+    val_windows = None if val_frames is None else FrameWindows(val_frames, m.num_frames, device,
+                                                                first_frame=len(train_frames))
+    mean_frame = mean_frame_baseline(train_frames).to(device)  # (H, W)
+    sampler = WindowSampler(len(train_windows), m.batch_size, seed, rank, world_size)
+    total_steps = t.max_steps or max(1, cfg.epochs * sampler.batches_per_epoch // accumulation)
+
+    # Model and optimisation.
+    model = VisionTransformer.from_config(m).to(device)
+    optimizer = make_optimizer(model, cfg)
+    scheduler = LambdaLR(optimizer, warmup_cosine(t.warmup_steps, total_steps, t.min_lr_ratio))
+    autocast, scaler = mixed_precision(device, m.mixed_precision)
+    mask_generator = torch.Generator().manual_seed(seed)  # random patch masks (num_frames == 1)
+
+    step, best_val_loss, seconds_before = 0, math.inf, 0.0
+    if resume is not None:
+        payload = load_checkpoint(resume)  # on the CPU; load_state_dict moves tensors to the device
+        check_model_kwargs(payload, model_kwargs(m), resume)
+        load_model_state(model, payload, resume)
+        optimizer.load_state_dict(payload["optimizer"])
+        scheduler.load_state_dict(payload["scheduler"])
+        if payload["scaler"]:  # empty when saved without fp16 loss scaling (CPU, bf16)
+            scaler.load_state_dict(payload["scaler"])
+        sampler.load_state_dict(payload["sampler"])
+        mask_generator.set_state(payload["mask_generator"])
+        torch.set_rng_state(payload["torch_rng"])
+        if device.type == "cuda" and "cuda_rng" in payload:
+            torch.cuda.set_rng_state(payload["cuda_rng"], device)
+        step, best_val_loss, seconds_before = payload["step"], payload["best_val_loss"], payload["seconds"]
+
+    def checkpoint(seconds):
+        payload = {
+            "format_version": FORMAT_VERSION, "model": model.state_dict(), "model_kwargs": model_kwargs(m),
+            "config": cfg.to_dict(), "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
+            "scaler": scaler.state_dict(), "step": step, "epoch": sampler.progress,
+            "sampler": sampler.state_dict(), "mask_generator": mask_generator.get_state(),
+            "torch_rng": torch.get_rng_state(), "best_val_loss": best_val_loss, "seconds": seconds,
+            "seed": seed,
+        }
+        if device.type == "cuda":
+            payload["cuda_rng"] = torch.cuda.get_rng_state(device)
+        return payload
+
+    if is_main:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        write_json_atomically(run_dir / "cfg.json", cfg.to_dict())
+        keep_metrics_until(run_dir / METRICS, step)
+
+    progress = tqdm(total=total_steps, initial=step, disable=not is_main, dynamic_ncols=True,
+                    mininterval=0.5 if sys.stderr.isatty() else 30, desc=cfg.model_path)
+    sums, summed_steps = torch.zeros(5), 0  # loss, l1, ssim, psnr, grad norm since the last record
+    last_val = None
+    start = time.perf_counter()
+    model.train()
+    while step < total_steps and not stop:
+        lr = scheduler.get_last_lr()[0]
+        optimizer.zero_grad(set_to_none=True)
+        parts = torch.zeros(4, device=device)  # loss, l1, ssim, masked mse of this step
+        for _ in range(accumulation):
+            batch = train_windows.batch(sampler.next_batch())  # (B, T, H, W)
+            with autocast():
+                out = model(batch, generator=mask_generator)
+            # Only the last frame holds masked pixels (the only frame when T == 1), so the loss
+            # of the window is the loss of that frame; computing SSIM on it alone is T times cheaper.
+            prediction = out["prediction"][:, -1:].float()  # (B, 1, H, W)
+            target, pixel_mask = batch[:, -1:], out["pixel_mask"][:, -1:]
+            loss, l1, ssim_value = masked_l1_ssim_loss(prediction, target, pixel_mask)
+            scaler.scale(loss / accumulation).backward()
+            mse = ((prediction.detach() - target) ** 2 * pixel_mask).sum() / pixel_mask.sum()
+            parts += torch.stack([loss.detach(), l1.detach(), ssim_value.detach(), mse]) / accumulation
+        loss, l1, ssim_value, mse = parts.tolist()  # one device sync per step
+        if not math.isfinite(loss):
+            progress.close()
+            raise TrainingError(f"the loss became {loss} at step {step + 1}; training stopped, "
+                                f"{_last_good(run_dir)}")
+        grad_norm = math.nan
+        if t.grad_clip > 0:
+            scaler.unscale_(optimizer)
+            grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), t.grad_clip).item()
+            # With fp16 loss scaling an overflow is expected; the scaler skips that step itself.
+            if not math.isfinite(grad_norm) and not scaler.is_enabled():
+                progress.close()
+                raise TrainingError(f"the gradient norm became {grad_norm} at step {step + 1}; training "
+                                    f"stopped, {_last_good(run_dir)}")
+        scaler.step(optimizer)
+        scaler.update()
+        scheduler.step()
+        step += 1
+
+        step_psnr = psnr(torch.tensor(mse)).item()
+        sums += torch.tensor([loss, l1, ssim_value, step_psnr, grad_norm])
+        summed_steps += 1
+        progress.update(1)
+        progress.set_postfix(loss=f"{loss:.4f}", L1=f"{l1:.4f}", SSIM=f"{ssim_value:.3f}",
+                             PSNR=f"{step_psnr:.1f}", refresh=False)
+
+        last = step == total_steps
+        validate = val_windows is not None and (step % t.validate_every == 0 or last) and not stop
+        if is_main and (step % t.log_every == 0 or validate or last or stop):
+            seconds = seconds_before + time.perf_counter() - start
+            mean = (sums / summed_steps).tolist()
+            record = {"step": step, "epoch": round(sampler.progress, 4), "lr": lr, "seconds": round(seconds, 2),
+                      "train_loss": mean[0], "train_l1": mean[1], "train_ssim": mean[2], "train_psnr": mean[3]}
+            if t.grad_clip > 0:
+                record["grad_norm"] = mean[4]
+            sums, summed_steps = torch.zeros(5), 0
+            if validate:
+                last_val = evaluate(model, val_windows, batch_size=m.batch_size, max_batches=t.validation_batches,
+                                    mean_frame=mean_frame, autocast=autocast)
+                record.update({f"val_{key}": value for key, value in last_val.items()})
+                log(f"step {step}: {describe_metrics(last_val)}")
+                if last_val["loss"] < best_val_loss:
+                    best_val_loss = last_val["loss"]
+                    save_checkpoint(run_dir / BEST, checkpoint(seconds))
+            with open(run_dir / METRICS, "a", encoding="utf-8") as file:
+                file.write(json.dumps(record) + "\n")
+            if on_record is not None:
+                on_record(record)
+        if is_main and (step % t.quicksave_every == 0 or last or stop):
+            save_checkpoint(run_dir / QUICKSAVE, checkpoint(seconds_before + time.perf_counter() - start))
+    progress.close()
+    return {"step": step, "total_steps": total_steps, "best_val_loss": best_val_loss, "val": last_val,
+            "stopped": stop.reason, "seconds": seconds_before + time.perf_counter() - start,
+            "quicksave": str(run_dir / QUICKSAVE)}
+
+
+@torch.no_grad()
+def evaluate(model, windows, *, batch_size, max_batches=None, mean_frame=None, autocast=nullcontext, seed=0):
+    """Mean metrics of the model on windows (all, or max_batches batches spread over them) -> dict.
+
+    num_frames > 1: the predicted last frame (clamped to [0, 1]) against the true one, next to the
+    copy-last-frame baseline on the same windows. num_frames == 1: the masked pixels of the
+    reconstruction (the masks drawn from ``seed``, the same every call). With mean_frame (H, W) the
+    mean training frame is a second baseline. Keys: loss, l1, mse, psnr, ssim, then copy_last_* and
+    mean_frame_* for the baselines, and windows (how many were evaluated). PSNR is that of the mean MSE.
+    """
+    was_training = model.training
+    model.eval()
+    generator = torch.Generator().manual_seed(seed)
+    totals, count = {}, 0
+
+    def add(prefix, metrics):
+        for key, values in metrics.items():
+            if key != "psnr":  # PSNR is computed once from the mean MSE
+                totals[prefix + key] = totals.get(prefix + key, 0.0) + values.sum().item()
+
+    for starts in evaluation_indices(len(windows), batch_size, max_batches).split(batch_size):
+        frames = windows.batch(starts)  # (B, T, H, W)
+        with autocast():
+            out = model(frames, generator=generator)
+        prediction = out["prediction"].float()
+        loss, _, _ = masked_l1_ssim_loss(prediction[:, -1:], frames[:, -1:], out["pixel_mask"][:, -1:])
+        totals["loss"] = totals.get("loss", 0.0) + loss.item() * len(starts)
+        target = frames[:, -1]  # (B, H, W): the predicted frame, or the single reconstructed one
+        mask = out["pixel_mask"][:, -1] if model.num_frames == 1 else None
+        add("", frame_metrics(prediction[:, -1].clamp(0, 1), target, mask))
+        if model.num_frames > 1:
+            add("copy_last_", frame_metrics(copy_last_frame_baseline(frames[:, :-1]), target))
+        if mean_frame is not None:
+            add("mean_frame_", frame_metrics(mean_frame.expand_as(target), target, mask))
+        count += len(starts)
+    model.train(was_training)
+    result = {"loss": totals["loss"] / count}
+    for prefix in ("", "copy_last_", "mean_frame_"):
+        if prefix + "mse" in totals:
+            mse = totals[prefix + "mse"] / count
+            result.update({prefix + "l1": totals[prefix + "l1"] / count, prefix + "mse": mse,
+                           prefix + "psnr": psnr(torch.tensor(mse)).item(),
+                           prefix + "ssim": totals[prefix + "ssim"] / count})
+    return {**result, "windows": count}
+
+
+def load_model(checkpoint_path, model_cfg, device="cpu"):
+    """A VisionTransformer in eval mode with a checkpoint's weights -> (model, payload).
+
+    The checkpoint's architecture must match model_cfg (CheckpointError names the differences).
+    """
+    payload = load_checkpoint(checkpoint_path)
+    check_model_kwargs(payload, model_kwargs(model_cfg), checkpoint_path)
+    model = VisionTransformer.from_config(model_cfg)
+    load_model_state(model, payload, checkpoint_path)
+    return model.to(device).eval(), payload
+
+
+def describe_metrics(metrics):
+    """One line: the model's validation metrics and the baselines'."""
+    def part(prefix):
+        return (f"L1 {metrics[prefix + 'l1']:.4f} PSNR {metrics[prefix + 'psnr']:.2f} dB "
+                f"SSIM {metrics[prefix + 'ssim']:.4f}")
+
+    line = f"val loss {metrics['loss']:.4f} | {part('')}"
+    if "copy_last_l1" in metrics:
+        line += f" | copy-last {part('copy_last_')}"
+    if "mean_frame_l1" in metrics:
+        line += f" | mean-frame {part('mean_frame_')}"
+    return line
+
+
+def make_optimizer(model, cfg):
+    """AdamW or RAdam; weight decay only on matrices (weights, positional embedding), not on biases or norms."""
+    decay = [p for p in model.parameters() if p.dim() >= 2]
+    no_decay = [p for p in model.parameters() if p.dim() < 2]
+    groups = [{"params": decay, "weight_decay": cfg.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+    if cfg.training.optimizer == "radam":
+        return torch.optim.RAdam(groups, lr=cfg.learning_rate, decoupled_weight_decay=True)
+    return torch.optim.AdamW(groups, lr=cfg.learning_rate)
+
+
+def warmup_cosine(warmup_steps, total_steps, min_lr_ratio):
+    """Learning-rate factor per step: linear warm-up to 1, then cosine down to min_lr_ratio at total_steps."""
+    def factor(step):
+        if step < warmup_steps:
+            return (step + 1) / warmup_steps
+        progress = min(1.0, (step - warmup_steps) / max(1, total_steps - warmup_steps))
+        return min_lr_ratio + (1 - min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * progress))
+
+    return factor
+
+
+def mixed_precision(device, enabled):
+    """-> (autocast context factory, GradScaler) for the device.
+
+    On CUDA with mixed precision: bf16 where supported, else fp16 with loss scaling. On the CPU
+    everything stays float32 (CPU autocast rarely pays off for a model this small).
+    """
+    use = enabled and device.type == "cuda"
+    dtype = torch.bfloat16 if use and torch.cuda.is_bf16_supported() else torch.float16
+    scaler = torch.amp.GradScaler("cuda", enabled=use and dtype == torch.float16)
+
+    def autocast():
+        return torch.autocast("cuda", dtype=dtype) if use else nullcontext()
+
+    return autocast, scaler
+
+
+def write_json_atomically(path, data):
+    path = Path(path)
+    temporary = path.with_name(f".{path.name}.tmp")
+    temporary.write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
+    temporary.replace(path)
+
+
+def keep_metrics_until(path, step):
+    """Start metrics.jsonl afresh (step 0) or, when resuming, drop the records after the resumed step."""
+    path = Path(path)
+    kept = []
+    if step > 0 and path.exists():
+        kept = [line for line in path.read_text(encoding="utf-8").splitlines()
+                if line.strip() and json.loads(line)["step"] <= step]
+    temporary = path.with_name(f".{path.name}.tmp")
+    temporary.write_text("".join(line + "\n" for line in kept), encoding="utf-8")
+    temporary.replace(path)
+
+
+def _last_good(run_dir):
+    quicksave = Path(run_dir) / QUICKSAVE
+    if quicksave.exists():
+        return f"the last good checkpoint is {quicksave}"
+    return "no checkpoint was written yet"

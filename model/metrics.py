@@ -1,0 +1,49 @@
+"""Image quality of predicted frames, and the baselines a prediction has to beat.
+
+All frames are float in [0, 1]. Per-frame metrics return one value per frame (B,); with a pixel
+mask (B, H, W) they average over the masked pixels only (masked reconstruction, num_frames == 1).
+PSNR uses a data range of 1 and is capped at 100 dB (MSE floor 1e-10), since a baseline can be
+exactly right on a static scene.
+"""
+import torch
+
+from nn.loss import ssim
+
+MSE_FLOOR = 1e-10
+
+
+def frame_metrics(prediction, target, mask=None):
+    """prediction, target (B, H, W); mask (B, H, W) bool or None -> dict of (B,) tensors l1, mse, psnr, ssim."""
+    if mask is None:
+        mask = torch.ones_like(target, dtype=torch.bool)
+    weights = mask.to(target.dtype)
+    count = weights.sum(dim=(1, 2))  # (B,)
+
+    def per_frame_mean(values):  # (B, H, W) -> (B,)
+        return (values * weights).sum(dim=(1, 2)) / count
+
+    error = prediction - target
+    mse = per_frame_mean(error ** 2)
+    return {
+        "l1": per_frame_mean(error.abs()),
+        "mse": mse,
+        "psnr": psnr(mse),
+        "ssim": per_frame_mean(ssim(prediction[:, None], target[:, None])[:, 0]),
+    }
+
+
+def psnr(mse):
+    """Peak signal-to-noise ratio in dB for a data range of 1 (tensor in, tensor out)."""
+    return -10 * torch.log10(mse.clamp_min(MSE_FLOOR))
+
+
+def copy_last_frame_baseline(context):
+    """context (B, T-1, H, W) -> (B, H, W): predict that nothing moves."""
+    return context[:, -1]
+
+
+def mean_frame_baseline(train_frames):
+    """uint8 or float training frames (N, H, W) -> the mean frame (H, W) in [0, 1]."""
+    frames = torch.as_tensor(train_frames)
+    scale = 255.0 if frames.dtype == torch.uint8 else 1.0
+    return frames.double().mean(dim=0).float() / scale

@@ -1,0 +1,101 @@
+"""The predictive Vision Transformer: next-frame prediction as masked patch prediction.
+
+A window of T frames is cut into patches, the last frame's patches are hidden (or, with T == 1, a
+random share of the single frame's patches), and a stack of pre-norm transformer blocks fills them
+in from the visible ones. The reverse patch embedding turns the tokens back into frames.
+
+    frames (B, T, H, W) -> tokens (B, T*h*w, C) -> blocks -> LayerNorm -> frames (B, T, H, W)
+"""
+import dataclasses
+
+import torch
+from torch import nn as tnn
+
+from nn.attention import AttentionBlock, PatchEmbedding, ReversePatchEmbedding
+
+
+class VisionTransformer(tnn.Module):
+    """Predicts the masked pixels of a window of frames.
+
+    Ablations of the sheet are constructor options: ``attention=False`` replaces self-attention by
+    per-token feed-forward layers (2 (d)); ``positional_embedding=False`` drops the positional
+    embedding (2 (e)). ``residual=True`` (num_frames > 1 only) predicts the change from the last
+    seen frame: prediction of frame T-1 = frame T-2 + output. Its output projection then starts at
+    zero, so an untrained residual model already predicts the copy of the last frame and learns
+    only what moves. ``positional_init_std`` is the spread of the initial positional embedding.
+    """
+
+    def __init__(self, num_frames, image_height, image_width, patch_size, channels, num_heads, layers,
+                 attention=True, positional_embedding=True, residual=False, mask_percentage=0.5,
+                 fused_attention=True, positional_init_std=0.02):
+        super().__init__()
+        if isinstance(layers, bool) or not isinstance(layers, int) or layers < 1:
+            raise ValueError(f"layers must be a positive integer, got {layers!r}")
+        if residual and num_frames < 2:
+            raise ValueError("residual=True needs num_frames > 1 (a previous frame to add the change to)")
+        self.num_frames = num_frames
+        self.residual = residual
+        self.embedding = PatchEmbedding(num_frames, channels, patch_size, image_height, image_width,
+                                        positional_embedding=positional_embedding,
+                                        mask_percentage=mask_percentage,
+                                        positional_init_std=positional_init_std)
+        self.blocks = tnn.ModuleList(
+            AttentionBlock(channels, num_heads, attention=attention, fused=fused_attention)
+            for _ in range(layers))
+        self.norm = tnn.LayerNorm(channels)  # pre-norm blocks leave the residual stream unnormalised
+        self.reverse_embedding = ReversePatchEmbedding(num_frames, channels, patch_size, image_height,
+                                                       image_width)
+        if residual:
+            for parameter in self.reverse_embedding.parameters():
+                tnn.init.zeros_(parameter)
+
+    @classmethod
+    def from_config(cls, model_cfg):
+        """Build from the config's ``model`` section (a ModelConfig)."""
+        return cls(**model_kwargs(model_cfg))
+
+    def forward(self, frames, generator=None, return_attention=False):
+        """frames (B, T, H, W) in [0, 1] -> dict with
+
+        prediction (B, T, H, W): raw output (not clamped); only the masked pixels are predictions,
+        pixel_mask (B, T, H, W) bool: True where the input was hidden,
+        attention: list of (B, heads, N, N) per block (None for blocks without attention) when
+        return_attention, else None.
+        ``generator`` draws the random patch mask when num_frames == 1.
+        """
+        tokens, mask = self.embedding(frames, generator=generator)  # (B, N, C), (B, N)
+        attention = [] if return_attention else None
+        for block in self.blocks:
+            if return_attention:
+                tokens, weights = block(tokens, return_attention=True)
+                attention.append(weights)
+            else:
+                tokens = block(tokens)
+        prediction = self.reverse_embedding(self.norm(tokens))  # (B, T, H, W)
+        if self.residual:
+            last = prediction[:, -1] + frames[:, -2]  # (B, H, W): the change added to the last seen frame
+            prediction = torch.cat([prediction[:, :-1], last[:, None]], dim=1)
+        return {"prediction": prediction, "pixel_mask": self.embedding.pixel_mask(mask),
+                "attention": attention}
+
+    def predict_next_frame(self, context):
+        """context (B, T-1, H, W) in [0, 1] -> next frame (B, H, W) clamped to [0, 1].
+
+        A blank frame takes the place of the unknown one; it is masked anyway.
+        """
+        if self.num_frames < 2:
+            raise ValueError("predict_next_frame needs a model with num_frames > 1")
+        if context.dim() != 4 or context.shape[1] != self.num_frames - 1:
+            raise ValueError(f"context must have shape (B, {self.num_frames - 1}, H, W), "
+                             f"got {tuple(context.shape)}")
+        frames = torch.cat([context, torch.zeros_like(context[:, :1])], dim=1)  # (B, T, H, W)
+        return self(frames)["prediction"][:, -1].clamp(0, 1)
+
+
+def model_kwargs(model_cfg):
+    """The VisionTransformer arguments held by a ModelConfig (stored in checkpoints)."""
+    names = ("num_frames", "image_height", "image_width", "patch_size", "channels", "num_heads", "layers",
+             "attention", "positional_embedding", "residual", "mask_percentage", "fused_attention",
+             "positional_init_std")
+    values = dataclasses.asdict(model_cfg)
+    return {name: values[name] for name in names}

@@ -1,0 +1,239 @@
+"""The training loop and its command line: learning, run folder, exact resume, signals, bad checkpoints."""
+import json
+import math
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import h5py
+import numpy as np
+import pytest
+import torch
+
+import model.engine as engine
+from model import main as train_cli
+from model.checkpoint import load_checkpoint, save_checkpoint
+from model.config import config_from_dict, load_config
+from model.data import FrameWindows, load_frames
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def bouncing_square(num_frames=40, size=32):
+    """uint8 (N, size, size): a 6x6 square bouncing off the walls below a static grey bar."""
+    frames = np.zeros((num_frames, size, size), np.uint8)
+    frames[:, :3] = 80
+    x, y, vx, vy = 4, 10, 1, 1
+    for frame in frames:
+        frame[y: y + 6, x: x + 6] = 255
+        x, y = x + vx, y + vy
+        vx = -vx if not 0 < x < size - 6 else vx
+        vy = -vy if not 3 < y < size - 6 else vy
+    return frames
+
+
+def tiny_setup(tmp_path, model=None, training=None, **top):
+    """A 40-frame 32x32 video and a config for a 1-layer, 16-channel model -> config path."""
+    video = tmp_path / "video.hdf5"
+    if not video.exists():
+        with h5py.File(video, "w") as file:
+            file.create_dataset("rgb_images", data=bouncing_square())
+    raw = {"model_path": "tiny", "num_workers": 0, "learning_rate": 3e-3,
+           "data": {"hdf5_file": str(video), "validation_fraction": 0.2},
+           "model": {"batch_size": 4, "image_height": 32, "image_width": 32, "num_frames": 3, "channels": 16,
+                     "num_heads": 2, "layers": 1, "patch_size": 8, **(model or {})},
+           "training": {"warmup_steps": 2, "max_steps": 8, "quicksave_every": 4, "validate_every": 4,
+                        "validation_batches": 2, "log_every": 1, **(training or {})}, **top}
+    path = tmp_path / "tiny.json"
+    path.write_text(json.dumps(raw))
+    return path
+
+
+def records(run_dir):
+    return [json.loads(line) for line in (Path(run_dir) / "metrics.jsonl").read_text().splitlines()]
+
+
+def cli(config, out, *flags):
+    return train_cli.main(["-cfg", str(config), "--out-dir", str(out), *flags])
+
+
+def test_tiny_config_overfits_a_tiny_video(tmp_path):
+    cfg = config_from_dict({"model_path": "overfit", "num_workers": 0, "learning_rate": 3e-3,
+                            "data": {"validation_fraction": 0.0},
+                            "model": {"batch_size": 8, "image_height": 32, "image_width": 32, "channels": 32,
+                                      "layers": 1, "patch_size": 8},
+                            "training": {"warmup_steps": 10, "max_steps": 120, "log_every": 10}})
+    summary = engine.train(cfg, bouncing_square(), tmp_path, log=lambda line: None)
+    losses = [record["train_loss"] for record in records(tmp_path)]
+    assert summary["step"] == 120 and summary["val"] is None
+    assert losses[-1] < 0.6 * losses[0], losses
+
+
+def test_cli_trains_and_writes_the_run_folder(tmp_path, capsys):
+    config = tiny_setup(tmp_path)
+    assert cli(config, tmp_path / "out", "--train", "--max-steps", "6") == 0
+    run_dir = tmp_path / "out" / "tiny.device0"
+    files = sorted(p.name for p in run_dir.iterdir())
+    assert files == ["best.ckpt", "cfg.json", "metrics.jsonl", "quicksave.ckpt"]
+    saved_cfg = json.loads((run_dir / "cfg.json").read_text())
+    assert saved_cfg["training"]["max_steps"] == 6 and config_from_dict(saved_cfg).model.channels == 16
+    log = records(run_dir)
+    assert [r["step"] for r in log] == [1, 2, 3, 4, 5, 6]
+    assert {"epoch", "lr", "seconds", "train_loss", "train_l1", "train_ssim", "train_psnr"} <= set(log[0])
+    for r in (log[3], log[5]):  # validated at step 4 and at the end
+        assert {"val_loss", "val_l1", "val_mse", "val_psnr", "val_ssim", "val_copy_last_l1",
+                "val_copy_last_psnr", "val_copy_last_ssim"} <= set(r)
+    payload = torch.load(run_dir / "quicksave.ckpt", weights_only=True)
+    assert payload["step"] == 6 and payload["config"] == saved_cfg
+    assert "trained 6 steps" in capsys.readouterr().out
+
+
+def test_resume_reproduces_the_uninterrupted_run(tmp_path):
+    config = tiny_setup(tmp_path, model={"gradient_accumulation_steps": 2}, training={"max_steps": 9})
+    cfg, frames = load_config(config), load_frames(tmp_path / "video.hdf5")
+    engine.train(cfg, frames, tmp_path / "whole", seed=1234, log=lambda line: None)
+
+    stop = engine.StopFlag()
+
+    def stop_at_step_5(record):  # mid-epoch, between quicksaves, after a validation
+        if record["step"] == 5:
+            stop.request("test")
+
+    run_dir = tmp_path / "out" / "tiny.device0"
+    summary = engine.train(cfg, frames, run_dir, seed=1234, stop=stop, on_record=stop_at_step_5,
+                           log=lambda line: None)
+    assert summary["stopped"] == "test" and summary["step"] == 5
+    assert load_checkpoint(run_dir / "quicksave.ckpt")["step"] == 5
+    assert cli(config, tmp_path / "out", "--train", "--load", str(run_dir / "quicksave.ckpt")) == 0
+
+    whole, resumed = records(tmp_path / "whole"), records(run_dir)
+    assert [r["step"] for r in resumed] == list(range(1, 10))
+    for a, b in zip(whole, resumed):
+        assert (a["train_loss"], a["lr"], a.get("val_loss")) == (b["train_loss"], b["lr"], b.get("val_loss"))
+    final_whole = load_checkpoint(tmp_path / "whole" / "quicksave.ckpt")["model"]
+    final_resumed = load_checkpoint(run_dir / "quicksave.ckpt")["model"]
+    assert all(torch.equal(final_whole[name], final_resumed[name]) for name in final_whole)
+
+
+@pytest.mark.parametrize("signal_name, exit_code", [("SIGINT", 130), ("SIGTERM", 143)])
+def test_a_signal_finishes_the_step_and_quicksaves(tmp_path, signal_name, exit_code):
+    config = tiny_setup(tmp_path, training={"quicksave_every": 100000, "validate_every": 100000})
+    process = subprocess.Popen([sys.executable, "-m", "model.main", "-cfg", str(config), "--train",
+                                "--max-steps", "100000", "--out-dir", str(tmp_path / "out")],
+                               cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    metrics = tmp_path / "out" / "tiny.device0" / "metrics.jsonl"
+    deadline = time.monotonic() + 120
+    while not (metrics.exists() and metrics.read_text().count("\n") >= 2):
+        assert process.poll() is None and time.monotonic() < deadline, process.communicate()
+        time.sleep(0.1)
+    process.send_signal(getattr(signal, signal_name))
+    out, err = process.communicate(timeout=120)
+    assert process.returncode == exit_code, err
+    assert "Traceback" not in err
+    saved = load_checkpoint(tmp_path / "out" / "tiny.device0" / "quicksave.ckpt")
+    assert saved["step"] == records(metrics.parent)[-1]["step"] >= 2
+    assert f"stopped by {signal_name} after step {saved['step']}" in out
+    assert "resume with: python -m model.main -cfg" in out and "--load" in out
+
+
+def test_non_finite_loss_stops_and_keeps_the_last_checkpoint(tmp_path, monkeypatch, capsys):
+    config = tiny_setup(tmp_path, training={"quicksave_every": 2})
+    loss_fn, calls = engine.masked_l1_ssim_loss, []
+
+    def failing_loss(prediction, target, mask):
+        loss, l1, ssim_value = loss_fn(prediction, target, mask)
+        if torch.is_grad_enabled():  # training steps only, not validation
+            calls.append(1)
+            if len(calls) == 5:
+                loss = loss * math.nan
+        return loss, l1, ssim_value
+
+    monkeypatch.setattr(engine, "masked_l1_ssim_loss", failing_loss)
+    assert cli(config, tmp_path / "out", "--train") == 1
+    quicksave = tmp_path / "out" / "tiny.device0" / "quicksave.ckpt"
+    err = capsys.readouterr().err.splitlines()[-1]  # after the progress bar
+    assert err == (f"error: the loss became nan at step 5; training stopped, "
+                   f"the last good checkpoint is {quicksave}")
+    assert load_checkpoint(quicksave)["step"] == 4
+
+
+def test_a_crash_while_saving_keeps_the_previous_checkpoint(tmp_path, monkeypatch):
+    path = tmp_path / "quicksave.ckpt"
+    save_checkpoint(path, {"step": 1, "weights": torch.ones(3)})
+
+    def crash(payload, file):
+        file.write(b"half a checkpoint")
+        raise OSError("disk full")
+
+    monkeypatch.setattr(torch, "save", crash)
+    with pytest.raises(OSError, match="disk full"):
+        save_checkpoint(path, {"step": 2, "weights": torch.zeros(3)})
+    monkeypatch.undo()
+    assert torch.load(path, weights_only=True)["step"] == 1
+    assert [p.name for p in tmp_path.iterdir()] == ["quicksave.ckpt"]  # no temporary file left
+
+
+def test_bad_checkpoints_give_one_line(tmp_path, capsys):
+    config = tiny_setup(tmp_path)
+    assert cli(config, tmp_path / "out", "--train", "--max-steps", "1") == 0
+    good = tmp_path / "out" / "tiny.device0" / "quicksave.ckpt"
+    truncated = tmp_path / "truncated.ckpt"
+    truncated.write_bytes(good.read_bytes()[:1000])
+    foreign = tmp_path / "foreign.ckpt"
+    torch.save({"weights": torch.ones(2)}, foreign)
+    capsys.readouterr()
+    cases = [(tmp_path / "missing.ckpt", "checkpoint not found"), (truncated, "is truncated or corrupt"),
+             (foreign, "is not a checkpoint of this project")]
+    for path, message in cases:
+        assert cli(config, tmp_path / "out", "--validate", "--load", str(path)) == 1
+        err = capsys.readouterr().err
+        assert err.startswith("error: ") and message in err and err.count("\n") == 1
+
+    (tmp_path / "other").mkdir()
+    other = tiny_setup(tmp_path / "other", model={"channels": 32, "layers": 2})
+    assert cli(other, tmp_path / "out", "--validate", "--load", str(good)) == 1
+    assert ("belongs to another model: model.channels 16 (checkpoint) vs 32 (config); "
+            "model.layers 1 (checkpoint) vs 2 (config)") in capsys.readouterr().err
+
+
+def test_validate_writes_the_metrics(tmp_path, capsys):
+    config = tiny_setup(tmp_path)
+    assert cli(config, tmp_path / "out", "--train", "--max-steps", "2") == 0
+    best = tmp_path / "out" / "tiny.device0" / "best.ckpt"
+    assert cli(config, tmp_path / "out", "--validate", "--load", str(best)) == 0
+    result = json.loads((best.parent / "validation.json").read_text())
+    assert result["windows"] == 6  # all windows of the 8 held-out frames
+    assert result["step"] == 2 and result["checkpoint"] == str(best)
+    expected = {"loss", "l1", "mse", "psnr", "ssim", "copy_last_l1", "copy_last_psnr", "mean_frame_ssim"}
+    assert expected <= set(result)
+    assert "copy-last" in capsys.readouterr().out
+
+
+def test_missing_video_exits_1(tmp_path, capsys):
+    config = tiny_setup(tmp_path, data={"hdf5_file": str(tmp_path / "nope.hdf5")})
+    assert cli(config, tmp_path / "out", "--train") == 1
+    assert capsys.readouterr().err == f"error: data file not found: {tmp_path / 'nope.hdf5'}\n"
+
+
+def test_masked_reconstruction_and_accumulation(tmp_path):
+    cfg = config_from_dict({"num_workers": 0, "data": {"validation_fraction": 0.2},
+                            "model": {"batch_size": 4, "image_height": 32, "image_width": 32, "num_frames": 1,
+                                      "channels": 16, "layers": 1, "patch_size": 8,
+                                      "gradient_accumulation_steps": 2},
+                            "training": {"optimizer": "radam", "max_steps": 2, "log_every": 1}})
+    summary = engine.train(cfg, bouncing_square(), tmp_path, log=lambda line: None)
+    assert load_checkpoint(tmp_path / "quicksave.ckpt")["sampler"]["position"] == 4  # 2 steps x 2 batches
+    assert "copy_last_l1" not in summary["val"] and "mean_frame_l1" in summary["val"]
+    model, _ = engine.load_model(tmp_path / "quicksave.ckpt", cfg.model)
+    windows = FrameWindows(bouncing_square()[32:], 1)
+    first, second = (engine.evaluate(model, windows, batch_size=4) for _ in range(2))
+    assert first == second  # the evaluation masks come from a fixed seed
+
+
+def test_warmup_then_cosine():
+    factor = engine.warmup_cosine(warmup_steps=10, total_steps=110, min_lr_ratio=0.1)
+    assert factor(0) == pytest.approx(0.1) and factor(9) == pytest.approx(1.0)
+    assert factor(10) == pytest.approx(1.0) and factor(60) == pytest.approx(0.55)
+    assert factor(110) == pytest.approx(0.1) and factor(500) == pytest.approx(0.1)

@@ -1,0 +1,124 @@
+"""The VisionTransformer wiring: shapes, masking, ablation switches, residual mode, next-frame prediction."""
+import pytest
+import torch
+
+from model.config import Config, with_overrides
+from model.vit import VisionTransformer, model_kwargs
+
+TINY = dict(num_frames=3, image_height=16, image_width=24, patch_size=8, channels=16, num_heads=2, layers=2)
+
+
+def tiny(**changes):
+    torch.manual_seed(0)
+    return VisionTransformer(**{**TINY, **changes}).eval()
+
+
+def frames(batch=2, num_frames=3, seed=1):
+    return torch.rand(batch, num_frames, 16, 24, generator=torch.Generator().manual_seed(seed))
+
+
+def test_forward_shapes_and_the_masked_last_frame():
+    out = tiny()(frames())
+    assert out["prediction"].shape == (2, 3, 16, 24)
+    mask = out["pixel_mask"]
+    assert mask.dtype == torch.bool and mask.shape == (2, 3, 16, 24)
+    assert mask[:, -1].all() and not mask[:, :-1].any()
+    assert out["attention"] is None
+
+
+def test_the_hidden_frame_cannot_leak_into_the_prediction():
+    model = tiny()
+    x = frames()
+    changed = x.clone()
+    changed[:, -1] = torch.rand_like(changed[:, -1])
+    torch.testing.assert_close(model(x)["prediction"], model(changed)["prediction"], rtol=0, atol=0)
+
+
+def test_the_seen_frames_do_matter():
+    model = tiny()
+    x = frames()
+    changed = x.clone()
+    changed[:, 0] = 1 - changed[:, 0]
+    assert not torch.allclose(model(x)["prediction"][:, -1], model(changed)["prediction"][:, -1])
+
+
+def test_single_frame_masks_a_share_of_the_patches():
+    model = tiny(num_frames=1, mask_percentage=0.5)
+    out = model(frames(batch=4, num_frames=1), generator=torch.Generator().manual_seed(0))
+    assert out["pixel_mask"].float().mean(dim=(1, 2, 3)).tolist() == [0.5] * 4  # 3 of 6 patches each
+    again = model(frames(batch=4, num_frames=1), generator=torch.Generator().manual_seed(0))
+    assert torch.equal(out["pixel_mask"], again["pixel_mask"])  # the generator fixes the masks
+
+
+def test_attention_maps_per_block():
+    out = tiny()(frames(), return_attention=True)
+    assert len(out["attention"]) == 2
+    for weights in out["attention"]:
+        assert weights.shape == (2, 2, 18, 18)  # (B, heads, N, N), N = 3 frames * 2 * 3 patches
+        torch.testing.assert_close(weights.sum(-1), torch.ones(2, 2, 18))
+    assert tiny(attention=False)(frames(), return_attention=True)["attention"] == [None, None]
+
+
+def test_ablation_switches_change_the_parameters():
+    names = set(dict(tiny().named_parameters()))
+    assert any("positional" in name for name in names)
+    assert not any("positional" in name for name in dict(tiny(positional_embedding=False).named_parameters()))
+    no_attention = set(dict(tiny(attention=False).named_parameters()))
+    assert not any("qkv" in name for name in no_attention)
+
+
+def test_fused_and_written_out_attention_share_weights():
+    fused, plain = tiny(fused_attention=True), tiny(fused_attention=False)
+    plain.load_state_dict(fused.state_dict(), strict=True)
+    x = frames()
+    torch.testing.assert_close(fused(x)["prediction"], plain(x)["prediction"], rtol=1e-5, atol=1e-6)
+
+
+def test_residual_starts_as_the_copy_of_the_last_seen_frame():
+    model = tiny(residual=True)
+    x = frames()
+    torch.testing.assert_close(model(x)["prediction"][:, -1], x[:, -2])
+    loss = (model.train()(x)["prediction"][:, -1] - x[:, -1]).abs().mean()
+    loss.backward()
+    assert all(p.grad is not None for p in model.reverse_embedding.parameters())
+    assert model.reverse_embedding.to_pixels.weight.grad.abs().sum() > 0  # it can learn from zero
+    with pytest.raises(ValueError, match="residual=True needs num_frames > 1"):
+        tiny(num_frames=1, residual=True)
+
+
+def test_predict_next_frame_uses_a_blank_last_frame_and_clamps():
+    model = tiny()
+    context = frames()[:, :2]
+    next_frame = model.predict_next_frame(context)
+    assert next_frame.shape == (2, 16, 24)
+    assert next_frame.min() >= 0 and next_frame.max() <= 1
+    blank = torch.cat([context, torch.zeros(2, 1, 16, 24)], dim=1)
+    torch.testing.assert_close(next_frame, model(blank)["prediction"][:, -1].clamp(0, 1))
+    with pytest.raises(ValueError, match=r"context must have shape \(B, 2, H, W\)"):
+        model.predict_next_frame(frames())
+    with pytest.raises(ValueError, match="needs a model with num_frames > 1"):
+        tiny(num_frames=1).predict_next_frame(context[:, :0])
+
+
+def test_from_config():
+    cfg = with_overrides(Config(), {"model.channels": 32, "model.layers": 1, "model.positional_embedding": False})
+    model = VisionTransformer.from_config(cfg.model)
+    assert len(model.blocks) == 1 and model.embedding.positional_embedding is None
+    assert model_kwargs(cfg.model)["channels"] == 32
+    out = model(torch.rand(1, 3, 144, 160))
+    assert out["prediction"].shape == (1, 3, 144, 160)
+
+
+def test_positional_init_std_sets_the_spread_and_defaults_to_vit():
+    assert model_kwargs(Config().model)["positional_init_std"] == 0.02
+    torch.manual_seed(0)
+    default = VisionTransformer(**TINY).embedding.positional_embedding
+    torch.manual_seed(0)
+    same = VisionTransformer(**TINY, positional_init_std=0.02).embedding.positional_embedding
+    torch.testing.assert_close(default, same, rtol=0, atol=0)  # the default is the old initialisation
+    wide = tiny(positional_init_std=1.0).embedding.positional_embedding
+    assert 0.01 < default.std().item() < 0.03 and 0.6 < wide.std().item() < 1.1
+    with pytest.raises(ValueError, match="positional_init_std must be positive"):
+        tiny(positional_init_std=0.0)
+    cfg = with_overrides(Config(), {"model.positional_init_std": 1.0})
+    assert model_kwargs(cfg.model)["positional_init_std"] == 1.0

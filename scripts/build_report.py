@@ -1,0 +1,356 @@
+"""Build the submission PDF: fill docs/report.md's placeholders from results files, render with fpdf2.
+
+    python scripts/build_report.py                    # docs/report.md -> docs/report.pdf
+    python scripts/build_report.py --check            # only resolve the placeholders
+
+Placeholders (paths relative to the repository root, or to --root):
+    {{ value: results/vit/summary.json | full.one_step.psnr.mean | .2f }}
+        one number or string from a JSON file by dotted path (list indices allowed: runs.0.loss);
+        the last field is a Python format spec and may be left out.
+    {{ table: results/timeseries/summary.md }}            a Markdown table file, included as is
+    {{ figure: results/timeseries/curve.png | caption | width=0.8 }}
+        a figure scaled to a fraction of the text width (default 1), numbered, with its caption
+    {{ authors }}                                         docs/authors.yaml as a table
+Table, figure and authors placeholders stand alone on their line. HTML comments are removed before
+anything else, so a placeholder whose results do not exist yet can wait inside <!-- -->.
+A missing file or key stops the build with one line naming the placeholder (exit 1), never a blank.
+"""
+import argparse
+import json
+import os
+import re
+import sys
+from datetime import datetime, timezone
+from pathlib import Path
+
+import markdown
+import matplotlib
+import yaml
+from fpdf import FPDF, FontFace, TextStyle
+from PIL import Image
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+FONT_DIR = Path(matplotlib.get_data_path()) / "fonts" / "ttf"
+AUTHOR_KEYS = ("name", "matriculation", "email")
+FONT_FILES = {"": "", "B": "-Bold", "I": "-Oblique", "BI": "-BoldOblique"}
+
+PLACEHOLDER = re.compile(r"\{\{(.*?)\}\}")
+COMMENT = re.compile(r"<!--.*?-->", re.DOTALL)
+HEADING = re.compile(r"^(#{1,6})\s+(.*?)\s*#*$")
+FIGURE = re.compile(r"^!\[(?P<caption>.*)\]\((?P<path>[^()]+)\)\{width=(?P<width>[\d.]+)\}$")
+SEPARATOR_CELL = re.compile(r"^:?-+:?$")
+NUMBER = re.compile(r"^[-+−]?[\d.,]+(e[-+]?\d+)?\s*(±\s*[\d.,]+(e[-+]?\d+)?)?\s*[%×x]?$", re.IGNORECASE)
+
+BODY_PT, TABLE_PT, MIN_TABLE_PT = 10, 9, 6.5
+CELL_PAD = 1.5  # mm left and right of a table cell's text
+
+
+class ReportError(Exception):
+    """A placeholder that cannot be resolved or a source that cannot be rendered."""
+
+
+def lookup(data, dotted):
+    """Follow 'a.b.0.c' through nested dicts and lists; raise KeyError naming the first missing step."""
+    for key in dotted.split("."):
+        if isinstance(data, list) and key.lstrip("-").isdigit() and -len(data) <= int(key) < len(data):
+            data = data[int(key)]
+        elif isinstance(data, dict) and key in data:
+            data = data[key]
+        else:
+            raise KeyError(key)
+    return data
+
+
+def read_table(path):
+    """Markdown table text from a file, checked to be a header row, a separator row and body rows."""
+    lines = path.read_text(encoding="utf-8").strip().splitlines()
+    if len(lines) < 2 or not all(line.lstrip().startswith("|") for line in lines) or not all(
+        SEPARATOR_CELL.match(cell.strip()) for cell in split_row(lines[1])
+    ):
+        raise ValueError(f"{path.name} is not a Markdown table (header row, separator row, body rows)")
+    return "\n".join(lines)
+
+
+def read_authors(path):
+    """docs/authors.yaml (a list of name, matriculation, email) as a Markdown table."""
+    entries = yaml.safe_load(path.read_text(encoding="utf-8"))
+    if not isinstance(entries, list) or not entries:
+        raise ValueError("must be a non-empty list of authors")
+    rows = ["| Name | Matriculation number | E-mail |", "|---|---|---|"]
+    for number, entry in enumerate(entries, 1):
+        fields = [str(entry.get(key) or "").strip() for key in AUTHOR_KEYS] if isinstance(entry, dict) else []
+        if len(fields) < len(AUTHOR_KEYS) or not all(fields):
+            raise ValueError(f"author {number} needs a name, matriculation and email")
+        rows.append("| " + " | ".join(fields) + " |")
+    return "\n".join(rows)
+
+
+def resolve(kind, fields, root, authors, json_cache):
+    """The Markdown text one placeholder stands for; raises OSError, KeyError or ValueError."""
+    if kind == "authors" and not fields:
+        return read_authors(authors)
+    if kind == "value" and len(fields) in (2, 3):
+        path = root / fields[0]
+        if path not in json_cache:
+            json_cache[path] = json.loads(path.read_text(encoding="utf-8"))
+        value = lookup(json_cache[path], fields[1])
+        if isinstance(value, (dict, list)):
+            raise ValueError(f"'{fields[1]}' is a {type(value).__name__}, not a value")
+        return format(value, fields[2]) if len(fields) == 3 else str(value)
+    if kind == "table" and len(fields) == 1:
+        return read_table(root / fields[0])
+    if kind == "figure" and len(fields) in (2, 3):
+        path, width = root / fields[0], fields[2].replace(" ", "") if len(fields) == 3 else "width=1"
+        with Image.open(path):  # fails now, not at render time, for a missing or broken image
+            pass
+        if not re.fullmatch(r"width=(1(\.0*)?|0?\.\d*[1-9]\d*)", width):
+            raise ValueError(f"'{width}' is not width=W with 0 < W <= 1")
+        return f"![{fields[1]}]({path.resolve()}){{{width}}}"
+    raise ValueError("unknown placeholder; use value:, table:, figure: or authors")
+
+
+def fill_placeholders(text, root, authors, source_name="report.md"):
+    """Remove HTML comments and replace every {{ }} placeholder; return (filled text, number replaced)."""
+    text = COMMENT.sub(lambda m: "\n" * m.group().count("\n"), text)  # keep line numbers for errors
+    json_cache, count = {}, 0
+
+    def replace(match):
+        nonlocal count
+        kind, _, rest = match.group(1).strip().partition(":")
+        fields = [field.strip() for field in rest.split("|")] if rest.strip() else []
+        line_no = text.count("\n", 0, match.start()) + 1
+        where = f"{source_name}:{line_no}: {match.group()}"
+        line = text[text.rfind("\n", 0, match.start()) + 1:].split("\n", 1)[0]
+        if kind.strip() in ("table", "figure", "authors") and line.strip() != match.group():
+            raise ReportError(f"{where}: must stand alone on its line")
+        try:
+            replacement = resolve(kind.strip(), fields, Path(root), Path(authors), json_cache)
+        except KeyError as error:
+            raise ReportError(f"{where}: no key '{error.args[0]}' in {fields[0]}") from None
+        except FileNotFoundError:
+            raise ReportError(f"{where}: no file {fields[0] if fields else authors}") from None
+        except (OSError, ValueError, TypeError, yaml.YAMLError) as error:
+            raise ReportError(f"{where}: {str(error).splitlines()[0]}") from None
+        count += 1
+        return replacement
+
+    return PLACEHOLDER.sub(replace, text), count
+
+
+def split_row(line):
+    """'| a | b \\| c |' -> ['a', 'b | c']."""
+    line = line.strip().removeprefix("|")
+    line = line[:-1] if line.endswith("|") and not line.endswith("\\|") else line
+    return [cell.strip().replace("\\|", "|") for cell in re.split(r"(?<!\\)\|", line)]
+
+
+def plain(text):
+    """Cell or caption text without Markdown markup, for measuring."""
+    return re.sub(r"\*\*|(?<!\w)\*|\*(?!\w)|`", "", text)
+
+
+def is_code(cell):
+    """A table cell that is one code span, set in the mono font."""
+    return re.fullmatch(r"`[^`]+`", cell) is not None
+
+
+def fpdf_markup(text):
+    """Standard Markdown emphasis to fpdf2's inline markup (**bold**, __italics__); code spans lose their ticks."""
+    for marker in ("__", "--", "~~"):
+        text = text.replace(marker, "\\" + marker)  # literal in Markdown, markup in fpdf2
+    text = re.sub(r"`([^`]*)`", r"\1", text)
+    return re.sub(r"(?<![*\w])\*(?!\*)(.+?)(?<!\*)\*(?![*\w])", r"__\1__", text)
+
+
+def split_blocks(text):
+    """Filled Markdown -> [(kind, payload)]: heading, table (list of lines), figure, text (Markdown)."""
+    blocks, pending, fenced = [], [], False
+
+    def flush():
+        if "".join(pending).strip():
+            blocks.append(("text", "\n".join(pending)))
+        pending.clear()
+
+    for line in text.splitlines():
+        fence = line.lstrip().startswith("```")
+        fenced ^= fence
+        kind = (None if fenced or fence else "heading" if HEADING.match(line) else
+                "figure" if FIGURE.match(line) else "table" if line.lstrip().startswith("|") else None)
+        if kind is None:
+            pending.append(line)
+        elif kind == "table" and not pending and blocks and blocks[-1][0] == "table":
+            blocks[-1][1].append(line)
+        else:
+            flush()
+            blocks.append((kind, [line] if kind == "table" else (HEADING if kind == "heading" else FIGURE).match(line)))
+    flush()
+    return blocks
+
+
+class ReportPDF(FPDF):
+    """A4 with DejaVu fonts and 'page / pages' in the footer."""
+
+    def __init__(self):
+        super().__init__(format="A4")
+        self.set_margins(20, 18, 20)
+        self.set_auto_page_break(True, margin=18)
+        for family, stem in (("DejaVu", "DejaVuSans"), ("DejaVuMono", "DejaVuSansMono")):
+            for style, suffix in FONT_FILES.items():
+                self.add_font(family, style, FONT_DIR / f"{stem}{suffix}.ttf")
+        self.figures = 0
+
+    def footer(self):
+        self.set_y(-12)
+        self.set_font("DejaVu", "", 8)
+        self.cell(0, 5, f"{self.page_no()} / {{nb}}", align="C")
+
+    def heading_block(self, match):
+        level, title = len(match.group(1)), plain(match.group(2))
+        size, space = {1: (17, 2), 2: (13, 6), 3: (11, 4)}.get(level, (10, 3))
+        if self.will_page_break(space + 30):  # keep a heading with the start of its section
+            self.add_page()
+        self.ln(space if self.get_y() > self.t_margin + 1 else 0)
+        self.set_font("DejaVu", "B", size)
+        if level in (2, 3):  # the PDF outline: sections and subsections
+            self.start_section(title, level=level - 2)
+        self.multi_cell(0, size * 0.5, title, align="C" if level == 1 else "L", new_x="LMARGIN", new_y="NEXT")
+        self.ln(2 if level == 1 else 0)
+
+    def text_block(self, text):
+        self.set_font("DejaVu", "", BODY_PT)
+        html = markdown.markdown(text, extensions=["fenced_code", "sane_lists"])
+        html = re.sub(r"<(p|ul|ol)>", r'<\1 line-height="1.3">', html)  # fpdf2's default spacing is 1.0
+        # spacing above each block only; a zero margin would mean fpdf2's default (one font size)
+        above, below = 2.2, 0.01
+        self.write_html(html, li_prefix_color=(60, 60, 60), tag_styles={
+            "code": FontFace(family="DejaVuMono", size_pt=BODY_PT - 1),
+            "pre": TextStyle(font_family="DejaVuMono", font_size_pt=BODY_PT - 1.5, t_margin=above, b_margin=below),
+            "blockquote": TextStyle(color="#7a2e00", l_margin=6, t_margin=above, b_margin=below),
+            "li": TextStyle(l_margin=5, t_margin=0.8),
+            **{tag: TextStyle(t_margin=above, b_margin=below) for tag in ("p", "ul", "ol")},
+        })
+        self.ln(above)
+
+    def column_widths(self, rows, numeric, size):
+        """Per column at this font size: the width (mm) that keeps every cell on one line, and the least
+        width: the longest word of the heading and of text cells, but whole numeric cells (numbers never wrap)."""
+        natural, least = [0.0] * len(numeric), [0.0] * len(numeric)
+        for r, row in enumerate(rows):
+            for c, cell in enumerate(row):
+                self.set_font("DejaVuMono" if is_code(cell) else "DejaVu", "B" if r == 0 or "**" in cell else "", size)
+                text = plain(cell)
+                pieces = [text] if numeric[c] and r > 0 else text.split()
+                natural[c] = max(natural[c], self.get_string_width(text) + 2 * CELL_PAD + 0.5)
+                least[c] = max([least[c]] + [self.get_string_width(p) + 2 * CELL_PAD + 0.5 for p in pieces])
+        return natural, least
+
+    def table_layout(self, rows, spec):
+        """Font size, column widths (mm, summing to at most the text width) and alignments of a table.
+
+        Numeric columns align right unless the separator row says otherwise (':--', ':-:', '--:')."""
+        numeric = []
+        for c in range(len(spec)):
+            body = [plain(row[c]) for row in rows[1:] if plain(row[c]) not in ("", "—", "-")]
+            numeric.append(bool(body) and all(NUMBER.match(text) for text in body))
+        align = tuple("C" if cell.startswith(":") and cell.endswith(":") else
+                      "R" if cell.endswith(":") or (numeric[c] and not cell.startswith(":")) else "L"
+                      for c, cell in enumerate(spec))
+        # Largest font at which the table fits: all on one line if possible, else wrapping headings and
+        # text; at the smallest font, whatever still does not fit is squeezed.
+        size = TABLE_PT
+        while True:
+            natural, least = self.column_widths(rows, numeric, size)
+            if sum(natural) <= self.epw:
+                return size, natural, align
+            if sum(least) <= self.epw:
+                slack = [n - m for n, m in zip(natural, least)]
+                return size, [m + (self.epw - sum(least)) * s / sum(slack) for m, s in zip(least, slack)], align
+            if size <= MIN_TABLE_PT:
+                return size, [m * self.epw / sum(least) for m in least], align
+            size -= 0.5
+
+    def table_block(self, lines):
+        rows = [split_row(line) for line in lines]
+        if len(rows) < 2 or not all(SEPARATOR_CELL.match(cell) for cell in rows[1]):
+            raise ReportError(f"table without a separator row: {lines[0].strip()}")
+        spec, rows = rows[1], [rows[0]] + rows[2:]
+        if any(len(row) > len(spec) for row in rows):
+            raise ReportError(f"table row with more cells than its separator row: {lines[0].strip()}")
+        rows = [row + [""] * (len(spec) - len(row)) for row in rows]
+        size, widths, align = self.table_layout(rows, spec)
+        self.ln(1)
+        self.set_font("DejaVu", "", size)
+        self.set_draw_color(120)
+        with self.table(width=sum(widths), col_widths=widths, text_align=align, markdown=True,
+                        borders_layout="HORIZONTAL_LINES", line_height=size / self.k * 1.35,
+                        padding=(0.7, CELL_PAD), headings_style=FontFace(emphasis="BOLD", fill_color=235)) as table:
+            for r, row in enumerate(rows):
+                cells = table.row()
+                for cell in row:
+                    cells.cell(fpdf_markup(cell), style=FontFace("DejaVuMono") if r and is_code(cell) else None)
+        self.ln(3)
+
+    def figure_block(self, match):
+        path, caption = Path(match["path"]), fpdf_markup(match["caption"])
+        with Image.open(path) as image:
+            aspect = image.height / image.width
+        width = self.epw * float(match["width"])
+        self.set_font("DejaVu", "", 9)
+        caption_height = 5 * (1 + self.get_string_width(plain(caption)) // self.epw) + 4
+        height = width * aspect
+        if height > self.eph - caption_height:  # a tall figure shrinks to fit one page
+            height = self.eph - caption_height
+            width = height / aspect
+        if self.will_page_break(height + caption_height):
+            self.add_page()
+        self.ln(1)
+        self.image(str(path), x=self.l_margin + (self.epw - width) / 2, w=width, h=height)
+        self.figures += 1
+        self.multi_cell(0, 4.5, f"**Figure {self.figures}:** {caption}", align="C", markdown=True,
+                        new_x="LMARGIN", new_y="NEXT")
+        self.ln(3)
+
+
+def render_pdf(text, out):
+    """Render filled Markdown to a PDF at out; return the page count."""
+    pdf = ReportPDF()
+    if "SOURCE_DATE_EPOCH" in os.environ:  # reproducible bytes for a committed PDF
+        pdf.set_creation_date(datetime.fromtimestamp(int(os.environ["SOURCE_DATE_EPOCH"]), timezone.utc))
+    pdf.add_page()
+    for kind, payload in split_blocks(text):
+        getattr(pdf, f"{kind}_block")(payload)
+    Path(out).parent.mkdir(parents=True, exist_ok=True)
+    pdf.output(str(out))
+    return pdf.pages_count
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--root", type=Path, default=REPO_ROOT, help="folder all other paths start from")
+    parser.add_argument("--source", default="docs/report.md")
+    parser.add_argument("--out", default="docs/report.pdf")
+    parser.add_argument("--authors", default="docs/authors.yaml")
+    parser.add_argument("--check", action="store_true", help="only resolve the placeholders")
+    args = parser.parse_args(argv)
+    source = args.root / args.source
+    try:
+        if not source.is_file():
+            raise ReportError(f"no source file {source}")
+        filled, count = fill_placeholders(source.read_text(encoding="utf-8"), args.root,
+                                          args.root / args.authors, args.source)
+        todos = len(re.findall(r"\bTODO\b", filled))
+        if todos:
+            print(f"note: {todos} TODO marker(s) remain in {args.source}", file=sys.stderr)
+        if args.check:
+            print(f"ok: {count} placeholder(s) resolved in {args.source}")
+            return 0
+        pages = render_pdf(filled, args.root / args.out)
+    except ReportError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 1
+    print(f"wrote {args.out} ({pages} page(s), {count} placeholder(s))")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,132 @@
+"""scripts/build_report.py: placeholders resolve from results files or fail with one clear line; the PDF builds."""
+import importlib.util
+import json
+import re
+from pathlib import Path
+
+import pytest
+from PIL import Image
+
+SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "build_report.py"
+spec = importlib.util.spec_from_file_location("build_report", SCRIPT)
+build_report = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(build_report)
+
+TABLE = """| task | model | accuracy |
+|---|---|---|
+| memory | LSTM | 0.981 ± 0.012 |"""
+WIDE_TABLE = "\n".join([
+    "| configuration | attention | pos. emb. | one-step L1 | one-step PSNR [dB] | SSIM | rollout PSNR @10 | wall time [min] |",
+    "|---|---|---|---|---|---|---|---|",
+    *[f"| config/vit_{name}.json (a long description) | yes | no | 0.0123 ± 0.0004 | 31.2 ± 0.4 | 0.941 ± 0.003"
+      f" | 24.8 ± 1.1 | 42.5 |" for name in ("cpu", "noattention", "nopos")],
+])
+AUTHORS = """- name: Student One
+  matriculation: "0000001"
+  email: one@example.org
+"""
+
+
+@pytest.fixture
+def root(tmp_path):
+    """A results folder with a JSON summary, two Markdown tables, a PNG and an authors file."""
+    (tmp_path / "results").mkdir()
+    summary = {"full": {"one_step": {"psnr": {"mean": 31.23456}}}, "runs": [{"loss": 0.5}, {"loss": 0.01234}],
+               "best": "vit_best"}
+    (tmp_path / "results" / "summary.json").write_text(json.dumps(summary))
+    (tmp_path / "results" / "summary.md").write_text(TABLE + "\n")
+    (tmp_path / "results" / "wide.md").write_text(WIDE_TABLE)
+    Image.new("RGB", (300, 150), (30, 120, 200)).save(tmp_path / "results" / "curve.png")
+    (tmp_path / "authors.yaml").write_text(AUTHORS)
+    return tmp_path
+
+
+def fill(root, text):
+    return build_report.fill_placeholders(text, root, root / "authors.yaml")[0]
+
+
+@pytest.mark.parametrize("placeholder, expected", [
+    ("{{ value: results/summary.json | full.one_step.psnr.mean | .2f }}", "31.23"),
+    ("{{value:results/summary.json|full.one_step.psnr.mean}}", "31.23456"),
+    ("{{ value: results/summary.json | runs.1.loss | .1e }}", "1.2e-02"),
+    ("{{ value: results/summary.json | runs.-1.loss | .1% }}", "1.2%"),
+    ("{{ value: results/summary.json | best }}", "vit_best"),
+])
+def test_value_formats_a_number_found_by_dotted_path(root, placeholder, expected):
+    assert fill(root, f"PSNR {placeholder} dB") == f"PSNR {expected} dB"
+
+
+def test_table_figure_and_authors_expand_to_markdown(root):
+    assert fill(root, "{{ table: results/summary.md }}") == TABLE
+    figure = build_report.FIGURE.match(fill(root, "{{ figure: results/curve.png | A curve. | width=0.5 }}"))
+    assert figure.group("caption", "width") == ("A curve.", "0.5")
+    assert Path(figure["path"]) == (root / "results" / "curve.png").resolve()
+    assert build_report.FIGURE.match(fill(root, "{{ figure: results/curve.png | A curve. }}"))["width"] == "1"
+    assert fill(root, "{{ authors }}").splitlines() == [
+        "| Name | Matriculation number | E-mail |", "|---|---|---|", "| Student One | 0000001 | one@example.org |"]
+
+
+def test_placeholders_inside_comments_are_not_resolved(root):
+    text = "a\n<!-- planned:\n{{ table: results/not_yet.md }} -->\nb {{ value: results/summary.json | best }}"
+    assert fill(root, text) == "a\n\n\nb vit_best"
+
+
+@pytest.mark.parametrize("placeholder, message", [
+    ("{{ value: results/missing.json | a.b }}", "no file results/missing.json"),
+    ("{{ value: results/summary.json | full.two_step.psnr }}", "no key 'two_step' in results/summary.json"),
+    ("{{ value: results/summary.json | runs.2.loss }}", "no key '2' in results/summary.json"),
+    ("{{ value: results/summary.json | runs }}", "'runs' is a list, not a value"),
+    ("{{ value: results/summary.json | best | .2f }}", "Unknown format code 'f'"),
+    ("{{ table: results/missing.md }}", "no file results/missing.md"),
+    ("{{ table: results/summary.json }}", "summary.json is not a Markdown table"),
+    ("{{ figure: results/missing.png | caption }}", "no file results/missing.png"),
+    ("{{ figure: results/curve.png | caption | width=1.5 }}", "'width=1.5' is not width=W with 0 < W <= 1"),
+    ("{{ plot: results/curve.png }}", "unknown placeholder"),
+])
+def test_unresolvable_placeholder_fails_with_one_line_naming_it(root, placeholder, message):
+    with pytest.raises(build_report.ReportError) as error:
+        fill(root, f"intro\n\n{placeholder}\n")
+    assert str(error.value).startswith(f"report.md:3: {placeholder}: ")
+    assert message in str(error.value) and "\n" not in str(error.value)
+
+
+def test_block_placeholder_inside_a_paragraph_and_incomplete_authors_are_refused(root):
+    with pytest.raises(build_report.ReportError, match="must stand alone on its line"):
+        fill(root, "see {{ table: results/summary.md }}")
+    (root / "authors.yaml").write_text("- name: Student One\n  matriculation: 1\n")
+    with pytest.raises(build_report.ReportError, match="author 1 needs a name, matriculation and email"):
+        fill(root, "{{ authors }}")
+
+
+def test_cli_reports_a_missing_key_on_stderr_and_exits_1(root, capsys):
+    (root / "report.md").write_text("{{ value: results/summary.json | full.nope }}\n")
+    code = build_report.main(["--root", str(root), "--source", "report.md", "--authors", "authors.yaml", "--check"])
+    err = capsys.readouterr().err.strip()
+    assert code == 1 and err.count("\n") == 0
+    assert err == "error: report.md:1: {{ value: results/summary.json | full.nope }}: no key 'nope' in results/summary.json"
+
+
+def test_wide_table_fits_the_text_width_with_numbers_right_aligned():
+    pdf = build_report.ReportPDF()
+    rows = [build_report.split_row(line) for line in WIDE_TABLE.splitlines()]
+    size, widths, align = pdf.table_layout([rows[0]] + rows[2:], rows[1])
+    assert sum(widths) <= pdf.epw + 1e-6 and size >= build_report.MIN_TABLE_PT
+    assert align == ("L", "L", "L", "R", "R", "R", "R", "R")
+
+
+def test_markdown_emphasis_becomes_fpdf_markup_and_literal_markers_stay_literal():
+    assert build_report.fpdf_markup("*best* **0.98** `--train` __init__") == r"__best__ **0.98** \--train \__init\__"
+
+
+def test_small_report_builds_to_a_pdf(root, capsys):
+    (root / "docs").mkdir()
+    (root / "docs" / "report.md").write_text(
+        "# Title\n\n{{ authors }}\n\n## Results\n\nPSNR {{ value: results/summary.json | full.one_step.psnr.mean | .2f }}"
+        " dB, α ≤ β ± σ, `code`.\n\n- one\n- two\n\n{{ table: results/summary.md }}\n\n{{ table: results/wide.md }}\n\n"
+        "{{ figure: results/curve.png | A blue rectangle. | width=0.6 }}\n"
+    )
+    code = build_report.main(["--root", str(root), "--authors", "authors.yaml"])
+    pdf = (root / "docs" / "report.pdf").read_bytes()
+    pages = len(re.findall(rb"/Type /Page\b", pdf))
+    assert code == 0 and pdf.startswith(b"%PDF-") and pages >= 1
+    assert capsys.readouterr().out.strip() == f"wrote docs/report.pdf ({pages} page(s), 5 placeholder(s))"

@@ -62,13 +62,17 @@ def lookup(data, dotted):
 
 
 def read_table(path):
-    """Markdown table text from a file, checked to be a header row, a separator row and body rows."""
-    lines = path.read_text(encoding="utf-8").strip().splitlines()
-    if len(lines) < 2 or not all(line.lstrip().startswith("|") for line in lines) or not all(
-        SEPARATOR_CELL.match(cell.strip()) for cell in split_row(lines[1])
-    ):
-        raise ValueError(f"{path.name} is not a Markdown table (header row, separator row, body rows)")
-    return "\n".join(lines)
+    """The first Markdown table in a file (a results summary may have a heading and notes around it).
+
+    Checked to be a header row, a separator row and body rows.
+    """
+    lines = path.read_text(encoding="utf-8").splitlines()
+    start = next((i for i, line in enumerate(lines) if line.lstrip().startswith("|")), len(lines))
+    end = next((i for i in range(start, len(lines)) if not lines[i].lstrip().startswith("|")), len(lines))
+    table = lines[start:end]
+    if len(table) < 3 or not all(SEPARATOR_CELL.match(cell.strip()) for cell in split_row(table[1])):
+        raise ValueError(f"{path.name} holds no Markdown table (header row, separator row, body rows)")
+    return "\n".join(table)
 
 
 def read_authors(path):

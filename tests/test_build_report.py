@@ -66,6 +66,11 @@ def test_table_figure_and_authors_expand_to_markdown(root):
         "| Name | Matriculation number | E-mail |", "|---|---|---|", "| Student One | 0000001 | one@example.org |"]
 
 
+def test_table_is_taken_from_a_summary_with_prose_around_it(root):
+    (root / "results" / "notes.md").write_text("# Summary\n\nrun with seeds 0-4\n\n" + TABLE + "\n\nFigures: see below.\n")
+    assert fill(root, "{{ table: results/notes.md }}") == TABLE
+
+
 def test_placeholders_inside_comments_are_not_resolved(root):
     text = "a\n<!-- planned:\n{{ table: results/not_yet.md }} -->\nb {{ value: results/summary.json | best }}"
     assert fill(root, text) == "a\n\n\nb vit_best"
@@ -78,7 +83,7 @@ def test_placeholders_inside_comments_are_not_resolved(root):
     ("{{ value: results/summary.json | runs }}", "'runs' is a list, not a value"),
     ("{{ value: results/summary.json | best | .2f }}", "Unknown format code 'f'"),
     ("{{ table: results/missing.md }}", "no file results/missing.md"),
-    ("{{ table: results/summary.json }}", "summary.json is not a Markdown table"),
+    ("{{ table: results/summary.json }}", "summary.json holds no Markdown table"),
     ("{{ figure: results/missing.png | caption }}", "no file results/missing.png"),
     ("{{ figure: results/curve.png | caption | width=1.5 }}", "'width=1.5' is not width=W with 0 < W <= 1"),
     ("{{ plot: results/curve.png }}", "unknown placeholder"),

@@ -22,6 +22,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
+from model.scripts import non_negative_int, positive_int
 from model.video_io import VideoIOError, VideoWriter
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff"}
@@ -183,20 +184,6 @@ def convert(frames, out, height, width, resize, resample, max_frames=None, every
         for name, values in (meta or {}).items():
             writer.meta[name] = np.asarray(values)[kept]
     return writer.num_frames
-
-
-def positive_int(text):
-    value = int(text)
-    if value <= 0:
-        raise argparse.ArgumentTypeError(f"must be a positive integer, got {value}")
-    return value
-
-
-def non_negative_int(text):
-    value = int(text)
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"must be zero or positive, got {value}")
-    return value
 
 
 def parse_args(argv=None):

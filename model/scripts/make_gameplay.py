@@ -13,21 +13,8 @@ import time
 from pathlib import Path
 
 from model import gameplay
+from model.scripts import non_negative_int, positive_int
 from model.video_io import VideoIOError, write_gif
-
-
-def positive_int(text):
-    value = int(text)
-    if value <= 0:
-        raise argparse.ArgumentTypeError(f"must be a positive integer, got {value}")
-    return value
-
-
-def non_negative_int(text):
-    value = int(text)
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"must be zero or positive, got {value}")
-    return value
 
 
 def parse_args(argv=None):

@@ -66,6 +66,7 @@ def load_checkpoint(path, map_location="cpu"):
         payload = torch.load(path, map_location=map_location, weights_only=True)
     except (RuntimeError, EOFError, pickle.UnpicklingError, zipfile.BadZipFile, ValueError, OSError) as error:
         detail = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        detail = detail.split(". ")[0]  # torch's reader adds sentences of advice after the cause
         raise CheckpointError(f"checkpoint {path} is truncated or corrupt ({detail[:200]})") from None
     if not isinstance(payload, dict) or any(key not in payload for key in REQUIRED_KEYS):
         raise CheckpointError(f"{path} is not a checkpoint of this project (expected the keys "

@@ -7,17 +7,24 @@ keeps the lowest validation loss), every quicksave_every steps and at the end qu
 written. A StopFlag (set by the CLI's signal handlers) ends the run after the current step with a
 quicksave; a non-finite loss ends it with TrainingError before anything bad is saved.
 
-For several processes (rank, world_size) the sampler already shards the data and only rank 0
-logs and writes files; the model itself is not wrapped here.
+With several processes (rank, world_size; torch.distributed initialised by the caller) the model is
+wrapped in DistributedDataParallel, the sampler shards the data, and only rank 0 logs, validates and
+writes files, always from the unwrapped model, so the checkpoint format is that of one process. The
+ranks agree after every step: the logged losses are means over all ranks (a non-finite loss on one
+stops them all), a stop requested on any rank stops every rank after the same step, and rank 0
+shares the best validation loss.
 """
 import json
 import math
+import signal
 import sys
 import time
 from contextlib import nullcontext
 from pathlib import Path
 
 import torch
+import torch.distributed as dist
+from torch.nn.parallel import DistributedDataParallel
 from torch.optim.lr_scheduler import LambdaLR
 from tqdm import tqdm
 
@@ -54,7 +61,8 @@ def train(cfg, frames, run_dir, *, device="cpu", seed=1234, resume=None, stop=No
     """Train on a video and write cfg.json, metrics.jsonl, quicksave.ckpt and best.ckpt into run_dir.
 
     cfg: Config; frames: uint8 (N, H, W) of the whole video (checked against the config);
-    resume: a checkpoint path to continue from exactly where it stopped; stop: StopFlag;
+    resume: a checkpoint path to continue from exactly where it stopped; stop: StopFlag (with several
+    processes a request on any rank takes effect on all of them after the step they are in);
     log: callable for one-line messages (default: written above the progress bar);
     on_record: called with every metrics.jsonl record (a dict); it may call stop.request(reason),
     e.g. to prune a hyperparameter trial, and the run then ends after this step with a quicksave.
@@ -62,7 +70,9 @@ def train(cfg, frames, run_dir, *, device="cpu", seed=1234, resume=None, stop=No
     stopped (the stop reason or None), seconds, quicksave (path).
     """
     device = torch.device(device)
-    stop = stop if stop is not None else StopFlag()
+    requested = stop if stop is not None else StopFlag()  # set by signal handlers or on_record, any time
+    # With several processes the loop reads an agreed copy, updated for all ranks at once after each step.
+    stop = requested if world_size == 1 else StopFlag()
     log = log or tqdm.write
     is_main = rank == 0
     run_dir = Path(run_dir)
@@ -80,7 +90,10 @@ def train(cfg, frames, run_dir, *, device="cpu", seed=1234, resume=None, stop=No
     total_steps = t.max_steps or max(1, cfg.epochs * sampler.batches_per_epoch // accumulation)
 
     # Model and optimisation.
-    model = VisionTransformer.from_config(m).to(device)
+    model = VisionTransformer.from_config(m).to(device)  # the same initial weights on every rank (seed)
+    net = model
+    if world_size > 1:  # averages the gradients over the ranks during backward()
+        net = DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
     optimizer = make_optimizer(model, cfg)
     scheduler = LambdaLR(optimizer, warmup_cosine(t.warmup_steps, total_steps, t.min_lr_ratio))
     autocast, scaler = mixed_precision(device, m.mixed_precision)
@@ -130,18 +143,23 @@ def train(cfg, frames, run_dir, *, device="cpu", seed=1234, resume=None, stop=No
         lr = scheduler.get_last_lr()[0]
         optimizer.zero_grad(set_to_none=True)
         parts = torch.zeros(4, device=device)  # loss, l1, ssim, masked mse of this step
-        for _ in range(accumulation):
+        for micro_step in range(accumulation):
             batch = train_windows.batch(sampler.next_batch())  # (B, T, H, W)
-            with autocast():
-                out = model(batch, generator=mask_generator)
-            # Only the last frame holds masked pixels (the only frame when T == 1), so the loss
-            # of the window is the loss of that frame; computing SSIM on it alone is T times cheaper.
-            prediction = out["prediction"][:, -1:].float()  # (B, 1, H, W)
-            target, pixel_mask = batch[:, -1:], out["pixel_mask"][:, -1:]
-            loss, l1, ssim_value = masked_l1_ssim_loss(prediction, target, pixel_mask)
-            scaler.scale(loss / accumulation).backward()
+            # DDP averages gradients across ranks once per optimizer step, on the last micro-batch.
+            sync = nullcontext() if net is model or micro_step == accumulation - 1 else net.no_sync()
+            with sync:
+                with autocast():
+                    out = net(batch, generator=mask_generator)
+                # Only the last frame holds masked pixels (the only frame when T == 1), so the loss
+                # of the window is the loss of that frame; computing SSIM on it alone is T times cheaper.
+                prediction = out["prediction"][:, -1:].float()  # (B, 1, H, W)
+                target, pixel_mask = batch[:, -1:], out["pixel_mask"][:, -1:]
+                loss, l1, ssim_value = masked_l1_ssim_loss(prediction, target, pixel_mask)
+                scaler.scale(loss / accumulation).backward()
             mse = ((prediction.detach() - target) ** 2 * pixel_mask).sum() / pixel_mask.sum()
             parts += torch.stack([loss.detach(), l1.detach(), ssim_value.detach(), mse]) / accumulation
+        if world_size > 1:
+            parts = agree(parts, requested, stop, world_size)
         loss, l1, ssim_value, mse = parts.tolist()  # one device sync per step
         if not math.isfinite(loss):
             progress.close()
@@ -190,12 +208,48 @@ def train(cfg, frames, run_dir, *, device="cpu", seed=1234, resume=None, stop=No
                 file.write(json.dumps(record) + "\n")
             if on_record is not None:
                 on_record(record)
+        if validate and world_size > 1:
+            best_val_loss = share_from_rank_0(best_val_loss, device)
         if is_main and (step % t.quicksave_every == 0 or last or stop):
             save_checkpoint(run_dir / QUICKSAVE, checkpoint(seconds_before + time.perf_counter() - start))
     progress.close()
     return {"step": step, "total_steps": total_steps, "best_val_loss": best_val_loss, "val": last_val,
             "stopped": stop.reason, "seconds": seconds_before + time.perf_counter() - start,
             "quicksave": str(run_dir / QUICKSAVE)}
+
+
+def agree(parts, requested, stop, world_size):
+    """Mean of parts (a tensor) over the ranks; a stop requested on any rank is set in stop on all.
+
+    The stop reason travels as a signal number (0: none, 1: a reason that is not a signal).
+    """
+    parts = parts.clone()
+    dist.all_reduce(parts, op=dist.ReduceOp.SUM)
+    code = torch.tensor([stop_code(requested.reason)], device=parts.device)
+    dist.all_reduce(code, op=dist.ReduceOp.MAX)
+    code = int(code.item())
+    if code and not stop:
+        stop.request(requested.reason if stop_code(requested.reason) == code else stop_reason(code))
+    return parts / world_size
+
+
+def stop_code(reason):
+    """A stop reason as a number: 0 for none, the signal's number for a signal's name, else 1."""
+    if reason is None:
+        return 0
+    return signal.Signals[reason].value if reason in signal.Signals.__members__ else 1
+
+
+def stop_reason(code):
+    """The reason a rank reports for a stop asked for elsewhere: the signal's name, else 'another rank'."""
+    return signal.Signals(code).name if code > 1 else "another rank"
+
+
+def share_from_rank_0(value, device):
+    """A float that rank 0 knows, for every rank."""
+    tensor = torch.tensor([value], dtype=torch.float64, device=device)
+    dist.broadcast(tensor, src=0)
+    return tensor.item()
 
 
 @torch.no_grad()

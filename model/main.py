@@ -2,31 +2,43 @@
 
     python -m model.main -cfg config/vit.json --train
     python -m model.main -cfg config/vit.json --train --load out/vit.device0/quicksave.ckpt   # resume
+    python -m model.main -cfg config/vit.json --train --resume     # resume from the run's quicksave.ckpt, if any
     python -m model.main -cfg config/vit.json --validate --load out/vit.device0/best.ckpt
+    python -m model.main -cfg config/vit.json --train --num-gpus 4                    # 4 local processes (DDP)
+    torchrun --nproc_per_node 4 -m model.main -cfg config/vit.json --train            # the same, via torchrun
+
+Several processes (torchrun's RANK, WORLD_SIZE, LOCAL_RANK, MASTER_ADDR, MASTER_PORT in the
+environment, or --num-gpus N, which starts N local processes itself with --port) train with
+DistributedDataParallel: NCCL on GPUs (process k on cuda:device+k), gloo on the CPU. Only rank 0
+prints, logs and writes; the checkpoints are those of one process.
 
 A run writes into out/{model_path}.device{N}[.runK]/: cfg.json, metrics.jsonl, quicksave.ckpt,
 best.ckpt (and validation.json for --validate).
 
 Ctrl-C, SIGTERM or SIGUSR1 finish the current step, write quicksave.ckpt and exit with 128 + the
 signal's number (130, 143, 138), so a job script can tell a stopped run from a finished one (0);
-a second Ctrl-C aborts at once. Exit codes otherwise: 2 for a bad config or bad flags, 1 for an
+a second Ctrl-C (SIGINT) aborts at once. Exit codes otherwise: 2 for a bad config or bad flags, 1 for an
 unreadable video or checkpoint, a non-finite loss or an unwritable output folder.
 """
 import argparse
+import multiprocessing
+import multiprocessing.connection
+import os
 import shlex
 import signal
 import sys
-from contextlib import contextmanager
+from contextlib import contextmanager, redirect_stdout
 from pathlib import Path
 
 import torch
+import torch.distributed as dist
 
 from model.checkpoint import CheckpointError
 from model.config import ConfigError, load_config, with_overrides
 from model.data import (DataError, FrameWindows, check_frames, load_frames, needs_default_video,
                         resolve_data_path, split_frames)
-from model.engine import (StopFlag, TrainingError, describe_metrics, evaluate, load_model, mixed_precision, train,
-                          write_json_atomically)
+from model.engine import (QUICKSAVE, StopFlag, TrainingError, describe_metrics, evaluate, load_model,
+                          mixed_precision, stop_code, train, write_json_atomically)
 from model.metrics import mean_frame_baseline
 
 STOP_SIGNALS = ("SIGINT", "SIGTERM", "SIGUSR1")
@@ -42,13 +54,16 @@ class CliParser(argparse.ArgumentParser):
 
 def parse_args(argv=None):
     parser = CliParser(prog="python -m model.main", allow_abbrev=False,
-                                     description="Train or validate the predictive Vision Transformer.")
+                       description="Train or validate the predictive Vision Transformer.")
     parser.add_argument("-cfg", "--cfg", required=True, metavar="CONFIG", help="config file (.json or .yaml)")
     mode = parser.add_mutually_exclusive_group(required=True)
     mode.add_argument("-train", "--train", action="store_true", help="train (resumes with --load)")
     mode.add_argument("-validate", "--validate", action="store_true",
                       help="evaluate --load CKPT on the held-out part of the video")
     parser.add_argument("-load", "--load", metavar="CKPT", help="checkpoint to resume from or to validate")
+    parser.add_argument("-resume", "--resume", action="store_true",
+                        help="with --train: resume from the run folder's quicksave.ckpt when there is one "
+                             "(for job scripts that are requeued)")
     parser.add_argument("-device", "--device", type=int, default=0, metavar="N",
                         help="CUDA device index, also part of the run's folder name (CPU without CUDA)")
     parser.add_argument("-seed", "--seed", type=int, default=1234, help="seed of weights, data order and masks")
@@ -56,9 +71,10 @@ def parse_args(argv=None):
     parser.add_argument("-scratch", "--scratch", metavar="DIR",
                         help="folder holding the data file: a leading './' of data.hdf5_file becomes DIR/")
     parser.add_argument("-num-gpus", "--num-gpus", type=int, default=1, metavar="N",
-                        help="GPUs to train on (this version trains on one)")
+                        help="local processes to train with (DDP; GPUs device..device+N-1, or CPU processes "
+                             "without CUDA)")
     parser.add_argument("-port", "--port", type=int, default=29500,
-                        help="port of the process group when training on several GPUs")
+                        help="port of the process group that --num-gpus starts")
     parser.add_argument("-float32-matmul-precision", "--float32-matmul-precision", default="highest",
                         choices=("highest", "high", "medium"), help="torch.set_float32_matmul_precision")
     parser.add_argument("-max-steps", "--max-steps", type=_positive_int, metavar="N",
@@ -67,18 +83,31 @@ def parse_args(argv=None):
     args = parser.parse_args(argv)
     if args.num_gpus < 1:
         parser.error(f"--num-gpus must be at least 1, got {args.num_gpus}")
-    if args.num_gpus > 1:
-        parser.error(f"--num-gpus {args.num_gpus}: this version trains on one GPU; use --num-gpus 1")
+    if args.num_gpus > 1 and args.validate:
+        parser.error("--validate runs in one process; drop --num-gpus")
     if args.validate and args.load is None:
         parser.error("--validate needs --load CKPT (e.g. out/vit.device0/best.ckpt)")
+    if args.resume and (args.load is not None or not args.train):
+        parser.error("--resume goes with --train and without --load (it picks the run folder's quicksave.ckpt)")
     return args
 
 
 def main(argv=None):
     """Run the command line; returns the exit code."""
     args = parse_args(argv)
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if args.num_gpus > 1 and "WORLD_SIZE" not in os.environ:
+        return spawn(args.num_gpus, args.port, argv)
+    if int(os.environ.get("RANK", 0)) > 0:  # only rank 0 speaks; errors still go to stderr
+        with open(os.devnull, "w") as silent, redirect_stdout(silent):
+            return guarded_run(args, argv)
+    return guarded_run(args, argv)
+
+
+def guarded_run(args, argv):
+    """run(), with the project's errors turned into one line on stderr and an exit code."""
     try:
-        return run(args, sys.argv[1:] if argv is None else list(argv))
+        return run(args, argv)
     except ConfigError as error:
         return _fail(error, 2)
     except (DataError, CheckpointError, TrainingError) as error:
@@ -94,7 +123,10 @@ def run(args, argv):
     if args.max_steps is not None:
         cfg = with_overrides(cfg, {"training.max_steps": args.max_steps})
     torch.set_float32_matmul_precision(args.float32_matmul_precision)
-    device = pick_device(args.device)
+    rank, world_size = int(os.environ.get("RANK", 0)), int(os.environ.get("WORLD_SIZE", 1))
+    if world_size > 1 and args.validate:
+        raise ConfigError("--validate runs in one process; start it without torchrun")
+    device = pick_device(args.device + int(os.environ.get("LOCAL_RANK", 0)))
     if cfg.model.mixed_precision and device.type != "cuda":
         print("note: model.mixed_precision applies on CUDA only; the CPU trains in float32")
     frames = load_video(cfg, args.scratch)
@@ -102,17 +134,23 @@ def run(args, argv):
     if args.validate:
         return validate(cfg, frames, run_dir, args.load, device)
 
-    if args.load is None and (run_dir / "quicksave.ckpt").exists():
+    resume = args.load
+    if args.resume and (run_dir / QUICKSAVE).exists():
+        resume = run_dir / QUICKSAVE
+        print(f"resuming from {resume}")
+    elif resume is None and (run_dir / QUICKSAVE).exists():
         print(f"note: {run_dir} holds an earlier run; starting over (continue it with "
-              f"--load {run_dir / 'quicksave.ckpt'})")
+              f"--load {run_dir / QUICKSAVE} or --resume)")
     stop = StopFlag()
-    with stop_on_signals(stop):
-        summary = train(cfg, frames, run_dir, device=device, seed=args.seed, resume=args.load, stop=stop)
+    with stop_on_signals(stop), process_group(device, world_size):
+        summary = train(cfg, frames, run_dir, device=device, seed=args.seed, resume=resume, stop=stop,
+                        rank=rank, world_size=world_size)
     if summary["stopped"]:
         print(f"stopped by {summary['stopped']} after step {summary['step']} of {summary['total_steps']}; "
               f"saved {summary['quicksave']}")
         print(f"resume with: python -m model.main {resume_command(argv, summary['quicksave'])}")
-        return 128 + signal.Signals[summary["stopped"]].value
+        code = stop_code(summary["stopped"])
+        return 128 + code if code > 1 else 1
     print(f"trained {summary['step']} steps in {summary['seconds']:.0f} s; run folder {run_dir}")
     if summary["val"] is not None:
         print(f"final {describe_metrics(summary['val'])}")
@@ -184,12 +222,83 @@ def resume_command(argv, checkpoint):
 
 
 @contextmanager
+def process_group(device, world_size):
+    """torch.distributed for world_size > 1 (NCCL on CUDA, gloo on the CPU; rendezvous from the environment)."""
+    if world_size == 1:
+        yield
+        return
+    try:
+        dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
+    except (RuntimeError, ValueError) as error:  # e.g. the port is taken, or a bad MASTER_ADDR
+        detail = " ".join(str(error).split())[:200]
+        raise TrainingError(f"the process group on {os.environ.get('MASTER_ADDR')}:{os.environ.get('MASTER_PORT')} "
+                            f"could not start ({detail}); is the port in use? (--port)") from None
+    try:
+        yield
+    finally:
+        dist.destroy_process_group()
+
+
+def spawn(num_processes, port, argv):
+    """Run this command in num_processes local processes, as torchrun would -> rank 0's exit code.
+
+    The processes get their own process group, so a Ctrl-C reaches them once, forwarded from here;
+    SIGTERM and SIGUSR1 are forwarded too, so every rank quicksaves-and-stops together.
+    """
+    context = multiprocessing.get_context("spawn")
+    shared = {"MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(port), "WORLD_SIZE": str(num_processes),
+              "LOCAL_WORLD_SIZE": str(num_processes)}
+    processes = [context.Process(target=_spawned, args=(argv, {**shared, "RANK": str(rank), "LOCAL_RANK": str(rank)}))
+                 for rank in range(num_processes)]
+    for process in processes:
+        process.start()
+
+    def forward(signum, frame):
+        for process in processes:
+            if process.is_alive():
+                os.kill(process.pid, signum)
+
+    signals = [getattr(signal, name) for name in STOP_SIGNALS if hasattr(signal, name)]
+    previous = {number: signal.signal(number, forward) for number in signals}
+    try:
+        running = list(processes)
+        while running:
+            multiprocessing.connection.wait([process.sentinel for process in running])
+            running = [process for process in running if process.is_alive()]
+            # A rank that failed (not one that stopped on a signal, 128 + N) leaves the others waiting
+            # in a collective for ever; only rank 0 writes, and its last quicksave is on disk.
+            failed = any(process.exitcode not in (None, 0) and not 128 < process.exitcode < 160
+                         for process in processes)
+            if failed:
+                for process in running:
+                    process.kill()
+    finally:
+        for number, old in previous.items():
+            signal.signal(number, old)
+    codes = [process.exitcode for process in processes]
+    if codes[0] != 0:
+        return codes[0] if codes[0] > 0 else 128 - codes[0]  # a negative exit code: killed by that signal
+    return 0 if all(code == 0 for code in codes) else 1
+
+
+def _spawned(argv, environment):
+    os.setpgrp()
+    os.environ.update(environment)
+    sys.exit(main(argv))
+
+
+@contextmanager
 def stop_on_signals(stop):
-    """While active, SIGINT/SIGTERM/SIGUSR1 ask the loop to stop after its step; a second signal aborts."""
+    """While active, SIGINT/SIGTERM/SIGUSR1 ask the loop to stop after its step; a second Ctrl-C aborts.
+
+    A repeated SIGTERM or SIGUSR1 (a cluster may send one to every process and the job script forward
+    another) keeps the request to quicksave.
+    """
     def handler(signum, frame):
-        if stop:
+        if stop and signum == signal.SIGINT:
             raise KeyboardInterrupt
-        stop.request(signal.Signals(signum).name)
+        if not stop:
+            stop.request(signal.Signals(signum).name)
 
     signals = [getattr(signal, name) for name in STOP_SIGNALS if hasattr(signal, name)]
     previous = {number: signal.signal(number, handler) for number in signals}

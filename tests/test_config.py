@@ -143,7 +143,7 @@ def test_cli_process_has_no_traceback(tmp_path):
 
 
 @pytest.mark.parametrize("argv, message", [
-    (["--train", "--num-gpus", "2"], "--num-gpus 2: this version trains on one GPU"),
+    (["--train", "--num-gpus", "0"], "--num-gpus must be at least 1, got 0"),
     (["--validate"], "--validate needs --load CKPT"),
     (["--train", "--max-steps", "0"], "must be at least 1, got 0"),
     (["--train", "--bogus"], "unrecognized arguments: --bogus"),

@@ -13,7 +13,6 @@ for --steps steps: after the first step the model sees its own predictions. Writ
                                                             the copy-last-frame baseline (the last real
                                                             frame held still)
 """
-import argparse
 import json
 import sys
 from pathlib import Path
@@ -25,7 +24,7 @@ from model.checkpoint import CheckpointError
 from model.config import ConfigError, load_config
 from model.data import DataError, split_frames
 from model.engine import load_model
-from model.main import load_video, pick_device
+from model.main import CliParser, load_video, pick_device
 from model.metrics import frame_metrics, psnr
 
 UPSCALE = 4
@@ -33,8 +32,8 @@ GIF_FRAME_MS = 250
 
 
 def parse_args(argv=None):
-    parser = argparse.ArgumentParser(prog="python -m model.scripts.predict", allow_abbrev=False,
-                                     description="Closed-loop rollout of a trained predictive ViT.")
+    parser = CliParser(prog="python -m model.scripts.predict", allow_abbrev=False,
+                       description="Closed-loop rollout of a trained predictive ViT.")
     parser.add_argument("-cfg", "--cfg", required=True, metavar="CONFIG", help="config file of the model")
     parser.add_argument("-load", "--load", required=True, metavar="CKPT", help="checkpoint to predict with")
     parser.add_argument("-output", "--output", default="samples", metavar="DIR", help="output folder")

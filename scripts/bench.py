@@ -1,0 +1,437 @@
+"""Performance benchmark: the hand-written modules against PyTorch's own kernels and the machine's limit.
+
+    python scripts/bench.py                          # full run (a few minutes on 2 cores), prints a Markdown table
+    python scripts/bench.py --quick                  # small repetition counts, for a smoke test
+    python scripts/bench.py --only attention vit     # some sections only
+    python scripts/bench.py --json results/bench/bench.json
+
+Every ratio is measured within one run: the compared variants are warmed up, then their repetitions are
+interleaved (A B A B ..., the order alternating) and the medians compared, so a change of load on a shared
+machine hits both sides alike. The table gives each ratio beside its target (PASS/MISS).
+
+Sections:
+    ex1        training step (forward, backward, Adam step) of the RNN/LSTM/TCN, hand-written vs impl="torch"
+               vs the fused nn.RNN/nn.LSTM; wall time of `python main.py` grids, --jobs 1 vs --jobs 2
+    attention  SelfAttentionLayer hand-written vs scaled_dot_product_attention, forward + backward
+    vit        ViT training step: FLOPs (FlopCounterMode), achieved FLOP/s vs a measured fp32 matmul FLOP/s,
+               the data pipeline's share of the step, peak memory (max RSS growth of a fresh process)
+    predict    frames per second of the closed-loop rollout (model.scripts.predict.rollout)
+    gpu        bf16 autocast, fused attention, torch.compile (only when CUDA is available)
+"""
+import argparse
+import json
+import os
+import platform
+import resource
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+import torch  # noqa: E402
+import torch.nn.functional as F  # noqa: E402
+from torch import nn as tnn  # noqa: E402
+from torch.utils.flop_counter import FlopCounterMode  # noqa: E402
+
+from main import HIDDEN_SIZES, build_model  # noqa: E402
+from model.config import load_config, with_overrides  # noqa: E402
+from model.data import FrameWindows, WindowSampler  # noqa: E402
+from model.engine import make_optimizer  # noqa: E402
+from model.scripts.predict import rollout  # noqa: E402
+from model.vit import VisionTransformer  # noqa: E402
+from nn.attention import SelfAttentionLayer  # noqa: E402
+from nn.loss import masked_l1_ssim_loss  # noqa: E402
+
+SECTIONS = ("ex1", "attention", "vit", "predict", "gpu")
+VIT_CONFIGS = {"vit_cpu": ROOT / "config/vit_cpu.json", "vit": ROOT / "config/vit.json"}
+NUM_TOKENS, SEQUENCE_LENGTH, EX1_BATCH = 3, 30, 32  # the template's memory task
+VIDEO_FRAMES = 6000  # about the built-in video's length; the gather cost does not depend on it
+
+
+# --- timing ------------------------------------------------------------------------------------------------
+
+
+def interleaved(variants, reps, warmup=2, sync=None):
+    """Median seconds per call of each variant; warm-up first, then repetitions interleaved.
+
+    variants: dict name -> callable. The order alternates between repetitions, so neither side
+    always runs right after the other. sync: called before reading the clock (CUDA), or None.
+    """
+    for fn in variants.values():
+        for _ in range(warmup):
+            fn()
+    times = {name: [] for name in variants}
+    names = list(variants)
+    for rep in range(reps):
+        for name in names if rep % 2 == 0 else names[::-1]:
+            start = time.perf_counter()
+            variants[name]()
+            if sync is not None:
+                sync()
+            times[name].append(time.perf_counter() - start)
+    return {name: statistics.median(t) for name, t in times.items()}
+
+
+class Table:
+    """Rows of (section, measurement, value, target, status) and the raw numbers for --json."""
+
+    def __init__(self):
+        self.rows, self.numbers = [], {}
+
+    def add(self, section, name, value, target="", status=""):
+        self.rows.append((section, name, value, target, status))
+        print(f"  {section:9s} {name}: {value} {target} {status}".rstrip(), file=sys.stderr, flush=True)
+
+    def check(self, section, name, ratio, limit, higher_is_better, unit="x"):
+        """A ratio against its target; PASS/MISS."""
+        ok = ratio >= limit if higher_is_better else ratio <= limit
+        target = f"{'>=' if higher_is_better else '<='} {limit:g}{unit}"
+        self.add(section, name, f"{ratio:.2f}{unit}", target, "PASS" if ok else "MISS")
+        return ok
+
+    def markdown(self):
+        lines = ["| section | measurement | value | target | status |", "|---|---|---|---|---|"]
+        lines += [f"| {' | '.join(row)} |" for row in self.rows]
+        return "\n".join(lines)
+
+
+def ms(seconds):
+    return f"{seconds * 1e3:.2f} ms"
+
+
+# --- Exercise 1 --------------------------------------------------------------------------------------------
+
+
+class FusedRecurrent(tnn.Module):
+    """nn.RNN / nn.LSTM (one fused kernel over the sequence) + Linear on the last step, as the models of net.py.
+
+    x (B, T, I) -> logits (B, O).
+    """
+
+    def __init__(self, kind, input_size, hidden_size, output_size):
+        super().__init__()
+        self.recurrent = (tnn.RNN if kind == "rnn" else tnn.LSTM)(input_size, hidden_size, batch_first=True)
+        self.head = tnn.Linear(hidden_size, output_size)
+
+    def forward(self, x):
+        out, _ = self.recurrent(x)  # (B, T, H)
+        return self.head(out[:, -1])
+
+
+def ex1_step(model, generator):
+    """One training step of main.train on a fixed random batch: forward, cross-entropy, backward, Adam step."""
+    optimizer = torch.optim.Adam(model.parameters(), lr=5e-4)
+    tokens = torch.randint(NUM_TOKENS + 2, (EX1_BATCH, SEQUENCE_LENGTH), generator=generator)
+    x = F.one_hot(tokens, NUM_TOKENS + 2).float()  # (B, T, I)
+    y = torch.randint(NUM_TOKENS, (EX1_BATCH,), generator=generator)
+
+    def step():
+        optimizer.zero_grad(set_to_none=True)
+        F.cross_entropy(model(x), y).backward()
+        optimizer.step()
+    return step
+
+
+def bench_ex1(table, quick):
+    # main.py trains every run in one thread (parallelism is over runs), so the step is timed the same way.
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        reps = 10 if quick else 60
+        for name in HIDDEN_SIZES:
+            generator = torch.Generator().manual_seed(0)
+            variants = {}
+            for impl in ("own", "torch"):
+                torch.manual_seed(0)
+                variants[impl] = ex1_step(build_model(name, NUM_TOKENS, SEQUENCE_LENGTH, impl), generator)
+            if name != "tcn":
+                variants["fused"] = ex1_step(
+                    FusedRecurrent(name, NUM_TOKENS + 2, HIDDEN_SIZES[name], NUM_TOKENS), generator)
+            t = interleaved(variants, reps)
+            times = ", ".join(f"{impl} {ms(s)}" for impl, s in t.items())
+            table.add("ex1", f"{name.upper()} train step, 1 thread ({times})", "")
+            table.check("ex1", f"{name.upper()} own / impl=torch", t["own"] / t["torch"], 1.1, False)
+            table.numbers[f"ex1.{name}"] = t
+            if "fused" in t:
+                table.add("ex1", f"{name.upper()} own / fused nn.{name.upper()}", f"{t['own'] / t['fused']:.2f}x",
+                          "info")
+    finally:
+        torch.set_num_threads(threads)
+
+    # The grid as subprocesses: each variant in the same run, alternating.
+    grid = ["--tasks", "memory", "--models", "rnn", "tcn", "--seeds", "0", "1", "2", "3",
+            "--epochs", "2" if quick else "5"]
+    with tempfile.TemporaryDirectory() as out:
+        def main_py(*args):
+            def call():
+                subprocess.run([sys.executable, "main.py", *args, "--out", out], cwd=ROOT, check=True,
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            return call
+        t = interleaved({"jobs1": main_py(*grid, "--jobs", "1"), "jobs2": main_py(*grid, "--jobs", "2")},
+                        reps=1 if quick else 2, warmup=0)
+        table.add("ex1", f"grid `main.py {' '.join(grid)}`: --jobs 1 {t['jobs1']:.1f} s, --jobs 2 {t['jobs2']:.1f} s",
+                  "")
+        table.check("ex1", "--jobs 2 speed-up over --jobs 1", t["jobs1"] / t["jobs2"], 1.7, True)
+        table.numbers["ex1.grid"] = t
+        if not quick:
+            start = time.perf_counter()
+            main_py()()
+            wall = time.perf_counter() - start
+            table.add("ex1", "default grid `python main.py` (2 tasks x 3 models, 50 epochs), wall time",
+                      f"{wall:.1f} s", "info")
+            table.numbers["ex1.default_grid_s"] = wall
+
+
+# --- attention ---------------------------------------------------------------------------------------------
+
+
+def attention_pair(tokens, batch, width=128, heads=2):
+    """Forward + backward of the hand-written and the fused SelfAttentionLayer with the same weights."""
+    generator = torch.Generator().manual_seed(0)
+    x = torch.randn(batch, tokens, width, generator=generator, requires_grad=True)
+    own = SelfAttentionLayer(width, heads, fused=False)
+    fused = SelfAttentionLayer(width, heads, fused=True)
+    fused.load_state_dict(own.state_dict())
+
+    def run(layer):
+        def call():
+            layer.zero_grad(set_to_none=True)
+            x.grad = None
+            layer(x).sum().backward()
+        return call
+    return {"hand-written": run(own), "sdpa": run(fused)}
+
+
+def bench_attention(table, quick):
+    for tokens, batch, target in ((270, 32, 1.3), (3000, 2, None)):
+        t = interleaved(attention_pair(tokens, batch), reps=5 if quick else (30 if tokens < 1000 else 10))
+        ratio = t["hand-written"] / t["sdpa"]
+        label = f"{tokens} tokens, width 128, 2 heads, batch {batch}: hand-written / sdpa, fwd+bwd " \
+                f"({ms(t['hand-written'])} vs {ms(t['sdpa'])})"
+        if target is None:
+            table.add("attention", label, f"{ratio:.2f}x", "info")
+        else:
+            table.check("attention", label, ratio, target, False)
+        table.numbers[f"attention.{tokens}"] = t
+
+
+# --- ViT ---------------------------------------------------------------------------------------------------
+
+
+def vit_setup(name, batch_size=None, video_frames=VIDEO_FRAMES):
+    """Model, optimizer, windows over a synthetic uint8 video of the config's frame size, sampler."""
+    cfg = load_config(VIT_CONFIGS[name])
+    batch_size = batch_size or cfg.model.batch_size
+    torch.manual_seed(0)
+    model = VisionTransformer.from_config(cfg.model)
+    optimizer = make_optimizer(model, cfg)
+    generator = torch.Generator().manual_seed(0)
+    video = torch.randint(256, (video_frames, cfg.model.image_height, cfg.model.image_width),
+                          generator=generator, dtype=torch.uint8)
+    windows = FrameWindows(video.numpy(), cfg.model.num_frames)
+    sampler = WindowSampler(len(windows), batch_size, seed=0)
+    return cfg, model, optimizer, windows, sampler
+
+
+def vit_step(cfg, model, optimizer, windows, sampler):
+    """One step of model.engine.train (fp32, no accumulation): gather, forward, loss, backward, clip, AdamW."""
+    mask_generator = torch.Generator().manual_seed(0)
+
+    def step():
+        optimizer.zero_grad(set_to_none=True)
+        batch = windows.batch(sampler.next_batch())  # (B, T, H, W)
+        out = model(batch, generator=mask_generator)
+        loss, _, _ = masked_l1_ssim_loss(out["prediction"][:, -1:], batch[:, -1:], out["pixel_mask"][:, -1:])
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.training.grad_clip)
+        optimizer.step()
+    return step
+
+
+MATMUL_SIZE = 2048
+
+
+def matmul():
+    """An fp32 (n, n) @ (n, n) product (2 n^3 FLOPs), the machine's arithmetic reference."""
+    generator = torch.Generator().manual_seed(0)
+    a, b = (torch.randn(MATMUL_SIZE, MATMUL_SIZE, generator=generator) for _ in range(2))
+    return lambda: a @ b
+
+
+def peak_rss():
+    """Peak resident memory (bytes) of this process image.
+
+    /proc/self/status VmHWM starts afresh at exec; getrusage's ru_maxrss does not (Linux carries the
+    parent's peak over fork + exec), so it is only the fallback where there is no /proc.
+    """
+    status = Path("/proc/self/status")
+    if status.exists():
+        for line in status.read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) * 1024
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # Linux: KiB
+
+
+def memory_probe(name, batch_size):
+    """In a fresh process: peak RSS growth (bytes) from a built model + data to after three training steps.
+
+    A short video keeps the set-up's own peak (drawing the frames) below the training step's.
+    """
+    cfg, model, optimizer, windows, sampler = vit_setup(name, batch_size, video_frames=4 * batch_size)
+    before = peak_rss()
+    step = vit_step(cfg, model, optimizer, windows, sampler)
+    for _ in range(3):
+        step()
+    print(peak_rss() - before)
+
+
+def bench_vit(table, quick):
+    threads = torch.get_num_threads()
+    for name in VIT_CONFIGS:
+        cfg = load_config(VIT_CONFIGS[name])
+        # vit.json's batch of 32 is the template's GPU batch; on the CPU 8 keeps the bench short (the step
+        # is linear in the batch at this size, so FLOP/s and the data share barely depend on it).
+        batch_size = cfg.model.batch_size if name == "vit_cpu" else 8
+        setup = vit_setup(name, batch_size)
+        step = vit_step(*setup)
+        windows, sampler = setup[3], setup[4]
+        with FlopCounterMode(display=False) as counter:
+            step()
+        flops = counter.get_total_flops()
+        # The matmul reference is interleaved with the step: on a shared machine both see the same load.
+        t = interleaved({"step": step, "data": lambda: windows.batch(sampler.next_batch()), "matmul": matmul()},
+                        reps=3 if quick else 12, warmup=1)
+        peak = 2 * MATMUL_SIZE ** 3 / t["matmul"]
+        achieved = flops / t["step"]
+        label = f"{name}.json, batch {batch_size}"
+        table.add("vit", f"{label}: fp32 matmul {MATMUL_SIZE}x{MATMUL_SIZE}, {threads} threads, interleaved",
+                  f"{peak / 1e9:.1f} GFLOP/s", "reference")
+        table.add("vit", f"{label}: step {ms(t['step'])}, {flops / 1e9:.2f} GFLOP/step",
+                  f"{achieved / 1e9:.1f} GFLOP/s")
+        table.check("vit", f"{label}: MFU (achieved / matmul FLOP/s)", 100 * achieved / peak, 60, True, unit="%")
+        table.check("vit", f"{label}: data pipeline share ({ms(t['data'])} per batch)",
+                    100 * t["data"] / t["step"], 2, False, unit="%")
+        probe = subprocess.run([sys.executable, __file__, "--memory-probe", name, str(batch_size)], cwd=ROOT,
+                               check=True, capture_output=True, text=True)
+        memory = int(probe.stdout.split()[-1])
+        table.add("vit", f"{label}: peak memory of training (VmHWM growth over 3 steps, fresh process)",
+                  f"{memory / 2 ** 20:.0f} MiB", "info")
+        table.numbers[f"vit.{name}"] = {"batch_size": batch_size, "step_s": t["step"], "data_s": t["data"],
+                                        "flops_per_step": flops, "matmul_flops": peak, "mfu": achieved / peak,
+                                        "peak_rss_bytes": memory}
+
+
+# --- predict -----------------------------------------------------------------------------------------------
+
+
+def bench_predict(table, quick):
+    cfg = load_config(VIT_CONFIGS["vit_cpu"])
+    torch.manual_seed(0)
+    model = VisionTransformer.from_config(cfg.model).eval()
+    generator = torch.Generator().manual_seed(0)
+    context = torch.rand(1, cfg.model.num_frames - 1, cfg.model.image_height, cfg.model.image_width,
+                         generator=generator)
+    steps = 10 if quick else 50
+    with torch.no_grad():
+        seconds = interleaved({"rollout": lambda: rollout(model, context, steps)}, reps=3 if quick else 5, warmup=1)
+    fps = steps / seconds["rollout"]
+    table.add("predict", f"closed-loop rollout vit_cpu, 1 sample, {steps} steps", f"{fps:.0f} frames/s", "info")
+    table.numbers["predict.fps"] = fps
+
+
+# --- GPU ---------------------------------------------------------------------------------------------------
+
+
+def bench_gpu(table, quick):
+    if not torch.cuda.is_available():
+        table.add("gpu", "CUDA not available on this machine: bf16 autocast, fused attention, "
+                  "torch.compile not measured", "skipped")
+        return
+    device = torch.device("cuda")
+    sync = torch.cuda.synchronize
+    results = {}
+    for variant in ("fp32 hand-written", "bf16 sdpa", "bf16 sdpa compiled"):
+        torch.manual_seed(0)
+        cfg = with_overrides(load_config(VIT_CONFIGS["vit"]), {"model.fused_attention": variant != "fp32 hand-written"})
+        model = VisionTransformer.from_config(cfg.model).to(device)
+        optimizer = make_optimizer(model, cfg)
+        forward = torch.compile(model) if "compiled" in variant else model
+        dtype = torch.bfloat16 if "bf16" in variant else torch.float32
+        generator = torch.Generator().manual_seed(0)
+        video = torch.randint(256, (VIDEO_FRAMES, cfg.model.image_height, cfg.model.image_width),
+                              generator=generator, dtype=torch.uint8)
+        windows = FrameWindows(video.numpy(), cfg.model.num_frames, device=device)
+        sampler = WindowSampler(len(windows), cfg.model.batch_size, seed=0)
+
+        def step():
+            optimizer.zero_grad(set_to_none=True)
+            batch = windows.batch(sampler.next_batch())
+            with torch.autocast("cuda", dtype=dtype, enabled=dtype != torch.float32):
+                out = forward(batch)
+            loss, _, _ = masked_l1_ssim_loss(out["prediction"][:, -1:].float(), batch[:, -1:],
+                                             out["pixel_mask"][:, -1:])
+            loss.backward()
+            optimizer.step()
+        results[variant] = interleaved({variant: step}, reps=10 if quick else 50, warmup=3, sync=sync)[variant]
+        table.add("gpu", f"vit.json step, batch {cfg.model.batch_size}, {variant}", ms(results[variant]))
+    base = results["fp32 hand-written"]
+    for variant in ("bf16 sdpa", "bf16 sdpa compiled"):
+        table.add("gpu", f"speed-up {variant} over fp32 hand-written", f"{base / results[variant]:.2f}x", "info")
+    table.numbers["gpu"] = results
+
+
+# --- main --------------------------------------------------------------------------------------------------
+
+
+def machine():
+    model = "unknown"
+    for line in Path("/proc/cpuinfo").read_text().splitlines() if Path("/proc/cpuinfo").exists() else []:
+        if line.startswith("model name"):
+            model = line.split(":", 1)[1].strip()
+            break
+    return {"cpu": model, "cores": os.cpu_count(), "torch": torch.__version__, "threads": torch.get_num_threads(),
+            "python": platform.python_version(), "cuda": torch.cuda.is_available()}
+
+
+def parse_args(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--quick", action="store_true", help="small repetition counts (seconds, not minutes)")
+    parser.add_argument("--only", nargs="+", choices=SECTIONS, default=list(SECTIONS), help="sections to run")
+    parser.add_argument("--json", metavar="PATH", help="also write the numbers as JSON")
+    parser.add_argument("--memory-probe", nargs=2, metavar=("CONFIG", "BATCH"), help=argparse.SUPPRESS)
+    return parser.parse_args(argv)
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    if args.memory_probe:
+        memory_probe(args.memory_probe[0], int(args.memory_probe[1]))
+        return 0
+    info = machine()
+    load_before = os.getloadavg()
+    table = Table()
+    start = time.perf_counter()
+    for section in args.only:
+        globals()[f"bench_{section}"](table, args.quick)
+    load_after = os.getloadavg()
+    info.update(load_before=load_before, load_after=load_after, seconds=time.perf_counter() - start,
+                quick=args.quick)
+    print(f"Machine: {info['cpu']}, {info['cores']} cores, torch {info['torch']}, {info['threads']} threads "
+          f"(Exercise 1 steps: 1 thread, as main.py). Load average (1/5/15 min) before "
+          f"{'/'.join(f'{x:.2f}' for x in load_before)}, after {'/'.join(f'{x:.2f}' for x in load_after)}. "
+          f"{'Quick run' if args.quick else 'Full run'}, {info['seconds']:.0f} s.\n")
+    print(table.markdown())
+    if args.json:
+        path = Path(args.json)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps({"machine": info, "rows": table.rows, "numbers": table.numbers}, indent=1) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

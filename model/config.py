@@ -60,6 +60,8 @@ class ModelConfig:
     positional_init_std: float = 0.02
     # true: the model predicts the change from the last seen frame (needs num_frames > 1).
     residual: bool = False
+    # With residual: start the output projection at zero (the model starts as copy-last-frame).
+    zero_init_output: bool = True
     mask_percentage: float = 0.5  # used only when num_frames == 1
     # true: attention through torch's scaled_dot_product_attention (same weights, faster).
     fused_attention: bool = True

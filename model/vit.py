@@ -22,12 +22,14 @@ class VisionTransformer(tnn.Module):
     embedding (2 (e)). ``residual=True`` (num_frames > 1 only) predicts the change from the last
     seen frame: prediction of frame T-1 = frame T-2 + output. Its output projection then starts at
     zero, so an untrained residual model already predicts the copy of the last frame and learns
-    only what moves. ``positional_init_std`` is the spread of the initial positional embedding.
+    only what moves (``zero_init_output=False`` keeps the default initialisation, so the blocks get
+    gradients from the first step). ``positional_init_std`` is the spread of the initial positional
+    embedding.
     """
 
     def __init__(self, num_frames, image_height, image_width, patch_size, channels, num_heads, layers,
                  attention=True, positional_embedding=True, residual=False, mask_percentage=0.5,
-                 fused_attention=True, positional_init_std=0.02):
+                 fused_attention=True, positional_init_std=0.02, zero_init_output=True):
         super().__init__()
         if isinstance(layers, bool) or not isinstance(layers, int) or layers < 1:
             raise ValueError(f"layers must be a positive integer, got {layers!r}")
@@ -45,7 +47,7 @@ class VisionTransformer(tnn.Module):
         self.norm = tnn.LayerNorm(channels)  # pre-norm blocks leave the residual stream unnormalised
         self.reverse_embedding = ReversePatchEmbedding(num_frames, channels, patch_size, image_height,
                                                        image_width)
-        if residual:
+        if residual and zero_init_output:
             for parameter in self.reverse_embedding.parameters():
                 tnn.init.zeros_(parameter)
 
@@ -96,6 +98,6 @@ def model_kwargs(model_cfg):
     """The VisionTransformer arguments held by a ModelConfig (stored in checkpoints)."""
     names = ("num_frames", "image_height", "image_width", "patch_size", "channels", "num_heads", "layers",
              "attention", "positional_embedding", "residual", "mask_percentage", "fused_attention",
-             "positional_init_std")
+             "positional_init_std", "zero_init_output")
     values = dataclasses.asdict(model_cfg)
     return {name: values[name] for name in names}

@@ -122,3 +122,10 @@ def test_positional_init_std_sets_the_spread_and_defaults_to_vit():
         tiny(positional_init_std=0.0)
     cfg = with_overrides(Config(), {"model.positional_init_std": 1.0})
     assert model_kwargs(cfg.model)["positional_init_std"] == 1.0
+
+
+def test_zero_init_output_only_with_residual_and_switchable():
+    head = lambda model: torch.cat([p.flatten() for p in model.reverse_embedding.parameters()])  # noqa: E731
+    assert head(tiny(residual=True)).abs().max() == 0
+    assert head(tiny(residual=True, zero_init_output=False)).abs().max() > 0
+    assert head(tiny()).abs().max() > 0

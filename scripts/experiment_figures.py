@@ -1,0 +1,220 @@
+"""Figures of scripts/run_experiments.py: loss curves, sample predictions, error by situation and region,
+attention maps. Called by the runner after its evaluation; every figure is a PNG in the results folder.
+"""
+import json
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+
+from model.data import FrameWindows, load_metadata, resolve_data_path, split_frames  # noqa: E402
+from model.engine import QUICKSAVE, load_model  # noqa: E402
+
+COLOURS = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+SAMPLES = 3  # windows per sample figure
+ATTENTION_QUERIES = 3  # masked patches per attention figure
+
+
+def make_all(out, evaluations, configs, runs_dir, cache, frames_of):
+    """All figures for the evaluated runs {variant: {seed: eval}} into out/."""
+    out = Path(out)
+    loss_curves(out / "loss_curves.png", evaluations, runs_dir)
+    next_frame = [v for v in evaluations if configs[v].model.num_frames > 1]
+    for variant in evaluations:
+        cfg = configs[variant]
+        seed = min(evaluations[variant])
+        frames = frames_of(cfg, cache)
+        samples(out / f"samples_{variant}.png", cfg, runs_dir / f"{variant}.seed{seed}", frames)
+    if next_frame:
+        by_situation(out / "error_by_situation.png", {v: evaluations[v] for v in next_frame})
+        by_region(out / "error_by_region.png", next_frame, evaluations, runs_dir)
+    for variant in next_frame:
+        cfg = configs[variant]
+        if cfg.model.attention:
+            seed = min(evaluations[variant])
+            attention_maps(out / f"attention_{variant}.png", cfg, runs_dir / f"{variant}.seed{seed}",
+                           frames_of(cfg, cache))
+
+
+def read_metrics(run_dir):
+    lines = (Path(run_dir) / "metrics.jsonl").read_text(encoding="utf-8").splitlines()
+    return [json.loads(line) for line in lines if line.strip()]
+
+
+def loss_curves(path, evaluations, runs_dir):
+    """Training loss and validation L1 against the step, every seed a line; copy-last dashed."""
+    fig, (train_ax, val_ax) = plt.subplots(1, 2, figsize=(11, 4))
+    copy_last_drawn = False
+    for colour, variant in zip(COLOURS * 4, evaluations):
+        for i, seed in enumerate(sorted(evaluations[variant])):
+            records = read_metrics(runs_dir / f"{variant}.seed{seed}")
+            label = variant if i == 0 else None
+            train_ax.plot([r["step"] for r in records], [r["train_loss"] for r in records], color=colour,
+                          alpha=0.7, lw=1, label=label)
+            val = [r for r in records if "val_l1" in r]
+            val_ax.plot([r["step"] for r in val], [r["val_l1"] for r in val], color=colour, alpha=0.7, lw=1,
+                        marker=".", label=label)
+            if "val_copy_last_l1" in (val[0] if val else {}) and not copy_last_drawn:
+                val_ax.axhline(val[-1]["val_copy_last_l1"], color="k", ls="--", lw=1, label="copy-last frame")
+                copy_last_drawn = True
+    train_ax.set(xlabel="step", ylabel="training loss (0.15 L1 + 0.85 DSSIM)", yscale="log", title="training")
+    val_ax.set(xlabel="step", ylabel="L1 (masked pixels)", title="held-out part")
+    for ax in (train_ax, val_ax):
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def pick_windows(cfg, frames):
+    """Held-out windows to show: the first with scrolling, player and NPC motion (or evenly spread)."""
+    T = cfg.model.num_frames
+    train_frames, val_frames = split_frames(frames, cfg.data.validation_fraction, T)
+    count = len(val_frames) - T + 1
+    meta = load_metadata(resolve_data_path(cfg.data.hdf5_file))
+    targets = len(train_frames) + np.arange(count) + T - 1
+    chosen = []
+    for key in ("camera_dx", "player_moving", "npc_moving"):
+        if key in meta:
+            hits = np.flatnonzero(np.asarray(meta[key])[targets] != 0)
+            hits = [h for h in hits if h not in chosen]
+            if hits:
+                chosen.append(int(hits[len(hits) // 2]))
+    for index in np.linspace(0, count - 1, SAMPLES).round().astype(int):
+        if len(chosen) < SAMPLES and index not in chosen:
+            chosen.append(int(index))
+    return FrameWindows(val_frames, T, first_frame=len(train_frames)), torch.tensor(chosen[:SAMPLES])
+
+
+@torch.no_grad()
+def samples(path, cfg, run_dir, frames):
+    """Rows of held-out windows: input frames, truth, prediction, |error| (and copy-last's |error|)."""
+    model, _ = load_model(run_dir / QUICKSAVE, cfg.model)
+    windows, starts = pick_windows(cfg, frames)
+    batch = windows.batch(starts)  # (S, T, H, W)
+    out = model(batch, generator=torch.Generator().manual_seed(0))
+    prediction = out["prediction"][:, -1].clamp(0, 1)
+    truth = batch[:, -1]
+    T = cfg.model.num_frames
+    if T > 1:
+        inputs = [(batch[:, t], f"input t-{T - 1 - t}") for t in range(T - 1)]
+        panels = inputs + [(truth, "truth"), (prediction, "prediction"), ((prediction - truth).abs(), "|error|"),
+                           ((batch[:, -2] - truth).abs(), "|error| copy-last")]
+    else:
+        masked = batch[:, 0].masked_fill(out["pixel_mask"][:, 0], 0.5)
+        shown = torch.where(out["pixel_mask"][:, 0], prediction, truth)
+        panels = [(masked, "input (masked grey)"), (truth, "truth"), (shown, "reconstruction"),
+                  ((shown - truth).abs(), "|error|")]
+    fig, axes = plt.subplots(len(starts), len(panels), figsize=(2.2 * len(panels), 2.1 * len(starts)), squeeze=False)
+    for row, start in enumerate(starts.tolist()):
+        for col, (images, title) in enumerate(panels):
+            ax = axes[row, col]
+            ax.imshow(images[row].numpy(), cmap="gray" if "error" not in title else "magma", vmin=0, vmax=1,
+                      interpolation="nearest")
+            ax.set_xticks([])
+            ax.set_yticks([])
+            if row == 0:
+                ax.set_title(title, fontsize=8)
+            if col == 0:
+                ax.set_ylabel(f"frame {windows.first_frame + start + T - 1}", fontsize=8)
+    fig.suptitle(f"{cfg.model_path} (held-out windows)", fontsize=9)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def by_situation(path, evaluations):
+    """Bars of one-step L1 per situation: each variant (mean over seeds) next to the baselines."""
+    first = next(iter(next(iter(evaluations.values())).values()))
+    names = [s for s, entry in first["situations"].items() if entry["windows"] > 0]
+    bars = {variant: [np.mean([run["situations"][s]["model"]["l1"] for run in runs.values()]) for s in names]
+            for variant, runs in evaluations.items()}
+    bars["copy-last frame"] = [first["situations"][s]["copy_last"]["l1"] for s in names]
+    bars["mean frame"] = [first["situations"][s]["mean_frame"]["l1"] for s in names]
+    fig, ax = plt.subplots(figsize=(10, 4))
+    width = 0.8 / len(bars)
+    for i, (label, values) in enumerate(bars.items()):
+        ax.bar(np.arange(len(names)) + i * width, values, width, label=label)
+    ax.set_xticks(np.arange(len(names)) + 0.4 - width / 2,
+                  [f"{s}\n({first['situations'][s]['windows']} windows)" for s in names], fontsize=8)
+    ax.set(ylabel="one-step L1 (held-out)", yscale="log")
+    ax.legend(fontsize=8)
+    ax.grid(axis="y", alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def by_region(path, variants, evaluations, runs_dir, block=8):
+    """Mean |error| per 8x8 block of the frame: each variant (mean over seeds), copy-last, and the difference."""
+    maps = {}
+    for variant in variants:
+        loaded = [np.load(runs_dir / f"{variant}.seed{seed}" / "error_map.npz") for seed in evaluations[variant]]
+        maps[variant] = np.mean([m["model"] for m in loaded], axis=0)
+        copy_last = loaded[0]["copy_last"]
+    maps["copy-last frame"] = copy_last
+
+    def pool(image):
+        h, w = image.shape
+        return image[: h // block * block, : w // block * block].reshape(h // block, block, w // block, block).mean((1, 3))
+
+    fig, axes = plt.subplots(2, len(maps), figsize=(3 * len(maps), 5.6), squeeze=False)
+    top = max(pool(m).max() for m in maps.values())
+    for col, (label, image) in enumerate(maps.items()):
+        shown = axes[0, col].imshow(pool(image), cmap="magma", vmin=0, vmax=top)
+        axes[0, col].set_title(f"{label}\nmean |error| per {block}x{block} block", fontsize=8)
+        fig.colorbar(shown, ax=axes[0, col], fraction=0.04)
+        if label == "copy-last frame":
+            axes[1, col].axis("off")
+        else:
+            difference = pool(image) - pool(copy_last)
+            limit = max(1e-6, np.abs(difference).max())
+            diff_shown = axes[1, col].imshow(difference, cmap="coolwarm", vmin=-limit, vmax=limit)
+            axes[1, col].set_title("minus copy-last (blue: better)", fontsize=8)
+            fig.colorbar(diff_shown, ax=axes[1, col], fraction=0.04)
+        for ax in axes[:, col]:
+            ax.set_xticks([])
+            ax.set_yticks([])
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+@torch.no_grad()
+def attention_maps(path, cfg, run_dir, frames):
+    """Last block's attention (mean over heads) of a few masked patches over the seen frames' patches."""
+    model, _ = load_model(run_dir / QUICKSAVE, cfg.model)
+    windows, starts = pick_windows(cfg, frames)
+    window = windows.batch(starts[:1])  # (1, T, H, W)
+    out = model(window, return_attention=True)
+    weights = out["attention"][-1][0].mean(0)  # (N, N) averaged over heads
+    embedding = model.embedding
+    T, gh, gw, p = cfg.model.num_frames, embedding.grid_height, embedding.grid_width, embedding.patch_size
+    per_frame = gh * gw
+    error = (out["prediction"][0, -1].clamp(0, 1) - window[0, -1]).abs()
+    patch_error = error.reshape(gh, p, gw, p).mean((1, 3)).flatten()
+    queries = [int(patch_error.argmax()), per_frame // 2 + gw // 2, 0][:ATTENTION_QUERIES]
+    fig, axes = plt.subplots(len(queries), T, figsize=(2.6 * T, 2.4 * len(queries)), squeeze=False)
+    for row, query in enumerate(queries):
+        attention = weights[(T - 1) * per_frame + query].view(T, gh, gw)  # over all tokens, frame by frame
+        for t in range(T):
+            ax = axes[row, t]
+            background = window[0, t] if t < T - 1 else window[0, -1]
+            ax.imshow(background.numpy(), cmap="gray", vmin=0, vmax=1)
+            ax.imshow(attention[t].numpy(), cmap="viridis", alpha=0.6, extent=(-0.5, gw * p - 0.5, gh * p - 0.5, -0.5),
+                      vmin=0, vmax=float(attention.max()), interpolation="nearest")
+            qy, qx = divmod(query, gw)
+            ax.add_patch(plt.Rectangle((qx * p - 0.5, qy * p - 0.5), p, p, fill=False, color="red", lw=1.5))
+            ax.set_xticks([])
+            ax.set_yticks([])
+            title = f"seen frame t-{T - 1 - t}" if t < T - 1 else "masked frame (truth shown)"
+            ax.set_title(f"{title}\nsum {attention[t].sum():.2f}", fontsize=7)
+    fig.suptitle(f"{cfg.model_path}: last block's attention of the red masked patch", fontsize=9)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)

@@ -1,0 +1,214 @@
+"""Hyperparameter search for the predictive ViT (sheet 2 (f)): Optuna TPE with a median pruner.
+
+    python scripts/tune.py --config config/vit_cpu.json --trials 12 --steps-per-trial 300
+    # several processes or SLURM array tasks share one study through the journal file:
+    srun python scripts/tune.py --study-name vit_cpu --storage out/tune/vit_cpu.journal --trials 4
+
+Each trial trains a model of sampled num_frames, channels, num_heads, layers, patch_size, learning
+rate, residual output and positional-embedding spread for --steps-per-trial steps; the objective is
+the validation loss (masked L1 + DSSIM on the held-out part, lower is better). Every validation is
+reported to the median pruner through engine.train's on_record callback, which stops an unpromising
+trial early. The study lives in an Optuna journal file (JournalFileBackend), so any number of
+processes can add trials to it, and a stopped search continues where it was. Afterwards (and with
+--report-only) --out receives trials.csv, summary.md, param_importance.png, and --best-config
+(config/vit_best.json) is written from the best trial.
+"""
+import argparse
+import csv
+import json
+import math
+import sys
+from pathlib import Path
+
+import optuna
+import torch
+from optuna.storages import JournalStorage
+from optuna.storages.journal import JournalFileBackend
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from model.checkpoint import CheckpointError  # noqa: E402
+from model.config import ConfigError, load_config, with_overrides  # noqa: E402
+from model.data import DataError  # noqa: E402
+from model.engine import StopFlag, TrainingError, train  # noqa: E402
+from model.main import load_video  # noqa: E402
+
+SEARCH_SPACE = {  # parameter -> config key; the choices are in sample()
+    "num_frames": "model.num_frames", "channels": "model.channels", "num_heads": "model.num_heads",
+    "layers": "model.layers", "patch_size": "model.patch_size", "learning_rate": "learning_rate",
+    "residual": "model.residual", "positional_init_std": "model.positional_init_std",
+}
+
+
+def parse_args(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--config", default="config/vit_cpu.json", help="base config; the search overrides it")
+    parser.add_argument("--study-name", default="vit_cpu")
+    parser.add_argument("--storage", default="out/tune/vit_cpu.journal", help="Optuna journal file (shared)")
+    parser.add_argument("--trials", type=int, default=10, help="trials this process adds to the study")
+    parser.add_argument("--steps-per-trial", type=int, default=300)
+    parser.add_argument("--out", default="results/vit/tune", help="trials.csv, summary.md, importance figure")
+    parser.add_argument("--best-config", default="config/vit_best.json")
+    parser.add_argument("--runs-dir", default="out/tune", help="run folders of the trials")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the sampler and of every trial's training")
+    parser.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
+    parser.add_argument("--report-only", action="store_true", help="write the report of the study as it is")
+    args = parser.parse_args(argv)
+    for name in ("trials", "steps_per_trial"):
+        if getattr(args, name) < (0 if name == "trials" else 1):
+            parser.error(f"--{name.replace('_', '-')} must be positive, got {getattr(args, name)}")
+    return args
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    try:
+        base = load_config(args.config)
+        Path(args.storage).parent.mkdir(parents=True, exist_ok=True)
+        storage = JournalStorage(JournalFileBackend(str(args.storage)))
+        # Each process seeds its sampler differently (by its count of finished trials), so parallel
+        # workers do not all propose the same first point.
+        study = optuna.create_study(
+            study_name=args.study_name, storage=storage, direction="minimize", load_if_exists=True,
+            sampler=optuna.samplers.TPESampler(seed=args.seed, n_startup_trials=5),
+            pruner=optuna.pruners.MedianPruner(n_startup_trials=3, n_warmup_steps=args.steps_per_trial // 3))
+        if not args.report_only and args.trials:
+            frames = load_video(base)
+            study.optimize(lambda trial: objective(trial, base, frames, args), n_trials=args.trials,
+                           catch=(TrainingError,))
+        write_report(study, base, args)
+    except ConfigError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    except (DataError, CheckpointError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def sample(trial, base):
+    """The overrides of one trial (choices that always fit the base config's frame size)."""
+    height, width = base.model.image_height, base.model.image_width
+    patches = [p for p in (8, 16) if height % p == 0 and width % p == 0] or [base.model.patch_size]
+    return {
+        "model.num_frames": trial.suggest_int("num_frames", 2, 4),
+        "model.channels": trial.suggest_categorical("channels", [32, 64, 96]),
+        "model.num_heads": trial.suggest_categorical("num_heads", [1, 2, 4]),
+        "model.layers": trial.suggest_int("layers", 1, 5),
+        "model.patch_size": trial.suggest_categorical("patch_size", patches),
+        "learning_rate": trial.suggest_float("learning_rate", 1e-4, 3e-3, log=True),
+        "model.residual": trial.suggest_categorical("residual", [False, True]),
+        "model.positional_init_std": trial.suggest_categorical("positional_init_std", [0.02, 1.0]),
+    }
+
+
+def trial_config(base, overrides, steps, name):
+    every = max(1, steps // 6)
+    return with_overrides(base, {**overrides, "model_path": name, "training.max_steps": steps,
+                                 "training.warmup_steps": min(base.training.warmup_steps, max(1, steps // 10)),
+                                 "training.validate_every": every, "training.quicksave_every": steps,
+                                 "training.log_every": every})
+
+
+def objective(trial, base, frames, args):
+    """Train one trial; report every validation to the pruner -> the last validation loss."""
+    name = f"{args.study_name}.trial{trial.number}"
+    cfg = trial_config(base, sample(trial, base), args.steps_per_trial, name)
+    stop = StopFlag()
+
+    def on_record(record):
+        if "val_loss" in record:
+            trial.report(record["val_loss"], record["step"])
+            if trial.should_prune():
+                stop.request("pruned")
+
+    print(f"trial {trial.number}: {trial.params}", flush=True)
+    result = train(cfg, frames, Path(args.runs_dir) / name, seed=args.seed, stop=stop, on_record=on_record,
+                   log=lambda line: None)
+    val = result["val"] or {}
+    trial.set_user_attr("seconds", result["seconds"])
+    trial.set_user_attr("steps", result["step"])
+    for key in ("l1", "psnr", "copy_last_l1", "copy_last_psnr"):
+        if key in val:
+            trial.set_user_attr(f"val_{key}", val[key])
+    print(f"trial {trial.number}: step {result['step']}, val loss {val.get('loss', math.nan):.4f}, "
+          f"PSNR {val.get('psnr', math.nan):.2f} dB (copy-last {val.get('copy_last_psnr', math.nan):.2f}), "
+          f"{result['seconds']:.0f} s{', pruned' if result['stopped'] else ''}", flush=True)
+    if result["stopped"] == "pruned":
+        raise optuna.TrialPruned()
+    return val["loss"]
+
+
+def write_report(study, base, args):
+    """trials.csv, summary.md, param_importance.png and the best config."""
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    trials = study.trials
+    attr_names = sorted({key for t in trials for key in t.user_attrs})
+    with open(out / "trials.csv", "w", newline="", encoding="utf-8") as file:
+        writer = csv.writer(file)
+        writer.writerow(["number", "state", "value", *SEARCH_SPACE, *attr_names])
+        for t in trials:
+            writer.writerow([t.number, t.state.name, t.value, *(t.params.get(p) for p in SEARCH_SPACE),
+                             *(t.user_attrs.get(a) for a in attr_names)])
+    complete = [t for t in trials if t.state == optuna.trial.TrialState.COMPLETE]
+    lines = [f"# Hyperparameter search: {args.study_name}", "",
+             f"Base config {args.config}; {args.steps_per_trial} steps per trial; objective: validation loss "
+             f"(0.15 L1 + 0.85 DSSIM, lower is better). Trials: {len(trials)} "
+             f"({len(complete)} complete, {sum(t.state == optuna.trial.TrialState.PRUNED for t in trials)} pruned); "
+             f"training time {sum(t.user_attrs.get('seconds', 0) for t in trials):.0f} s.", "",
+             "| trial | state | val loss | val PSNR dB | copy-last PSNR dB | s | " + " | ".join(SEARCH_SPACE) + " |",
+             "|---" * (6 + len(SEARCH_SPACE)) + "|"]
+    for t in sorted(trials, key=lambda t: (t.value is None, t.value or 0)):
+        attrs = t.user_attrs
+        lines.append(f"| {t.number} | {t.state.name.lower()} | {_number(t.value, 4)} | "
+                     f"{_number(attrs.get('val_psnr'), 2)} | {_number(attrs.get('val_copy_last_psnr'), 2)} | "
+                     f"{_number(attrs.get('seconds'), 0)} | "
+                     + " | ".join(str(t.params.get(p, "")) for p in SEARCH_SPACE) + " |")
+    if complete:
+        best = study.best_trial
+        lines += ["", f"Best: trial {best.number}, val loss {best.value:.4f}: {best.params}"]
+        write_best_config(best, base, args)
+        lines.append(f"Written to {args.best_config}.")
+    if len(complete) >= 2:
+        importance(study, out / "param_importance.png")
+        lines.append("Parameter importance (PED-ANOVA over the complete trials): param_importance.png")
+    (out / "summary.md").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    print("\n".join(lines))
+
+
+def _number(value, digits):
+    return "–" if value is None else f"{value:.{digits}f}"
+
+
+def write_best_config(best, base, args):
+    overrides = {SEARCH_SPACE[name]: value for name, value in best.params.items()}
+    cfg = with_overrides(base, {**overrides, "model_path": "vit_best"})
+    header = (f"// The best configuration of the Optuna study '{args.study_name}' (trial {best.number}, validation "
+              f"loss {best.value:.4f}\n// after {args.steps_per_trial} steps), written by scripts/tune.py from "
+              f"{args.config}. Train it longer with\n// python -m model.main -cfg {args.best_config} --train\n")
+    Path(args.best_config).write_text(header + json.dumps(cfg.to_dict(), indent=2) + "\n", encoding="utf-8")
+
+
+def importance(study, path):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    values = optuna.importance.get_param_importances(study, evaluator=optuna.importance.PedAnovaImportanceEvaluator())
+    names = list(values)[::-1]
+    fig, ax = plt.subplots(figsize=(6, 3.5))
+    ax.barh(names, [values[n] for n in names])
+    ax.set(xlabel="importance (PED-ANOVA)", title=f"{study.study_name}: parameter importance")
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,89 @@
+"""Smoke test of the experiment runner and the tuner on a tiny 32x32 video (a few steps each)."""
+import json
+from pathlib import Path
+
+import h5py
+import numpy as np
+import pytest
+
+from model.config import load_config, strip_json_comments
+from scripts import run_experiments
+
+TINY_MODEL = {"image_height": 32, "image_width": 32, "patch_size": 8, "channels": 16, "num_heads": 2,
+              "layers": 1, "batch_size": 4}
+
+
+def write_video(path, count=80):
+    """A bright square sliding over a noisy background, with the /meta flags the runner reads."""
+    rng = np.random.default_rng(0)
+    frames = (rng.random((count, 32, 32)) * 60).astype(np.uint8)
+    for i in range(count):
+        x = (2 * i) % 24
+        frames[i, 10:18, x:x + 8] = 230
+    with h5py.File(path, "w") as file:
+        file["rgb_images"] = frames
+        file["meta/camera_dx"] = (np.arange(count) % 3 == 0).astype(np.int16)
+        file["meta/camera_dy"] = np.zeros(count, np.int16)
+        file["meta/player_moving"] = np.arange(count) % 2 == 0
+        file["meta/npc_moving"] = np.zeros(count, bool)
+
+
+@pytest.fixture
+def tiny_configs(tmp_path):
+    video = tmp_path / "video.hdf5"
+    write_video(video)
+    for variant in ("full", "noattention", "nopos", "masked"):
+        source = Path(run_experiments.VARIANTS[variant][0])
+        raw = json.loads(strip_json_comments(source.read_text()))
+        raw["data"]["hdf5_file"] = str(video)
+        raw["data"]["validation_fraction"] = 0.25
+        raw["num_workers"] = 0
+        raw["model"].update(TINY_MODEL)
+        raw["training"]["validation_batches"] = 2
+        target = tmp_path / source
+        target.parent.mkdir(exist_ok=True)
+        target.write_text(json.dumps(raw))
+    return tmp_path
+
+
+def test_runner_trains_resumes_evaluates_and_reports(tiny_configs, capsys):
+    root = tiny_configs
+    args = ["--runs", "full", "nopos", "masked", "--seeds", "0", "1", "--steps", "4",
+            "--config-root", str(root), "--runs-dir", str(root / "runs"), "--results", str(root / "results"),
+            "--name", "smoke", "--threads", "1"]
+    assert run_experiments.main(args) == 0
+    out = root / "results" / "smoke"
+    results = json.loads((out / "results.json").read_text())
+    full = results["runs"]["full"]["0"] if "0" in results["runs"]["full"] else results["runs"]["full"][0]
+    assert full["steps"] == 4 and len(full["rollout"]["model"]["psnr"]) == run_experiments.ROLLOUT_STEPS
+    assert full["situations"]["scrolling"]["windows"] > 0
+    assert "one_step_mean_frame" in results["summary"]["masked"]
+    assert "| full | 4 | 2 |" in (out / "summary.md").read_text()
+    for figure in ("loss_curves", "samples_full", "samples_masked", "error_by_situation", "error_by_region",
+                   "attention_full"):
+        assert (out / f"{figure}.png").stat().st_size > 0
+    # A second call skips the finished runs (and reuses their evaluations); a run without done.json
+    # resumes from its quicksave.
+    (root / "runs" / "nopos.seed1" / "done.json").unlink()
+    capsys.readouterr()
+    assert run_experiments.main(args) == 0
+    printed = capsys.readouterr().out
+    assert printed.count("done, skipped") == 5 and "resuming from" in printed
+    assert (root / "runs" / "nopos.seed1" / "done.json").exists()
+
+
+def test_tune_shares_a_journal_study_and_writes_the_best_config(tiny_configs):
+    from scripts import tune
+
+    root = tiny_configs
+    config = root / "config/vit_cpu.json"
+    args = ["--config", str(config), "--study-name", "smoke", "--storage", str(root / "study.journal"),
+            "--trials", "2", "--steps-per-trial", "3", "--out", str(root / "tune"),
+            "--best-config", str(root / "best.json"), "--runs-dir", str(root / "trials"), "--threads", "1"]
+    assert tune.main(args) == 0
+    assert tune.main(args[:6] + ["--trials", "1"] + args[8:]) == 0  # a second process adds to the same study
+    summary = (root / "tune" / "summary.md").read_text()
+    assert "Trials: 3" in summary and (root / "tune" / "trials.csv").exists()
+    assert (root / "tune" / "param_importance.png").exists()
+    best = load_config(root / "best.json")
+    assert best.model_path == "vit_best" and best.model.channels in (32, 64, 96)

@@ -206,8 +206,11 @@ class PatchEmbedding(tnn.Module):
 class ReversePatchEmbedding(tnn.Module):
     """Tokens back to frames: tokens (B, T*h*w, C) -> frames (B, T, H, W).
 
-    A transposed convolution with kernel = stride = patch size turns each token into exactly
-    its own p x p patch of pixels (a shared linear map C -> p*p plus bias), frame by frame.
+    The transposed convolution with kernel = stride = patch size: each token becomes exactly its
+    own p x p patch of pixels through a shared linear map C -> p*p (plus bias), frame by frame.
+    With non-overlapping patches that convolution is one ``nn.Linear`` and a rearrange, which runs
+    as a single matrix multiply (``tests/test_patch_embedding.py`` checks it against
+    ``nn.ConvTranspose2d``).
     """
 
     def __init__(self, num_frames, embed_size, patch_size, image_height, image_width):
@@ -215,10 +218,10 @@ class ReversePatchEmbedding(tnn.Module):
         self.grid_height, self.grid_width = _patch_grid(num_frames, embed_size, patch_size,
                                                         image_height, image_width)
         self.num_frames = num_frames
-        self.to_pixels = tnn.ConvTranspose2d(embed_size, 1, kernel_size=patch_size, stride=patch_size)
+        self.patch_size = patch_size
+        self.to_pixels = tnn.Linear(embed_size, patch_size * patch_size)
 
     def forward(self, tokens):
-        grid = rearrange(tokens, "b (t h w) c -> (b t) c h w", t=self.num_frames, h=self.grid_height,
-                         w=self.grid_width)
-        pixels = self.to_pixels(grid)  # (B*T, 1, H, W)
-        return rearrange(pixels, "(b t) 1 h w -> b t h w", t=self.num_frames)
+        pixels = self.to_pixels(tokens)  # (B, T*h*w, p*p)
+        return rearrange(pixels, "b (t h w) (p1 p2) -> b t (h p1) (w p2)", t=self.num_frames,
+                         h=self.grid_height, w=self.grid_width, p1=self.patch_size, p2=self.patch_size)

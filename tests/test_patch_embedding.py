@@ -138,7 +138,7 @@ def test_reverse_embedding_writes_each_token_into_its_own_patch():
     num_frames = 2
     torch.manual_seed(0)
     reverse = ReversePatchEmbedding(num_frames, C, P, H, W).double()
-    weight = reverse.to_pixels.weight.reshape(C, P * P)  # (C, 1, P, P): one p x p stamp per channel
+    weight = reverse.to_pixels.weight.T  # (C, P*P): one p x p stamp per channel
     with torch.no_grad():
         reverse.to_pixels.bias.zero_()
     for t, i, j in [(0, 0, 0), (0, 2, 1), (1, 1, 3)]:
@@ -153,6 +153,27 @@ def test_reverse_embedding_writes_each_token_into_its_own_patch():
         assert (outside == 0).all()
 
 
+def test_reverse_embedding_equals_torch_conv_transpose():
+    """The Linear + rearrange is nn.ConvTranspose2d(C, 1, kernel=stride=P) per frame: values and gradients."""
+    num_frames = 3
+    torch.manual_seed(0)
+    reverse = ReversePatchEmbedding(num_frames, C, P, H, W).double()
+    conv = torch.nn.ConvTranspose2d(C, 1, kernel_size=P, stride=P).double()
+    with torch.no_grad():
+        conv.weight.copy_(reverse.to_pixels.weight.T.reshape(C, 1, P, P))
+        conv.bias.copy_(reverse.to_pixels.bias.mean().expand(1))
+        reverse.to_pixels.bias.fill_(conv.bias.item())  # the convolution has one bias for its one channel
+    tokens = torch.randn(B, num_frames * GRID_H * GRID_W, C, dtype=torch.float64, requires_grad=True)
+    ours = reverse(tokens)
+    grid = tokens.reshape(B, num_frames, GRID_H, GRID_W, C).permute(0, 1, 4, 2, 3).reshape(-1, C, GRID_H, GRID_W)
+    theirs = conv(grid).reshape(B, num_frames, H, W)
+    torch.testing.assert_close(ours, theirs, atol=1e-12, rtol=0)
+    upstream = torch.randn_like(ours)
+    (grad_ours,) = torch.autograd.grad(ours, tokens, upstream)
+    (grad_theirs,) = torch.autograd.grad(theirs, tokens, upstream)
+    torch.testing.assert_close(grad_ours, grad_theirs, atol=1e-12, rtol=0)
+
+
 def test_patch_then_reverse_round_trip_with_matching_weights():
     """With an identity projection and its transpose as the reverse map, frames come back unchanged."""
     num_frames, width = 2, P * P
@@ -161,7 +182,7 @@ def test_patch_then_reverse_round_trip_with_matching_weights():
     with torch.no_grad():
         embedding.proj.weight.copy_(torch.eye(width))
         embedding.proj.bias.zero_()
-        reverse.to_pixels.weight.copy_(torch.eye(width).reshape(width, 1, P, P))
+        reverse.to_pixels.weight.copy_(torch.eye(width))
         reverse.to_pixels.bias.zero_()
     frames = make_frames(num_frames)
     tokens, _ = embedding(frames)

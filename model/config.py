@@ -58,6 +58,8 @@ class ModelConfig:
     positional_embedding: bool = True  # false: no positional embedding at all (sheet 2 (e))
     # Spread of the initial positional embedding; 1.0 tells the masked tokens apart from the start.
     positional_init_std: float = 0.02
+    # "normal" (random, positional_init_std) or "sincos" (sines and cosines of frame, row, column).
+    positional_init: str = "normal"
     # true: the model predicts the change from the last seen frame (needs num_frames > 1).
     residual: bool = False
     # With residual: start the output projection at zero (the model starts as copy-last-frame).
@@ -292,6 +294,10 @@ def _check_values(cfg):
             f"must lie in (0, 1], got {m.mask_percentage}")
     require(m.positional_init_std > 0, "model.positional_init_std",
             f"must be positive, got {m.positional_init_std}")
+    require(m.positional_init in ("normal", "sincos"), "model.positional_init",
+            f"must be 'normal' or 'sincos', got {m.positional_init!r}")
+    require(m.positional_init != "sincos" or (m.channels % 2 == 0 and m.channels >= 6), "model.positional_init",
+            f"'sincos' needs an even model.channels >= 6, got {m.channels}")
     require(0 <= t.min_lr_ratio <= 1, "training.min_lr_ratio", f"must lie in [0, 1], got {t.min_lr_ratio}")
     require(t.optimizer in OPTIMIZERS, "training.optimizer",
             f"{t.optimizer!r} is not one of {', '.join(OPTIMIZERS)}")

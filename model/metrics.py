@@ -47,3 +47,34 @@ def mean_frame_baseline(train_frames):
     frames = torch.as_tensor(train_frames)
     scale = 255.0 if frames.dtype == torch.uint8 else 1.0
     return frames.double().mean(dim=0).float() / scale
+
+
+def shift_frame(frame, dy, dx):
+    """frame (..., H, W) moved by (dy, dx) pixels; the uncovered border repeats the edge pixels."""
+    pad = max(abs(dy), abs(dx))
+    if pad == 0:
+        return frame
+    height, width = frame.shape[-2:]
+    padded = torch.nn.functional.pad(frame.reshape(-1, 1, height, width), (pad,) * 4, mode="replicate")
+    moved = padded[..., pad - dy: pad - dy + height, pad - dx: pad - dx + width]
+    return moved.reshape(frame.shape)
+
+
+def continue_motion_baseline(context, max_shift=2):
+    """context (B, T-1, H, W), T-1 >= 2 -> (B, H, W): the last frame moved on by the last global shift.
+
+    The integer shift (dy, dx) in [-max_shift, max_shift]^2 that best maps frame T-3 onto frame T-2
+    (L1 away from the borders) is applied once more to frame T-2: a camera that scrolls keeps
+    scrolling. It knows nothing about objects that move on their own; where nothing moves it is
+    the copy of the last frame.
+    """
+    if context.dim() != 4 or context.shape[1] < 2:
+        raise ValueError(f"continue_motion_baseline needs context (B, >=2, H, W), got {tuple(context.shape)}")
+    before, last = context[:, -2], context[:, -1]
+    m = max_shift
+    shifts = [(dy, dx) for dy in range(-m, m + 1) for dx in range(-m, m + 1)]
+    errors = torch.stack([(shift_frame(before, dy, dx) - last)[:, m:-m or None, m:-m or None].abs().mean(dim=(1, 2))
+                          for dy, dx in shifts])  # (S, B)
+    errors[shifts.index((0, 0))] -= 1e-6  # ties go to "nothing moved"
+    best = errors.argmin(dim=0)
+    return torch.stack([shift_frame(last[i], *shifts[k]) for i, k in enumerate(best.tolist())])

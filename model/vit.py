@@ -29,7 +29,8 @@ class VisionTransformer(tnn.Module):
 
     def __init__(self, num_frames, image_height, image_width, patch_size, channels, num_heads, layers,
                  attention=True, positional_embedding=True, residual=False, mask_percentage=0.5,
-                 fused_attention=True, positional_init_std=0.02, zero_init_output=True):
+                 fused_attention=True, positional_init_std=0.02, zero_init_output=True,
+                 positional_init="normal"):
         super().__init__()
         if isinstance(layers, bool) or not isinstance(layers, int) or layers < 1:
             raise ValueError(f"layers must be a positive integer, got {layers!r}")
@@ -40,7 +41,8 @@ class VisionTransformer(tnn.Module):
         self.embedding = PatchEmbedding(num_frames, channels, patch_size, image_height, image_width,
                                         positional_embedding=positional_embedding,
                                         mask_percentage=mask_percentage,
-                                        positional_init_std=positional_init_std)
+                                        positional_init_std=positional_init_std,
+                                        positional_init=positional_init)
         self.blocks = tnn.ModuleList(
             AttentionBlock(channels, num_heads, attention=attention, fused=fused_attention)
             for _ in range(layers))
@@ -98,6 +100,6 @@ def model_kwargs(model_cfg):
     """The VisionTransformer arguments held by a ModelConfig (stored in checkpoints)."""
     names = ("num_frames", "image_height", "image_width", "patch_size", "channels", "num_heads", "layers",
              "attention", "positional_embedding", "residual", "mask_percentage", "fused_attention",
-             "positional_init_std", "zero_init_output")
+             "positional_init_std", "zero_init_output", "positional_init")
     values = dataclasses.asdict(model_cfg)
     return {name: values[name] for name in names}

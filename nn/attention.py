@@ -122,6 +122,30 @@ class AttentionBlock(tnn.Module):
         return (x, attention) if return_attention else x
 
 
+def sincos_positions(num_frames, grid_height, grid_width, embed_size):
+    """(T*h*w, C) sine-cosine codes of (frame, row, column), tokens in (t h w) order.
+
+    The channels are split into three even groups (rows and columns get the same share, the frame
+    index the rest); each group holds sin and cos of its index at geometrically spaced
+    frequencies, as in the Transformer's positional encoding (2D in MAE, here 3D).
+    """
+    if embed_size % 2 or embed_size < 6:
+        raise ValueError(f"sincos positions need an even embed_size >= 6, got {embed_size}")
+    spatial = embed_size // 3 // 2 * 2
+    sizes = {"t": embed_size - 2 * spatial, "h": spatial, "w": spatial}
+
+    def codes(count, size):  # (count, size)
+        frequencies = 1.0 / 10000 ** (torch.arange(size // 2, dtype=torch.float64) / (size // 2))
+        angles = torch.arange(count, dtype=torch.float64)[:, None] * frequencies[None]
+        return torch.cat([angles.sin(), angles.cos()], dim=1)
+
+    t, h, w = codes(num_frames, sizes["t"]), codes(grid_height, sizes["h"]), codes(grid_width, sizes["w"])
+    grid = torch.cat([repeat(t, "t c -> t h w c", h=grid_height, w=grid_width),
+                      repeat(h, "h c -> t h w c", t=num_frames, w=grid_width),
+                      repeat(w, "w c -> t h w c", t=num_frames, h=grid_height)], dim=-1)
+    return rearrange(grid, "t h w c -> (t h w) c").float()
+
+
 class PatchEmbedding(tnn.Module):
     """Frames to masked, position-tagged patch tokens (sheet 2 (b)).
 
@@ -136,10 +160,14 @@ class PatchEmbedding(tnn.Module):
     ``positional_init_std`` sets the spread of the initial positional embedding (0.02 as in ViT).
     Next to patch tokens of norm ~1 a spread of 0.02 leaves the masked tokens almost identical, so
     a larger one (1.0) lets attention tell the masked positions apart from the first step.
+    ``positional_init="sincos"`` starts the (still learned) embedding from sines and cosines of
+    the frame, row and column index instead (see ``sincos_positions``): tokens of the same place
+    in different frames, and of neighbouring places, then look alike from the first step.
     """
 
     def __init__(self, num_frames, embed_size, patch_size, image_height, image_width,
-                 positional_embedding=True, mask_percentage=0.5, positional_init_std=0.02):
+                 positional_embedding=True, mask_percentage=0.5, positional_init_std=0.02,
+                 positional_init="normal"):
         super().__init__()
         self.grid_height, self.grid_width = _patch_grid(num_frames, embed_size, patch_size,
                                                         image_height, image_width)
@@ -147,6 +175,8 @@ class PatchEmbedding(tnn.Module):
             raise ValueError(f"mask_percentage must lie in [0, 1], got {mask_percentage!r}")
         if not positional_init_std > 0:
             raise ValueError(f"positional_init_std must be positive, got {positional_init_std!r}")
+        if positional_init not in ("normal", "sincos"):
+            raise ValueError(f"positional_init must be 'normal' or 'sincos', got {positional_init!r}")
         self.num_frames = num_frames
         self.patch_size = patch_size
         self.image_height = image_height
@@ -158,7 +188,12 @@ class PatchEmbedding(tnn.Module):
         if positional_embedding:
             self.positional_embedding = tnn.Parameter(
                 torch.zeros(1, num_frames * self.patches_per_frame, embed_size))
-            tnn.init.trunc_normal_(self.positional_embedding, std=positional_init_std)  # cut at +-2
+            if positional_init == "sincos":
+                with torch.no_grad():
+                    self.positional_embedding.copy_(sincos_positions(
+                        num_frames, self.grid_height, self.grid_width, embed_size)[None])
+            else:
+                tnn.init.trunc_normal_(self.positional_embedding, std=positional_init_std)  # cut at +-2
         else:
             # No parameter at all, so 2 (e) models neither train nor store position weights.
             self.positional_embedding = None

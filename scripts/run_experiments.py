@@ -12,7 +12,8 @@ processes with --runs). After training every finished run is evaluated on the he
 video (cached in its eval.json):
 
   one-step     every held-out window: L1, MSE, PSNR, SSIM of the predicted last frame, next to the
-               copy-last-frame and mean-frame baselines, split by situation from the video's /meta
+               copy-last-frame, mean-frame and (num_frames >= 3) continue-motion baselines, split by
+               situation from the video's /meta
   closed loop  10 steps from starts spread over the held-out part (the model sees its own
                8-bit predictions, as model/scripts/predict.py does), against copy-last held still
   masked       num_frames == 1 variants: the masked pixels of the reconstruction (mean-frame baseline)
@@ -37,7 +38,7 @@ from model.config import ConfigError, load_config, with_overrides  # noqa: E402
 from model.data import DataError, FrameWindows, load_metadata, resolve_data_path, split_frames  # noqa: E402
 from model.engine import QUICKSAVE, TrainingError, evaluate, load_model, train, write_json_atomically  # noqa: E402
 from model.main import load_video  # noqa: E402
-from model.metrics import frame_metrics, mean_frame_baseline, psnr  # noqa: E402
+from model.metrics import continue_motion_baseline, frame_metrics, mean_frame_baseline, psnr  # noqa: E402
 from model.scripts.predict import rollout  # noqa: E402
 
 # name -> (config file, overrides). Every run also gets training.max_steps = --steps and a schedule
@@ -204,13 +205,16 @@ def evaluate_run(cfg, run_dir, frames, meta):
         write_json_atomically(cached, result)
         return result
 
-    per_frame = {name: {"l1": [], "mse": [], "ssim": []} for name in ("model", "copy_last", "mean_frame")}
+    baselines = ("copy_last", "mean_frame") + (("continue_motion",) if T >= 3 else ())
+    per_frame = {name: {"l1": [], "mse": [], "ssim": []} for name in ("model",) + baselines}
     error_map = {"model": torch.zeros(val_frames.shape[1:]), "copy_last": torch.zeros(val_frames.shape[1:])}
     for starts in torch.arange(len(windows)).split(EVAL_BATCH):
         batch = windows.batch(starts)  # (B, T, H, W)
         context, target = batch[:, :-1], batch[:, -1]
         predictions = {"model": model.predict_next_frame(context), "copy_last": context[:, -1],
                        "mean_frame": mean_frame.expand_as(target)}
+        if "continue_motion" in baselines:
+            predictions["continue_motion"] = continue_motion_baseline(context)
         for name, prediction in predictions.items():
             for key, value in frame_metrics(prediction, target).items():
                 if key != "psnr":
@@ -225,7 +229,7 @@ def evaluate_run(cfg, run_dir, frames, meta):
     for situation, mask in situations(meta, targets).items():
         entry = {"windows": int(mask.sum())}
         if mask.any():
-            for name in ("model", "copy_last", "mean_frame"):
+            for name in ("model",) + baselines:
                 entry[name] = summarise({key: values[mask] for key, values in per_frame[name].items()})
         result["situations"][situation] = entry
 
@@ -325,7 +329,9 @@ def markdown(name, summary, steps):
              "seeds; train s: wall-clock training seconds per run (2 shared CPU cores, 1 thread per run); "
              "held-out: the last 10% of the video.",
              "One-step: every held-out window. 10-step: closed loop, metrics of the 10th predicted frame.",
-             "Masked variants (1 frame): the masked pixels only, against the mean training frame.", "",
+             "Masked variants (1 frame): the masked pixels only, against the mean training frame.",
+             "Continue-motion baseline (3+ frames): the last frame moved on by the global shift between the two "
+             "frames before (model/metrics.py), a hand-made predictor of camera scrolling.", "",
              "ΔL1, ΔPSNR: the model's one-step value minus copy-last's on the same windows, per run.", "",
              "| variant | steps | seeds | train s | 1-step L1 | 1-step PSNR dB | 1-step SSIM | 10-step L1 | 10-step PSNR dB "
              "| ΔL1 | ΔPSNR dB | beats copy-last |",
@@ -343,6 +349,8 @@ def markdown(name, summary, steps):
         baselines.setdefault((kind, "mean-frame"), (entry["one_step_mean_frame"], None))
         if kind == "next":
             baselines.setdefault((kind, "copy-last"), (entry["one_step_copy_last"], entry["rollout10_copy_last"]))
+        if "one_step_continue_motion" in entry:
+            baselines.setdefault((kind, "continue-motion"), (entry["one_step_continue_motion"], None))
     for (kind, baseline), (one, rolled) in baselines.items():
         label = f"{baseline} baseline" + (" (masked pixels)" if kind == "masked" else "")
         lines.append(f"| {label} | – | – | – | {one['l1'][0]:.4f} | {one['psnr'][0]:.2f} | {one['ssim'][0]:.4f} | "

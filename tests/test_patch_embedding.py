@@ -213,3 +213,33 @@ def test_wrong_frame_shape_is_rejected():
     embedding = make_embedding(3)
     with pytest.raises(ValueError, match="frames must have shape"):
         embedding(make_frames(2))
+
+
+def test_sincos_positions_are_the_transformer_codes_of_frame_row_and_column():
+    from nn.attention import sincos_positions
+    num_frames, width = 3, 16  # channel groups: frame 8, row 4, column 4
+    grid_h, grid_w = GRID_H, GRID_W
+    codes = sincos_positions(num_frames, grid_h, grid_w, width)
+    assert codes.shape == (num_frames * grid_h * grid_w, width)
+    spatial = width // 3 // 2 * 2
+    frame_part = width - 2 * spatial
+    t, i, j = 2, 1, 3
+    assert (frame_part, spatial) == (8, 4)
+    token = codes[token_index(t, i, j)]
+    freq = lambda size: 1.0 / 10000 ** (torch.arange(size // 2, dtype=torch.float64) / (size // 2))  # noqa: E731
+    expected_t = torch.cat([(t * freq(frame_part)).sin(), (t * freq(frame_part)).cos()]).float()
+    expected_j = torch.cat([(j * freq(spatial)).sin(), (j * freq(spatial)).cos()]).float()
+    torch.testing.assert_close(token[:frame_part], expected_t)
+    torch.testing.assert_close(token[-spatial:], expected_j)
+    # The same place in two frames agrees on the row and column channels.
+    other = codes[token_index(0, i, j)]
+    torch.testing.assert_close(token[frame_part:], other[frame_part:])
+
+
+def test_sincos_init_is_learned_and_optional():
+    embedding = PatchEmbedding(2, C, P, H, W, positional_init="sincos")
+    assert embedding.positional_embedding.requires_grad
+    from nn.attention import sincos_positions
+    torch.testing.assert_close(embedding.positional_embedding[0], sincos_positions(2, GRID_H, GRID_W, C))
+    with pytest.raises(ValueError, match="positional_init"):
+        PatchEmbedding(2, C, P, H, W, positional_init="fourier")

@@ -23,6 +23,7 @@ import yaml
 
 DEFAULT_HDF5_FILE = "./gameplay-data.hdf5"
 OPTIMIZERS = ("adamw", "radam")
+LOSSES = ("l1_ssim", "l1", "mse")  # nn.loss.LOSSES; config stays free of torch imports
 
 
 class ConfigError(Exception):
@@ -72,6 +73,8 @@ class ModelConfig:
 @dataclass(frozen=True)
 class TrainingConfig:
     optimizer: str = "adamw"  # "adamw" or "radam"
+    # "l1_ssim" (the template's 0.15 L1 + 0.85 (1 - SSIM) / 2), "l1" or "mse", on the masked pixels.
+    loss: str = "l1_ssim"
     warmup_steps: int = 1000  # linear learning-rate warm-up, then cosine decay
     # Optimizer steps of the whole run (also the length of the cosine schedule);
     # null: epochs times the steps of one epoch.
@@ -299,6 +302,7 @@ def _check_values(cfg):
     require(m.positional_init != "sincos" or (m.channels % 2 == 0 and m.channels >= 6), "model.positional_init",
             f"'sincos' needs an even model.channels >= 6, got {m.channels}")
     require(0 <= t.min_lr_ratio <= 1, "training.min_lr_ratio", f"must lie in [0, 1], got {t.min_lr_ratio}")
+    require(t.loss in LOSSES, "training.loss", f"{t.loss!r} is not one of {', '.join(LOSSES)}")
     require(t.optimizer in OPTIMIZERS, "training.optimizer",
             f"{t.optimizer!r} is not one of {', '.join(OPTIMIZERS)}")
     for side in ("height", "width"):

@@ -32,7 +32,7 @@ from model.checkpoint import FORMAT_VERSION, check_model_kwargs, load_checkpoint
 from model.data import FrameWindows, WindowSampler, evaluation_indices, split_frames
 from model.metrics import copy_last_frame_baseline, frame_metrics, mean_frame_baseline, psnr
 from model.vit import VisionTransformer, model_kwargs
-from nn.loss import masked_l1_ssim_loss
+from nn.loss import masked_loss
 
 QUICKSAVE = "quicksave.ckpt"
 BEST = "best.ckpt"
@@ -154,7 +154,7 @@ def train(cfg, frames, run_dir, *, device="cpu", seed=1234, resume=None, stop=No
                 # of the window is the loss of that frame; computing SSIM on it alone is T times cheaper.
                 prediction = out["prediction"][:, -1:].float()  # (B, 1, H, W)
                 target, pixel_mask = batch[:, -1:], out["pixel_mask"][:, -1:]
-                loss, l1, ssim_value = masked_l1_ssim_loss(prediction, target, pixel_mask)
+                loss, l1, ssim_value = masked_loss(t.loss, prediction, target, pixel_mask)
                 scaler.scale(loss / accumulation).backward()
             mse = ((prediction.detach() - target) ** 2 * pixel_mask).sum() / pixel_mask.sum()
             parts += torch.stack([loss.detach(), l1.detach(), ssim_value.detach(), mse]) / accumulation
@@ -198,7 +198,7 @@ def train(cfg, frames, run_dir, *, device="cpu", seed=1234, resume=None, stop=No
             sums, summed_steps = torch.zeros(5), 0
             if validate:
                 last_val = evaluate(model, val_windows, batch_size=m.batch_size, max_batches=t.validation_batches,
-                                    mean_frame=mean_frame, autocast=autocast)
+                                    mean_frame=mean_frame, autocast=autocast, loss=t.loss)
                 record.update({f"val_{key}": value for key, value in last_val.items()})
                 log(f"step {step}: {describe_metrics(last_val)}")
                 if last_val["loss"] < best_val_loss:
@@ -253,7 +253,8 @@ def share_from_rank_0(value, device):
 
 
 @torch.no_grad()
-def evaluate(model, windows, *, batch_size, max_batches=None, mean_frame=None, autocast=nullcontext, seed=0):
+def evaluate(model, windows, *, batch_size, max_batches=None, mean_frame=None, autocast=nullcontext, seed=0,
+             loss="l1_ssim"):
     """Mean metrics of the model on windows (all, or max_batches batches spread over them) -> dict.
 
     num_frames > 1: the predicted last frame (clamped to [0, 1]) against the true one, next to the
@@ -277,8 +278,8 @@ def evaluate(model, windows, *, batch_size, max_batches=None, mean_frame=None, a
         with autocast():
             out = model(frames, generator=generator)
         prediction = out["prediction"].float()
-        loss, _, _ = masked_l1_ssim_loss(prediction[:, -1:], frames[:, -1:], out["pixel_mask"][:, -1:])
-        totals["loss"] = totals.get("loss", 0.0) + loss.item() * len(starts)
+        value, _, _ = masked_loss(loss, prediction[:, -1:], frames[:, -1:], out["pixel_mask"][:, -1:])
+        totals["loss"] = totals.get("loss", 0.0) + value.item() * len(starts)
         target = frames[:, -1]  # (B, H, W): the predicted frame, or the single reconstructed one
         mask = out["pixel_mask"][:, -1] if model.num_frames == 1 else None
         add("", frame_metrics(prediction[:, -1].clamp(0, 1), target, mask))

@@ -167,7 +167,8 @@ def validate(cfg, frames, run_dir, checkpoint_path, device):
     windows = FrameWindows(val_frames, cfg.model.num_frames, device, first_frame=len(train_frames))
     autocast, _ = mixed_precision(device, cfg.model.mixed_precision)
     metrics = evaluate(model, windows, batch_size=cfg.model.batch_size,
-                       mean_frame=mean_frame_baseline(train_frames).to(device), autocast=autocast)
+                       mean_frame=mean_frame_baseline(train_frames).to(device), autocast=autocast,
+                       loss=cfg.training.loss)
     print(f"{checkpoint_path} (step {payload['step']}): {describe_metrics(metrics)}")
     run_dir.mkdir(parents=True, exist_ok=True)
     write_json_atomically(run_dir / "validation.json",

@@ -55,3 +55,23 @@ def masked_l1_ssim_loss(prediction, target, pixel_mask):
     dssim = masked_mean(((1 - ssim_map) / 2).clamp(0, 1))
     loss = L1_WEIGHT * l1 + DSSIM_WEIGHT * dssim
     return loss, l1, masked_mean(ssim_map)
+
+
+LOSSES = ("l1_ssim", "l1", "mse")
+
+
+def masked_loss(kind, prediction, target, pixel_mask):
+    """The training loss ``kind`` on the masked pixels -> scalars (loss, l1, ssim_value).
+
+    "l1_ssim" is the template's loss (masked_l1_ssim_loss); "l1" and "mse" are the masked mean
+    absolute and squared error alone. l1 and ssim_value are returned for logging in every case.
+    """
+    if kind not in LOSSES:
+        raise ValueError(f"loss must be one of {', '.join(LOSSES)}, got {kind!r}")
+    loss, l1, ssim_value = masked_l1_ssim_loss(prediction, target, pixel_mask)
+    if kind == "l1":
+        loss = l1
+    elif kind == "mse":
+        weights = pixel_mask.to(loss.dtype)
+        loss = ((prediction.to(loss.dtype) - target.to(loss.dtype)) ** 2 * weights).sum() / weights.sum()
+    return loss, l1, ssim_value

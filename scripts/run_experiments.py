@@ -44,37 +44,37 @@ from model.scripts.predict import rollout  # noqa: E402
 # name -> (config file, overrides). Every run also gets training.max_steps = --steps and a schedule
 # of validations / quicksaves that fits that budget (see run_config).
 VARIANTS = {
-    # The ablations of the sheet at CPU scale (vit_cpu.json: residual output).
+    # The ablations of the sheet at CPU scale (vit_cpu.json: residual output, the template's loss).
     "full": ("config/vit_cpu.json", {}),
     "noattention": ("config/vit_cpu_noattention.json", {}),
     "nopos": ("config/vit_cpu_nopos.json", {}),
     # Masked reconstruction of single frames (num_frames 1, half the patches hidden), 2 (d).
     "masked": ("config/vit_cpu_masked.json", {}),
     "masked_noattention": ("config/vit_cpu_masked_noattention.json", {}),
-    # Study: what closes the gap to copy-last-frame (one seed, short runs).
-    "plain": ("config/vit_cpu.json", {"model.residual": False}),
-    "plain_pos1": ("config/vit_cpu.json", {"model.residual": False, "model.positional_init_std": 1.0}),
-    "residual_pos1": ("config/vit_cpu.json", {"model.positional_init_std": 1.0}),
-    "residual_pos1_lr3e-4": ("config/vit_cpu.json", {"model.positional_init_std": 1.0, "learning_rate": 3e-4}),
-    "residual_pos1_lr3e-3": ("config/vit_cpu.json", {"model.positional_init_std": 1.0, "learning_rate": 3e-3}),
-    "residual_pos1_p8": ("config/vit_cpu.json", {"model.positional_init_std": 1.0, "model.patch_size": 8}),
+    # Study: what closes the gap to copy-last-frame (one seed each).
+    "plain": ("config/vit_cpu.json", {"model.residual": False}),  # the sheet's model as it is
+    "pos1": ("config/vit_cpu.json", {"model.positional_init_std": 1.0}),
+    "sincos": ("config/vit_cpu.json", {"model.positional_init": "sincos"}),
+    "loss_l1": ("config/vit_cpu.json", {"training.loss": "l1"}),
+    "loss_mse": ("config/vit_cpu.json", {"training.loss": "mse"}),
+    "patch8": ("config/vit_cpu.json", {"model.patch_size": 8}),
+    "frames5": ("config/vit_cpu.json", {"model.num_frames": 5}),
     # A variant's own training.max_steps replaces --steps: training length as a factor.
-    "residual_pos1_long": ("config/vit_cpu.json", {"model.positional_init_std": 1.0, "training.max_steps": 1500}),
-    "residual_pos1_noinit": ("config/vit_cpu.json", {"model.positional_init_std": 1.0,
-                                                     "model.zero_init_output": False}),
-    "full_pos1": ("config/vit_cpu.json", {"model.positional_init_std": 1.0}),
-    "noattention_pos1": ("config/vit_cpu_noattention.json", {"model.positional_init_std": 1.0}),
+    "long": ("config/vit_cpu.json", {"training.max_steps": 2000}),
+    # Other footage: Atari Pong recorded through the importer (scripts/reproduce.sh makes the file).
+    "pong_full": ("config/vit_cpu.json", {"data.hdf5_file": "out/data/pong.hdf5"}),
+    "pong_plain": ("config/vit_cpu.json", {"data.hdf5_file": "out/data/pong.hdf5", "model.residual": False}),
 }
 SETS = {
     "ablation": ["full", "noattention", "nopos"],
-    "ablation_pos1": ["full_pos1", "noattention_pos1", "nopos"],
     "masked": ["masked", "masked_noattention"],
-    # "full" is vit_cpu.json as it is: the residual model with positional_init_std 0.02.
-    "study": ["plain", "plain_pos1", "full", "residual_pos1", "residual_pos1_lr3e-4",
-              "residual_pos1_lr3e-3", "residual_pos1_p8", "residual_pos1_long", "residual_pos1_noinit"],
+    # "full" is vit_cpu.json as it is: the residual model with the template's loss.
+    "study": ["plain", "full", "pos1", "sincos", "loss_l1", "loss_mse", "patch8", "frames5", "long"],
+    "atari": ["pong_full", "pong_plain"],
 }
 ROLLOUT_STEPS = 10
 ROLLOUT_STARTS = 40  # closed-loop starts, spread evenly over the held-out part
+TRAIN_WINDOWS = 600  # one-step metrics on this many training windows: how closely the model memorises
 EVAL_BATCH = 32
 
 
@@ -224,6 +224,21 @@ def evaluate_run(cfg, run_dir, frames, meta):
     per_frame = {name: {key: np.concatenate(v) for key, v in values.items()} for name, values in per_frame.items()}
     result["one_step"] = {name: summarise(values) for name, values in per_frame.items()}
 
+    # The training part, on windows spread evenly over it: memorised, or as hard as the held-out part?
+    train_windows = FrameWindows(train_frames, T)
+    picked = torch.linspace(0, len(train_windows) - 1, min(TRAIN_WINDOWS, len(train_windows))).round().long()
+    train_per_frame = {name: {"l1": [], "mse": [], "ssim": []} for name in ("model", "copy_last")}
+    for starts in picked.split(EVAL_BATCH):
+        batch = train_windows.batch(starts)
+        context, target = batch[:, :-1], batch[:, -1]
+        for name, prediction in (("model", model.predict_next_frame(context)), ("copy_last", context[:, -1])):
+            for key, value in frame_metrics(prediction, target).items():
+                if key != "psnr":
+                    train_per_frame[name][key].append(value.numpy())
+    result["train_one_step"] = {name: summarise({key: np.concatenate(v) for key, v in values.items()})
+                                for name, values in train_per_frame.items()}
+    result["train_one_step"]["windows"] = len(picked)
+
     targets = len(train_frames) + np.arange(len(windows)) + T - 1  # video index of each predicted frame
     result["situations"] = {}
     for situation, mask in situations(meta, targets).items():
@@ -299,6 +314,10 @@ def summary_of(runs):
     for name in runs[0]["one_step"]:
         summary[f"one_step_{name}"] = {key: mean_std([run["one_step"][name][key] for run in runs])
                                        for key in ("l1", "mse", "psnr", "ssim")}
+    if "train_one_step" in runs[0]:
+        for name in ("model", "copy_last"):
+            summary[f"train_one_step_{name}"] = {key: mean_std([run["train_one_step"][name][key] for run in runs])
+                                                 for key in ("l1", "mse", "psnr", "ssim")}
     if "rollout" in runs[0]:
         for name in ("model", "copy_last"):
             summary[f"rollout10_{name}"] = {key: mean_std([run["rollout"][name][key][-1] for run in runs])
@@ -334,9 +353,9 @@ def markdown(name, summary, steps):
              "frames before (model/metrics.py), a hand-made predictor of camera scrolling.", "",
              "ΔL1, ΔPSNR: the model's one-step value minus copy-last's on the same windows, per run.", "",
              "| variant | steps | seeds | train s | 1-step L1 | 1-step PSNR dB | 1-step SSIM | 10-step L1 | 10-step PSNR dB "
-             "| ΔL1 | ΔPSNR dB | beats copy-last |",
-             "|---|---|---|---|---|---|---|---|---|---|---|---|"]
-    baselines = {}
+             "| ΔL1 | ΔPSNR dB | beats copy-last | train-part 1-step PSNR dB |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+    baselines, train_copy_last = {}, None
     for variant, entry in summary.items():
         model = entry["one_step_model"]
         rolled = entry.get("rollout10_model")
@@ -344,18 +363,21 @@ def markdown(name, summary, steps):
         lines.append(f"| {variant} | {entry['steps']} | {len(entry['seeds'])} | {entry['train_seconds'][0]:.0f} | {cell(model, 'l1', 4)} | "
                      f"{cell(model, 'psnr', 2)} | {cell(model, 'ssim', 4)} | "
                      f"{cell(rolled, 'l1', 4) if rolled else '–'} | {cell(rolled, 'psnr', 2) if rolled else '–'} | "
-                     f"{delta(entry, 'l1', '.1e')} | {delta(entry, 'psnr', '.4f')} | {beats} |")
+                     f"{delta(entry, 'l1', '.1e')} | {delta(entry, 'psnr', '.4f')} | {beats} | "
+                     f"{cell(entry['train_one_step_model'], 'psnr', 2) if 'train_one_step_model' in entry else '–'} |")
         kind = "masked" if "rollout10_model" not in entry else "next"
         baselines.setdefault((kind, "mean-frame"), (entry["one_step_mean_frame"], None))
         if kind == "next":
             baselines.setdefault((kind, "copy-last"), (entry["one_step_copy_last"], entry["rollout10_copy_last"]))
+            train_copy_last = entry.get("train_one_step_copy_last", train_copy_last)
         if "one_step_continue_motion" in entry:
             baselines.setdefault((kind, "continue-motion"), (entry["one_step_continue_motion"], None))
     for (kind, baseline), (one, rolled) in baselines.items():
         label = f"{baseline} baseline" + (" (masked pixels)" if kind == "masked" else "")
+        rolled_cells = f"{rolled['l1'][0]:.4f} | {rolled['psnr'][0]:.2f}" if rolled else "– | –"
+        train = f"{train_copy_last['psnr'][0]:.2f}" if baseline == "copy-last" and train_copy_last else "–"
         lines.append(f"| {label} | – | – | – | {one['l1'][0]:.4f} | {one['psnr'][0]:.2f} | {one['ssim'][0]:.4f} | "
-                     f"{rolled['l1'][0]:.4f} | {rolled['psnr'][0]:.2f} | – | – | – |" if rolled else
-                     f"| {label} | – | – | – | {one['l1'][0]:.4f} | {one['psnr'][0]:.2f} | {one['ssim'][0]:.4f} | – | – | – | – | – |")
+                     f"{rolled_cells} | – | – | – | {train} |")
     return "\n".join(lines) + "\n"
 
 

@@ -5,8 +5,8 @@
     srun python scripts/tune.py --study-name vit_cpu --storage out/tune/vit_cpu.journal --trials 4
 
 Each trial trains a model of sampled num_frames, channels, num_heads, layers, patch_size, learning
-rate, residual output and positional-embedding spread for --steps-per-trial steps; the objective is
-the validation loss (masked L1 + DSSIM on the held-out part, lower is better). Every validation is
+rate, residual output and the start of the positional embedding (random or sine-cosine) for
+--steps-per-trial steps; the objective is the validation loss (masked L1 + DSSIM on the held-out part, lower is better). Every validation is
 reported to the median pruner through engine.train's on_record callback, which stops an unpromising
 trial early. The study lives in an Optuna journal file (JournalFileBackend), so any number of
 processes can add trials to it, and a stopped search continues where it was. Afterwards (and with
@@ -36,7 +36,7 @@ from model.main import load_video  # noqa: E402
 SEARCH_SPACE = {  # parameter -> config key; the choices are in sample()
     "num_frames": "model.num_frames", "channels": "model.channels", "num_heads": "model.num_heads",
     "layers": "model.layers", "patch_size": "model.patch_size", "learning_rate": "learning_rate",
-    "residual": "model.residual", "positional_init_std": "model.positional_init_std",
+    "residual": "model.residual", "positional_init": "model.positional_init",
 }
 
 
@@ -102,7 +102,7 @@ def sample(trial, base):
         "model.patch_size": trial.suggest_categorical("patch_size", patches),
         "learning_rate": trial.suggest_float("learning_rate", 1e-4, 3e-3, log=True),
         "model.residual": trial.suggest_categorical("residual", [False, True]),
-        "model.positional_init_std": trial.suggest_categorical("positional_init_std", [0.02, 1.0]),
+        "model.positional_init": trial.suggest_categorical("positional_init", ["normal", "sincos"]),
     }
 
 

@@ -37,3 +37,14 @@ def test_check_marks_pass_and_miss():
     assert table.check("x", "faster", 1.0, 1.1, higher_is_better=False)
     assert not table.check("x", "speed-up", 1.2, 1.7, higher_is_better=True)
     assert [row[-1] for row in table.rows] == ["PASS", "MISS"]
+
+
+def test_jobs_grid_is_long_enough_to_measure_throughput():
+    """The --jobs 1 / --jobs 2 grid of the full run: training, not process start-up (~3 s), must dominate."""
+    bench = load_bench()
+    args, runs = bench.grid_args(quick=False)
+    epochs = int(args[args.index("--epochs") + 1])
+    seeds = args[args.index("--seeds") + 1:args.index("--epochs")]
+    assert runs >= 16 and epochs >= 50 and len(seeds) > 1  # >= 40 s of training in one thread
+    quick_args, quick_runs = bench.grid_args(quick=True)
+    assert quick_runs >= 2 and "--seeds" in quick_args

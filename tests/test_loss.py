@@ -113,3 +113,19 @@ def test_mismatched_shapes_are_rejected():
     x = make_frames(0)
     with pytest.raises(ValueError, match="same shape"):
         masked_l1_ssim_loss(x, x[:, :-1], last_frame_mask())
+
+
+def test_masked_loss_kinds():
+    from nn.loss import masked_loss
+    torch.manual_seed(0)
+    prediction, target = torch.rand(2, 1, 8, 8), torch.rand(2, 1, 8, 8)
+    mask = torch.zeros(2, 1, 8, 8, dtype=torch.bool)
+    mask[:, :, :4] = True
+    template = masked_l1_ssim_loss(prediction, target, mask)
+    torch.testing.assert_close(masked_loss("l1_ssim", prediction, target, mask)[0], template[0])
+    torch.testing.assert_close(masked_loss("l1", prediction, target, mask)[0],
+                               (prediction - target)[mask].abs().mean())
+    torch.testing.assert_close(masked_loss("mse", prediction, target, mask)[0],
+                               ((prediction - target)[mask] ** 2).mean())
+    with pytest.raises(ValueError, match="loss must be one of"):
+        masked_loss("huber", prediction, target, mask)

@@ -140,17 +140,17 @@ def test_a_signal_finishes_the_step_and_quicksaves(tmp_path, signal_name, exit_c
 
 def test_non_finite_loss_stops_and_keeps_the_last_checkpoint(tmp_path, monkeypatch, capsys):
     config = tiny_setup(tmp_path, training={"quicksave_every": 2})
-    loss_fn, calls = engine.masked_l1_ssim_loss, []
+    loss_fn, calls = engine.masked_loss, []
 
-    def failing_loss(prediction, target, mask):
-        loss, l1, ssim_value = loss_fn(prediction, target, mask)
+    def failing_loss(kind, prediction, target, mask):
+        loss, l1, ssim_value = loss_fn(kind, prediction, target, mask)
         if torch.is_grad_enabled():  # training steps only, not validation
             calls.append(1)
             if len(calls) == 5:
                 loss = loss * math.nan
         return loss, l1, ssim_value
 
-    monkeypatch.setattr(engine, "masked_l1_ssim_loss", failing_loss)
+    monkeypatch.setattr(engine, "masked_loss", failing_loss)
     assert cli(config, tmp_path / "out", "--train") == 1
     quicksave = tmp_path / "out" / "tiny.device0" / "quicksave.ckpt"
     err = capsys.readouterr().err.splitlines()[-1]  # after the progress bar

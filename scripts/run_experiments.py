@@ -300,6 +300,7 @@ def report(args, variants, name, cache):
                "summary": summary, "runs": evaluations}
     write_json_atomically(out / "results.json", results)
     (out / "summary.md").write_text(markdown(name, summary, args.steps), encoding="utf-8")
+    (out / "table.md").write_text(compact_table(summary), encoding="utf-8")
     print((out / "summary.md").read_text(encoding="utf-8"))
     if not args.no_figures:
         from scripts import experiment_figures
@@ -378,6 +379,48 @@ def markdown(name, summary, steps):
         train = f"{train_copy_last['psnr'][0]:.2f}" if baseline == "copy-last" and train_copy_last else "–"
         lines.append(f"| {label} | – | – | – | {one['l1'][0]:.4f} | {one['psnr'][0]:.2f} | {one['ssim'][0]:.4f} | "
                      f"{rolled_cells} | – | – | – | {train} |")
+    return "\n".join(lines) + "\n"
+
+
+def compact_table(summary):
+    """The headline columns of summary.md, narrow enough for a page of the report."""
+    def cell(values, digits, seeds):
+        mean, std = values
+        return f"{mean:.{digits}f} ± {std:.{digits}f}" if seeds > 1 else f"{mean:.{digits}f}"
+
+    def number(value, digits):
+        return "–" if value is None else f"{value:.{digits}f}"
+
+    next_frame = any("rollout10_model" in entry for entry in summary.values())
+    header = "| variant | steps | seeds | L1 | PSNR dB | SSIM |"
+    if next_frame:
+        header += " ΔPSNR dB | 10-step PSNR dB | train PSNR dB |"
+    lines = [header, "|" + "---|" * header.count(" |")]
+    for variant, entry in summary.items():
+        seeds, model = len(entry["seeds"]), entry["one_step_model"]
+        row = (f"| {variant} | {entry['steps']} | {seeds} | {cell(model['l1'], 4, seeds)} | "
+               f"{cell(model['psnr'], 2, seeds)} | {cell(model['ssim'], 3, seeds)} |")
+        if next_frame and "rollout10_model" not in entry:  # a masked variant next to next-frame ones
+            row += " – | – | – |"
+        elif next_frame:
+            train = entry.get("train_one_step_model")
+            row += (f" {cell(entry['one_step_minus_copy_last_psnr'], 2, seeds)} | "
+                    f"{cell(entry['rollout10_model']['psnr'], 2, seeds)} | "
+                    f"{cell(train['psnr'], 2, seeds) if train else '–'} |")
+        lines.append(row)
+    reference = next(iter(summary.values()))  # baselines on the first variant's windows (num_frames shifts them a little)
+    for label, key in (("copy-last frame", "copy_last"), ("continue motion", "continue_motion"),
+                       ("mean frame", "mean_frame")):
+        one = reference.get(f"one_step_{key}")
+        if one is None:
+            continue
+        row = f"| {label} (baseline) | – | – | {one['l1'][0]:.4f} | {one['psnr'][0]:.2f} | {one['ssim'][0]:.3f} |"
+        if next_frame:
+            rolled = reference.get(f"rollout10_{key}")
+            train = reference.get(f"train_one_step_{key}")
+            row += (f" – | {number(rolled['psnr'][0] if rolled else None, 2)} | "
+                    f"{number(train['psnr'][0] if train else None, 2)} |")
+        lines.append(row)
     return "\n".join(lines) + "\n"
 
 

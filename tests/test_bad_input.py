@@ -55,14 +55,17 @@ def png(height, width):
     return buffer.getvalue()
 
 
-@pytest.fixture(scope="module")
-def good(tmp_path_factory):
-    """A folder with a video, its config and a finished one-step run: out/tiny.device0/{cfg.json, *.ckpt}."""
-    root = tmp_path_factory.mktemp("good")
+def make_good_run(root):
+    """Fill root with a video, its config and a finished one-step run: out/tiny.device0/{cfg.json, *.ckpt}."""
     video = write_video(root / "video.hdf5")
     config = write_config(root, video)
     assert train_cli.main(["-cfg", str(config), "--out-dir", str(root / "out"), "--train"]) == 0
     return root
+
+
+@pytest.fixture(scope="module")
+def good(tmp_path_factory):
+    return make_good_run(tmp_path_factory.mktemp("good"))
 
 
 # Each case: (id, setup(case_dir, good_dir) -> (command, argv), expected exit code, key substring).
@@ -172,6 +175,13 @@ CASES = [
 ]
 
 
+def run_cli(command, argv):
+    """Run `python -m module [mode] argv...` from the repository root; command is (module, *mode)."""
+    module, *mode = command
+    return subprocess.run([sys.executable, "-m", module, *mode, *map(str, argv)], cwd=REPO,
+                          capture_output=True, text=True, timeout=120)
+
+
 def digests(*folders):
     """relative path -> sha256 of every file below the folders."""
     return {str(path): hashlib.sha256(path.read_bytes()).hexdigest()
@@ -182,10 +192,9 @@ def digests(*folders):
                          [case if hasattr(case, "marks") else pytest.param(*case[1:], id=case[0])
                           for case in CASES])
 def test_bad_input_gives_one_line(tmp_path, good, setup, exit_code, message):
-    (module, *mode), argv = setup(tmp_path, good)
+    command, argv = setup(tmp_path, good)
     before = digests(good, tmp_path)
-    result = subprocess.run([sys.executable, "-m", module, *mode, *map(str, argv)], cwd=REPO,
-                            capture_output=True, text=True, timeout=120)
+    result = run_cli(command, argv)
     lines = [line for line in result.stderr.splitlines() if line.strip()]
     assert result.returncode == exit_code, result.stderr
     assert "Traceback" not in result.stderr, result.stderr

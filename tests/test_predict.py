@@ -107,3 +107,17 @@ def test_predict_errors(trained, tmp_path, capsys):
     assert predict.main(["-cfg", str(config), "--load", str(checkpoint), "--output", str(blocked / "s")]) == 1
     assert capsys.readouterr().err.startswith("error: ")
     assert not Path(tmp_path / "s").exists()
+
+
+def test_exported_checkpoint_predicts_the_same_and_is_smaller(trained, tmp_path):
+    from model.scripts import export_checkpoint
+    config, checkpoint = trained
+    published = tmp_path / "published.ckpt"
+    assert export_checkpoint.main([str(checkpoint), str(published)]) == 0
+    assert published.stat().st_size < checkpoint.stat().st_size / 2
+    runs = []
+    for path in (checkpoint, published):
+        out = tmp_path / path.stem
+        assert predict.main(["-cfg", str(config), "--load", str(path), "--output", str(out), "--steps", "2"]) == 0
+        runs.append(json.loads((out / "metrics.json").read_text())["samples"][0]["rollout"])
+    assert runs[0] == runs[1]

@@ -1,0 +1,35 @@
+"""Strip a training checkpoint down to what prediction needs, for publishing.
+
+    python -m model.scripts.export_checkpoint out/experiments/long.seed0/quicksave.ckpt results/vit/vit_cpu_long.ckpt
+
+Keeps the weights, the model arguments, the run's config, its step and seed; drops the optimizer,
+scheduler and random states (about two thirds of the file). The result loads with
+``python -m model.scripts.predict --load`` and ``python -m model.main --validate --load``, but it cannot
+resume training. Written atomically.
+"""
+import argparse
+import sys
+
+from model.checkpoint import REQUIRED_KEYS, CheckpointError, load_checkpoint, save_checkpoint
+
+KEPT_KEYS = REQUIRED_KEYS + ("seed", "best_val_loss", "seconds", "epoch")
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(prog="python -m model.scripts.export_checkpoint",
+                                     description=__doc__.split("\n\n")[0])
+    parser.add_argument("source", help="training checkpoint (quicksave.ckpt or best.ckpt)")
+    parser.add_argument("target", help="where the stripped checkpoint goes")
+    args = parser.parse_args(argv)
+    try:
+        payload = load_checkpoint(args.source)
+        save_checkpoint(args.target, {key: payload[key] for key in KEPT_KEYS if key in payload})
+    except (CheckpointError, OSError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 1
+    print(f"wrote {args.target} (step {payload['step']})")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -135,6 +135,8 @@ def by_situation(path, evaluations):
     bars = {variant: [np.mean([run["situations"][s]["model"]["l1"] for run in runs.values()]) for s in names]
             for variant, runs in evaluations.items()}
     bars["copy-last frame"] = [first["situations"][s]["copy_last"]["l1"] for s in names]
+    if "continue_motion" in first["situations"][names[0]]:
+        bars["continue motion"] = [first["situations"][s]["continue_motion"]["l1"] for s in names]
     bars["mean frame"] = [first["situations"][s]["mean_frame"]["l1"] for s in names]
     fig, ax = plt.subplots(figsize=(10, 4))
     width = 0.8 / len(bars)

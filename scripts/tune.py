@@ -40,6 +40,10 @@ SEARCH_SPACE = {  # parameter -> config key; the choices are in sample()
 }
 
 
+SHORT_NAMES = {"num_frames": "frames", "channels": "width", "num_heads": "heads", "layers": "layers",
+               "patch_size": "patch", "learning_rate": "lr", "residual": "residual", "positional_init": "positions"}
+
+
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -156,19 +160,25 @@ def write_report(study, base, args):
             writer.writerow([t.number, t.state.name, t.value, *(t.params.get(p) for p in SEARCH_SPACE),
                              *(t.user_attrs.get(a) for a in attr_names)])
     complete = [t for t in trials if t.state == optuna.trial.TrialState.COMPLETE]
+    seconds = sum(t.user_attrs.get("seconds", 0) for t in trials)
+    pruned = sum(t.state == optuna.trial.TrialState.PRUNED for t in trials)
     lines = [f"# Hyperparameter search: {args.study_name}", "",
              f"Base config {args.config}; {args.steps_per_trial} steps per trial; objective: validation loss "
-             f"(0.15 L1 + 0.85 DSSIM, lower is better). Trials: {len(trials)} "
-             f"({len(complete)} complete, {sum(t.state == optuna.trial.TrialState.PRUNED for t in trials)} pruned); "
-             f"training time {sum(t.user_attrs.get('seconds', 0) for t in trials):.0f} s.", "",
-             "| trial | state | val loss | val PSNR dB | copy-last PSNR dB | s | " + " | ".join(SEARCH_SPACE) + " |",
-             "|---" * (6 + len(SEARCH_SPACE)) + "|"]
+             f"(0.15 L1 + 0.85 DSSIM, lower is better). Trials: {len(trials)} ({len(complete)} complete, "
+             f"{pruned} pruned); training time {seconds:.0f} s. PSNR: one-step validation PSNR in dB "
+             f"(copy-last: {_number(_first_attr(trials, 'val_copy_last_psnr'), 2)} dB).", "",
+             "| trial | state | val loss | PSNR | s | " + " | ".join(SHORT_NAMES.values()) + " |",
+             "|---" * (5 + len(SEARCH_SPACE)) + "|"]
     for t in sorted(trials, key=lambda t: (t.value is None, t.value or 0)):
         attrs = t.user_attrs
         lines.append(f"| {t.number} | {t.state.name.lower()} | {_number(t.value, 4)} | "
-                     f"{_number(attrs.get('val_psnr'), 2)} | {_number(attrs.get('val_copy_last_psnr'), 2)} | "
-                     f"{_number(attrs.get('seconds'), 0)} | "
-                     + " | ".join(str(t.params.get(p, "")) for p in SEARCH_SPACE) + " |")
+                     f"{_number(attrs.get('val_psnr'), 2)} | {_number(attrs.get('seconds'), 0)} | "
+                     + " | ".join(_param(t.params.get(p)) for p in SEARCH_SPACE) + " |")
+    facts = {"trials": len(trials), "complete": len(complete), "pruned": pruned,
+             "steps_per_trial": args.steps_per_trial, "seconds": seconds,
+             "best": {"number": study.best_trial.number, "value": study.best_value,
+                      "params": study.best_trial.params} if complete else None}
+    (out / "study.json").write_text(json.dumps(facts, indent=2) + "\n", encoding="utf-8")
     if complete:
         best = study.best_trial
         lines += ["", f"Best: trial {best.number}, val loss {best.value:.4f}: {best.params}"]
@@ -179,6 +189,16 @@ def write_report(study, base, args):
         lines.append("Parameter importance (PED-ANOVA over the complete trials): param_importance.png")
     (out / "summary.md").write_text("\n".join(lines) + "\n", encoding="utf-8")
     print("\n".join(lines))
+
+
+def _first_attr(trials, name):
+    return next((t.user_attrs[name] for t in trials if name in t.user_attrs), None)
+
+
+def _param(value):
+    if isinstance(value, float):
+        return f"{value:.1e}"
+    return "" if value is None else str(value)
 
 
 def _number(value, digits):

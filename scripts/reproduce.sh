@@ -15,8 +15,9 @@
 #
 # Resumable: stop it at any time and start it again. The Exercise 2 runners skip finished runs and
 # resume unfinished ones from their quicksave.ckpt; the Optuna study runs only the trials its journal
-# (out/tune/vit_cpu.journal) still lacks; the data files are written only when missing; the Exercise 1
-# grid and the benchmark rerun unless out/reproduce/ records that the same command finished.
+# (out/tune/vit_cpu.journal) still lacks (tune.py --until); the data files are written only when
+# missing; the Exercise 1 grid and the benchmark rerun unless out/reproduce/ records that the same
+# command finished.
 # Run folders go to out/, the results the report cites to results/.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -42,30 +43,6 @@ once() {
     printf '%s' "$*" > "$stamp"
 }
 
-# Trials the study still needs: TRIALS minus the finished (complete, pruned, failed) trials in its journal.
-tune_trials_left() {
-    python - "$TRIALS" <<'EOF'
-import sys
-import warnings
-from pathlib import Path
-
-import optuna
-from optuna.storages import JournalStorage
-from optuna.storages.journal import JournalFileBackend
-
-wanted, journal, done = int(sys.argv[1]), Path("out/tune/vit_cpu.journal"), 0
-if journal.exists():
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
-    warnings.simplefilter("ignore")
-    try:
-        study = optuna.load_study(study_name="vit_cpu", storage=JournalStorage(JournalFileBackend(str(journal))))
-        done = sum(trial.state.is_finished() for trial in study.trials)
-    except KeyError:  # the journal holds no study of that name yet
-        pass
-print(max(0, wanted - done))
-EOF
-}
-
 echo "== Exercise 1: every model on every task, ${#TS_SEEDS[@]} seeds"
 once timeseries python main.py --tasks memory memorygen memorygen_reverse --seeds "${TS_SEEDS[@]}" \
     --jobs "$JOBS" --out results/timeseries
@@ -76,11 +53,11 @@ echo "== Exercise 2: data (written only when missing)"
     python -m model.scripts.import_video atari --game pong --frames 6000 --seed 0 --out out/data/pong.hdf5
 
 echo "== Exercise 2 (f): hyperparameter search"
-trials_left=$(tune_trials_left)  # 0: the study is complete; tune.py then only writes its report
-python scripts/tune.py --config config/vit_cpu.json --trials "$trials_left" --steps-per-trial "$TRIAL_STEPS"
+python scripts/tune.py --config config/vit_cpu.json --until "$TRIALS" --steps-per-trial "$TRIAL_STEPS"
 
 echo "== Exercise 2 (c): what makes the model beat copy-last-frame"
 python scripts/run_experiments.py --set study --steps "$STEPS" --seeds 0
+python -m model.scripts.export_checkpoint out/experiments/long.seed0/quicksave.ckpt results/vit/vit_cpu_long.ckpt
 
 echo "== Exercise 2 (d), (e): without self-attention, without positional embeddings"
 python scripts/run_experiments.py --set ablation --steps "$STEPS" --seeds "${SEEDS[@]}"

@@ -57,10 +57,13 @@ def parse_args(argv=None):
     parser.add_argument("--runs-dir", default="out/tune", help="run folders of the trials")
     parser.add_argument("--seed", type=int, default=0, help="seed of the sampler and of every trial's training")
     parser.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
+    parser.add_argument("--until", type=int, metavar="N",
+                        help="instead of --trials: add trials until the study holds N finished ones "
+                             "(a rerun after an interruption runs only what is missing)")
     parser.add_argument("--report-only", action="store_true", help="write the report of the study as it is")
     args = parser.parse_args(argv)
-    for name in ("trials", "steps_per_trial"):
-        if getattr(args, name) < (0 if name == "trials" else 1):
+    for name in ("trials", "steps_per_trial", "until"):
+        if getattr(args, name) is not None and getattr(args, name) < (1 if name == "steps_per_trial" else 0):
             parser.error(f"--{name.replace('_', '-')} must be positive, got {getattr(args, name)}")
     return args
 
@@ -74,12 +77,15 @@ def main(argv=None):
         base = load_config(args.config)
         Path(args.storage).parent.mkdir(parents=True, exist_ok=True)
         storage = JournalStorage(JournalFileBackend(str(args.storage)))
-        # Each process seeds its sampler differently (by its count of finished trials), so parallel
-        # workers do not all propose the same first point.
         study = optuna.create_study(
             study_name=args.study_name, storage=storage, direction="minimize", load_if_exists=True,
-            sampler=optuna.samplers.TPESampler(seed=args.seed, n_startup_trials=5),
             pruner=optuna.pruners.MedianPruner(n_startup_trials=3, n_warmup_steps=args.steps_per_trial // 3))
+        finished = sum(trial.state.is_finished() for trial in study.trials)
+        # Each process seeds its sampler by the study's count of finished trials, so processes that join
+        # a study later (array tasks, a resumed search) do not all propose the same first points.
+        study.sampler = optuna.samplers.TPESampler(seed=args.seed + finished, n_startup_trials=5)
+        if args.until is not None:
+            args.trials = max(0, args.until - finished)
         if not args.report_only and args.trials:
             frames = load_video(base)
             study.optimize(lambda trial: objective(trial, base, frames, args), n_trials=args.trials,

@@ -88,6 +88,7 @@ def test_tune_shares_a_journal_study_and_writes_the_best_config(tiny_configs):
     summary = (root / "tune" / "summary.md").read_text()
     assert "Trials: 3" in summary and (root / "tune" / "trials.csv").exists()
     assert (root / "tune" / "param_importance.png").exists()
+    assert tune.main(args[:6] + ["--until", "3"] + args[8:]) == 0  # complete: nothing added
     facts = json.loads((root / "tune" / "study.json").read_text())
     assert facts["trials"] == 3 and facts["steps_per_trial"] == 3 and facts["best"]["params"]
     best = load_config(root / "best.json")

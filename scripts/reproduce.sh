@@ -11,6 +11,7 @@
 #   STEPS=600                        optimizer steps per Exercise 2 run
 #   SEEDS="0 1 2"                    seeds of the ablation and masked sets (study and atari: seed 0)
 #   TRIALS=6  TRIAL_STEPS=150        size of the Optuna study (sheet 2 (f))
+#   BENCH_ARGS=""                    extra flags of scripts/bench.py (e.g. --quick)
 #   SOURCE_DATE_EPOCH                date printed in the PDF
 #
 # Resumable: stop it at any time and start it again. The Exercise 2 runners skip finished runs and
@@ -69,7 +70,8 @@ echo "== Exercise 2: other footage (Atari Pong)"
 python scripts/run_experiments.py --set atari --steps "$STEPS" --seeds 0
 
 echo "== Performance"
-once bench python scripts/bench.py --json results/bench/bench.json
+read -ra BENCH_ARGS <<< "${BENCH_ARGS:-}"
+once bench python scripts/bench.py ${BENCH_ARGS[@]+"${BENCH_ARGS[@]}"} --json results/bench/bench.json
 
 echo "== Documentation: docs/report.md -> docs/report.pdf"
 SOURCE_DATE_EPOCH=${SOURCE_DATE_EPOCH:-1732700000} python scripts/build_report.py

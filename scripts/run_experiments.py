@@ -61,6 +61,8 @@ VARIANTS = {
     "frames5": ("config/vit_cpu.json", {"model.num_frames": 5}),
     # A variant's own training.max_steps replaces --steps: training length as a factor.
     "long": ("config/vit_cpu.json", {"training.max_steps": 2000}),
+    # The best configuration of the search (scripts/tune.py writes config/vit_best.json), trained longer.
+    "best_long": ("config/vit_best.json", {"training.max_steps": 1500}),
     # Other footage: Atari Pong recorded through the importer (scripts/reproduce.sh makes the file).
     "pong_full": ("config/vit_cpu.json", {"data.hdf5_file": "out/data/pong.hdf5"}),
     "pong_plain": ("config/vit_cpu.json", {"data.hdf5_file": "out/data/pong.hdf5", "model.residual": False}),
@@ -71,6 +73,7 @@ SETS = {
     # "full" is vit_cpu.json as it is: the residual model with the template's loss.
     "study": ["plain", "full", "pos1", "sincos", "loss_l1", "loss_mse", "patch8", "frames5", "long"],
     "atari": ["pong_full", "pong_plain"],
+    "best": ["best_long"],
 }
 ROLLOUT_STEPS = 10
 ROLLOUT_STARTS = 40  # closed-loop starts, spread evenly over the held-out part

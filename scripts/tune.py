@@ -87,9 +87,12 @@ def main(argv=None):
         if args.until is not None:
             args.trials = max(0, args.until - finished)
         if not args.report_only and args.trials:
+            study.set_user_attr("steps_per_trial", args.steps_per_trial)
             frames = load_video(base)
             study.optimize(lambda trial: objective(trial, base, frames, args), n_trials=args.trials,
                            catch=(TrainingError,))
+        # The report states the budget the trials ran with, also when --report-only is given without it.
+        args.steps_per_trial = study.user_attrs.get("steps_per_trial", args.steps_per_trial)
         write_report(study, base, args)
     except ConfigError as error:
         print(f"error: {error}", file=sys.stderr)

@@ -138,14 +138,18 @@ def by_situation(path, evaluations):
     if "continue_motion" in first["situations"][names[0]]:
         bars["continue motion"] = [first["situations"][s]["continue_motion"]["l1"] for s in names]
     bars["mean frame"] = [first["situations"][s]["mean_frame"]["l1"] for s in names]
-    fig, ax = plt.subplots(figsize=(10, 4))
+    fig, ax = plt.subplots(figsize=(11, 4))
     width = 0.8 / len(bars)
+    baseline_style = {"copy-last frame": dict(color="black"), "continue motion": dict(color="0.55", hatch="//"),
+                      "mean frame": dict(color="0.8")}
+    palette = plt.get_cmap("tab10" if len(evaluations) <= 10 else "tab20").colors
     for i, (label, values) in enumerate(bars.items()):
-        ax.bar(np.arange(len(names)) + i * width, values, width, label=label)
+        style = baseline_style.get(label, dict(color=palette[i % len(palette)]))
+        ax.bar(np.arange(len(names)) + i * width, values, width, label=label, **style)
     ax.set_xticks(np.arange(len(names)) + 0.4 - width / 2,
                   [f"{s}\n({first['situations'][s]['windows']} windows)" for s in names], fontsize=8)
     ax.set(ylabel="one-step L1 (held-out)", yscale="log")
-    ax.legend(fontsize=8)
+    ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.0, 1.0))
     ax.grid(axis="y", alpha=0.3)
     fig.tight_layout()
     fig.savefig(path, dpi=120)

@@ -387,9 +387,9 @@ def markdown(name, summary, steps):
 
 def compact_table(summary):
     """The headline columns of summary.md, narrow enough for a page of the report."""
-    def cell(values, digits, seeds):
+    def cell(values, digits, seeds, sign=""):
         mean, std = values
-        return f"{mean:.{digits}f} ± {std:.{digits}f}" if seeds > 1 else f"{mean:.{digits}f}"
+        return f"{mean:{sign}.{digits}f} ± {std:.{digits}f}" if seeds > 1 else f"{mean:{sign}.{digits}f}"
 
     def number(value, digits):
         return "–" if value is None else f"{value:.{digits}f}"
@@ -407,7 +407,7 @@ def compact_table(summary):
             row += " – | – | – |"
         elif next_frame:
             train = entry.get("train_one_step_model")
-            row += (f" {cell(entry['one_step_minus_copy_last_psnr'], 2, seeds)} | "
+            row += (f" {cell(entry['one_step_minus_copy_last_psnr'], 3, seeds, sign='+')} | "
                     f"{cell(entry['rollout10_model']['psnr'], 2, seeds)} | "
                     f"{cell(train['psnr'], 2, seeds) if train else '–'} |")
         lines.append(row)

@@ -40,6 +40,7 @@ from model.data import (DataError, FrameWindows, check_frames, load_frames, need
 from model.engine import (QUICKSAVE, StopFlag, TrainingError, describe_metrics, evaluate, load_model,
                           mixed_precision, stop_code, train, write_json_atomically)
 from model.metrics import mean_frame_baseline
+from model.scripts import positive_int
 
 STOP_SIGNALS = ("SIGINT", "SIGTERM", "SIGUSR1")
 
@@ -77,7 +78,7 @@ def parse_args(argv=None):
                         help="port of the process group that --num-gpus starts")
     parser.add_argument("-float32-matmul-precision", "--float32-matmul-precision", default="highest",
                         choices=("highest", "high", "medium"), help="torch.set_float32_matmul_precision")
-    parser.add_argument("-max-steps", "--max-steps", type=_positive_int, metavar="N",
+    parser.add_argument("-max-steps", "--max-steps", type=positive_int, metavar="N",
                         help="optimizer steps of the run (overrides training.max_steps)")
     parser.add_argument("-out-dir", "--out-dir", default="out", metavar="DIR", help="where run folders go")
     args = parser.parse_args(argv)
@@ -308,16 +309,6 @@ def stop_on_signals(stop):
     finally:
         for number, old in previous.items():
             signal.signal(number, old)
-
-
-def _positive_int(text):
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
-    return value
 
 
 def _fail(message, code):

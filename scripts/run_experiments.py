@@ -39,6 +39,7 @@ from model.data import DataError, FrameWindows, load_metadata, resolve_data_path
 from model.engine import QUICKSAVE, TrainingError, evaluate, load_model, train, write_json_atomically  # noqa: E402
 from model.main import load_video  # noqa: E402
 from model.metrics import continue_motion_baseline, frame_metrics, mean_frame_baseline, psnr  # noqa: E402
+from model.scripts import positive_int  # noqa: E402
 from model.scripts.predict import rollout  # noqa: E402
 
 # name -> (config file, overrides). Every run also gets training.max_steps = --steps and a schedule
@@ -87,7 +88,7 @@ def parse_args(argv=None):
     parser.add_argument("--set", choices=sorted(SETS), default="ablation", help="named list of variants")
     parser.add_argument("--runs", nargs="+", choices=sorted(VARIANTS), help="variants to run (instead of --set)")
     parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
-    parser.add_argument("--steps", type=int, default=600, help="optimizer steps per run")
+    parser.add_argument("--steps", type=positive_int, default=600, help="optimizer steps per run")
     parser.add_argument("--runs-dir", default="out/experiments", help="run folders (checkpoints, logs)")
     parser.add_argument("--results", default="results/vit", help="results.json, summary.md, figures")
     parser.add_argument("--name", help="results file stem (default: the --set name, or 'custom')")
@@ -96,8 +97,6 @@ def parse_args(argv=None):
     parser.add_argument("--no-figures", action="store_true")
     parser.add_argument("--config-root", default=".", help=argparse.SUPPRESS)  # tests: where config/ lives
     args = parser.parse_args(argv)
-    if args.steps < 1:
-        parser.error(f"--steps must be at least 1, got {args.steps}")
     return args
 
 

@@ -32,6 +32,7 @@ from model.config import ConfigError, load_config, with_overrides  # noqa: E402
 from model.data import DataError  # noqa: E402
 from model.engine import StopFlag, TrainingError, train  # noqa: E402
 from model.main import load_video  # noqa: E402
+from model.scripts import non_negative_int, positive_int  # noqa: E402
 
 SEARCH_SPACE = {  # parameter -> config key; the choices are in sample()
     "num_frames": "model.num_frames", "channels": "model.channels", "num_heads": "model.num_heads",
@@ -50,22 +51,18 @@ def parse_args(argv=None):
     parser.add_argument("--config", default="config/vit_cpu.json", help="base config; the search overrides it")
     parser.add_argument("--study-name", default="vit_cpu")
     parser.add_argument("--storage", default="out/tune/vit_cpu.journal", help="Optuna journal file (shared)")
-    parser.add_argument("--trials", type=int, default=10, help="trials this process adds to the study")
-    parser.add_argument("--steps-per-trial", type=int, default=300)
+    parser.add_argument("--trials", type=non_negative_int, default=10, help="trials this process adds to the study")
+    parser.add_argument("--steps-per-trial", type=positive_int, default=300)
     parser.add_argument("--out", default="results/vit/tune", help="trials.csv, summary.md, importance figure")
     parser.add_argument("--best-config", default="config/vit_best.json")
     parser.add_argument("--runs-dir", default="out/tune", help="run folders of the trials")
     parser.add_argument("--seed", type=int, default=0, help="seed of the sampler and of every trial's training")
     parser.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
-    parser.add_argument("--until", type=int, metavar="N",
+    parser.add_argument("--until", type=non_negative_int, metavar="N",
                         help="instead of --trials: add trials until the study holds N finished ones "
                              "(a rerun after an interruption runs only what is missing)")
     parser.add_argument("--report-only", action="store_true", help="write the report of the study as it is")
-    args = parser.parse_args(argv)
-    for name in ("trials", "steps_per_trial", "until"):
-        if getattr(args, name) is not None and getattr(args, name) < (1 if name == "steps_per_trial" else 0):
-            parser.error(f"--{name.replace('_', '-')} must be positive, got {getattr(args, name)}")
-    return args
+    return parser.parse_args(argv)
 
 
 def main(argv=None):

@@ -2,15 +2,24 @@
 import argparse
 
 
+def _integer(text):
+    try:
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
+
+
 def positive_int(text):
-    value = int(text)
-    if value <= 0:
-        raise argparse.ArgumentTypeError(f"must be a positive integer, got {value}")
+    """argparse type: an integer >= 1."""
+    value = _integer(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
     return value
 
 
 def non_negative_int(text):
-    value = int(text)
+    """argparse type: an integer >= 0."""
+    value = _integer(text)
     if value < 0:
         raise argparse.ArgumentTypeError(f"must be zero or positive, got {value}")
     return value

@@ -69,6 +69,10 @@ python scripts/run_experiments.py --set masked --steps "$STEPS" --seeds "${SEEDS
 echo "== Exercise 2: other footage (Atari Pong)"
 python scripts/run_experiments.py --set atari --steps "$STEPS" --seeds 0
 
+echo "== Exercise 2 (f): the best configuration of the search, trained longer"
+python scripts/run_experiments.py --set best --steps 1500 --seeds 0
+python -m model.scripts.export_checkpoint out/experiments/best_long.seed0/quicksave.ckpt results/vit/vit_best_long.ckpt
+
 echo "== Performance"
 read -ra BENCH_ARGS <<< "${BENCH_ARGS:-}"
 once bench python scripts/bench.py ${BENCH_ARGS[@]+"${BENCH_ARGS[@]}"} --json results/bench/bench.json

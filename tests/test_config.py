@@ -163,3 +163,9 @@ def test_single_dash_long_flags():
         ("c.json", True, "x.ckpt", 3, 1, "/s", 5)
     assert train_cli.run_name(Config(), 1, 3) == "vit.device1.run3"
     assert train_cli.run_name(Config(), 0) == "vit.device0"
+
+
+def test_the_config_knows_the_losses_nn_implements():
+    from model import config
+    from nn import loss
+    assert config.LOSSES == loss.LOSSES

@@ -179,6 +179,26 @@ def situations(meta, frame_indices):
             "player moving": moving, "NPC moving": npc, "overlay": overlay, "transition": transition}
 
 
+def one_step_per_frame(windows, indices, predictors, error_map=None):
+    """Per-frame L1, MSE and SSIM of each predictor on the windows at indices -> {name: {key: (W,) array}}.
+
+    predictors: name -> function(context (B, T-1, H, W), target (B, H, W)) -> prediction (B, H, W).
+    error_map: optional {name: (H, W) tensor}, to which each named predictor's absolute error is added.
+    """
+    per_frame = {name: {"l1": [], "mse": [], "ssim": []} for name in predictors}
+    for starts in indices.split(EVAL_BATCH):
+        batch = windows.batch(starts)  # (B, T, H, W)
+        context, target = batch[:, :-1], batch[:, -1]
+        for name, predict in predictors.items():
+            prediction = predict(context, target)
+            for key, value in frame_metrics(prediction, target).items():
+                if key != "psnr":
+                    per_frame[name][key].append(value.numpy())
+            if error_map is not None and name in error_map:
+                error_map[name] += (prediction - target).abs().sum(0)
+    return {name: {key: np.concatenate(v) for key, v in values.items()} for name, values in per_frame.items()}
+
+
 def summarise(per_frame):
     """dict of per-frame arrays l1, mse, ssim (W,) -> means (PSNR of the mean MSE)."""
     mse = float(np.mean(per_frame["mse"]))
@@ -207,38 +227,21 @@ def evaluate_run(cfg, run_dir, frames, meta):
         write_json_atomically(cached, result)
         return result
 
-    baselines = ("copy_last", "mean_frame") + (("continue_motion",) if T >= 3 else ())
-    per_frame = {name: {"l1": [], "mse": [], "ssim": []} for name in ("model",) + baselines}
+    predictors = {"model": lambda context, target: model.predict_next_frame(context),
+                  "copy_last": lambda context, target: context[:, -1],
+                  "mean_frame": lambda context, target: mean_frame.expand_as(target)}
+    if T >= 3:
+        predictors["continue_motion"] = lambda context, target: continue_motion_baseline(context)
     error_map = {"model": torch.zeros(val_frames.shape[1:]), "copy_last": torch.zeros(val_frames.shape[1:])}
-    for starts in torch.arange(len(windows)).split(EVAL_BATCH):
-        batch = windows.batch(starts)  # (B, T, H, W)
-        context, target = batch[:, :-1], batch[:, -1]
-        predictions = {"model": model.predict_next_frame(context), "copy_last": context[:, -1],
-                       "mean_frame": mean_frame.expand_as(target)}
-        if "continue_motion" in baselines:
-            predictions["continue_motion"] = continue_motion_baseline(context)
-        for name, prediction in predictions.items():
-            for key, value in frame_metrics(prediction, target).items():
-                if key != "psnr":
-                    per_frame[name][key].append(value.numpy())
-            if name in error_map:
-                error_map[name] += (prediction - target).abs().sum(0)
-    per_frame = {name: {key: np.concatenate(v) for key, v in values.items()} for name, values in per_frame.items()}
+    per_frame = one_step_per_frame(windows, torch.arange(len(windows)), predictors, error_map)
     result["one_step"] = {name: summarise(values) for name, values in per_frame.items()}
 
     # The training part, on windows spread evenly over it: memorised, or as hard as the held-out part?
     train_windows = FrameWindows(train_frames, T)
     picked = torch.linspace(0, len(train_windows) - 1, min(TRAIN_WINDOWS, len(train_windows))).round().long()
-    train_per_frame = {name: {"l1": [], "mse": [], "ssim": []} for name in ("model", "copy_last")}
-    for starts in picked.split(EVAL_BATCH):
-        batch = train_windows.batch(starts)
-        context, target = batch[:, :-1], batch[:, -1]
-        for name, prediction in (("model", model.predict_next_frame(context)), ("copy_last", context[:, -1])):
-            for key, value in frame_metrics(prediction, target).items():
-                if key != "psnr":
-                    train_per_frame[name][key].append(value.numpy())
-    result["train_one_step"] = {name: summarise({key: np.concatenate(v) for key, v in values.items()})
-                                for name, values in train_per_frame.items()}
+    train_per_frame = one_step_per_frame(train_windows, picked,
+                                         {name: predictors[name] for name in ("model", "copy_last")})
+    result["train_one_step"] = {name: summarise(values) for name, values in train_per_frame.items()}
     result["train_one_step"]["windows"] = len(picked)
 
     targets = len(train_frames) + np.arange(len(windows)) + T - 1  # video index of each predicted frame
@@ -246,7 +249,7 @@ def evaluate_run(cfg, run_dir, frames, meta):
     for situation, mask in situations(meta, targets).items():
         entry = {"windows": int(mask.sum())}
         if mask.any():
-            for name in ("model",) + baselines:
+            for name in predictors:
                 entry[name] = summarise({key: values[mask] for key, values in per_frame[name].items()})
         result["situations"][situation] = entry
 

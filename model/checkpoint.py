@@ -32,7 +32,10 @@ REQUIRED_KEYS = ("format_version", "model", "model_kwargs", "config", "step")
 # Arguments that change the weights or what they mean; the others (mask_percentage, fused_attention)
 # may differ between training and use.
 ARCHITECTURE_KEYS = ("num_frames", "image_height", "image_width", "patch_size", "channels", "num_heads",
-                     "layers", "attention", "positional_embedding", "residual")
+                     "layers", "attention", "positional_embedding", "residual", "warp_radius")
+
+# Keys added after checkpoints were published: a checkpoint without one was made with this value.
+ARCHITECTURE_DEFAULTS = {"warp_radius": 0}
 
 
 class CheckpointError(Exception):
@@ -81,7 +84,8 @@ def check_model_kwargs(payload, model_kwargs, path):
     """Raise CheckpointError naming every architecture argument where checkpoint and config differ."""
     saved = payload["model_kwargs"]
     differences = [f"model.{key} {saved.get(key)!r} (checkpoint) vs {model_kwargs[key]!r} (config)"
-                   for key in ARCHITECTURE_KEYS if saved.get(key) != model_kwargs[key]]
+                   for key in ARCHITECTURE_KEYS
+                   if saved.get(key, ARCHITECTURE_DEFAULTS.get(key)) != model_kwargs[key]]
     if differences:
         raise CheckpointError(f"checkpoint {path} belongs to another model: {'; '.join(differences)}")
 

@@ -65,6 +65,9 @@ class ModelConfig:
     residual: bool = False
     # With residual: start the output projection at zero (the model starts as copy-last-frame).
     zero_init_output: bool = True
+    # With residual: > 0 moves the last frame first, by a per-pixel mixture of the shifts within
+    # +-warp_radius pixels that the model predicts (a learned warp); 0: the plain residual.
+    warp_radius: int = 0
     mask_percentage: float = 0.5  # used only when num_frames == 1
     # true: attention through torch's scaled_dot_product_attention (same weights, faster).
     fused_attention: bool = True
@@ -311,6 +314,11 @@ def _check_values(cfg):
                 f"{m.patch_size} does not divide model.image_{side} {size}")
     require(m.channels % m.num_heads == 0, "model.channels",
             f"{m.channels} is not divisible by model.num_heads {m.num_heads}")
+    require(m.warp_radius >= 0, "model.warp_radius", f"must not be negative, got {m.warp_radius}")
+    require(m.warp_radius == 0 or m.residual, "model.warp_radius",
+            f"{m.warp_radius} needs model.residual true (the warp moves the frame the change is added to)")
+    require(m.warp_radius < min(m.image_height, m.image_width), "model.warp_radius",
+            f"{m.warp_radius} must be smaller than the image")
     require(not (m.residual and m.num_frames == 1), "model.residual",
             "needs model.num_frames > 1 (with one frame there is no previous frame to add the change to)")
     patches = (m.image_height // m.patch_size) * (m.image_width // m.patch_size)

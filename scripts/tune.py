@@ -5,8 +5,10 @@
     srun python scripts/tune.py --study-name vit_cpu --storage out/tune/vit_cpu.journal --trials 4
 
 Each trial trains a model of sampled num_frames, channels, num_heads, layers, patch_size, learning
-rate, residual output and the start of the positional embedding (random or sine-cosine) for
---steps-per-trial steps; the objective is the validation loss (masked L1 + DSSIM on the held-out part, lower is better). Every validation is
+rate, output (the frame itself, the change from the last frame, or the change from a learned warp of
+it), training loss (the template's L1 + DSSIM or L1 alone) and the start of the positional embedding
+(random or sine-cosine) for --steps-per-trial steps; the objective is the one-step L1 on the held-out
+part (lower is better), the same for every loss. Every validation is
 reported to the median pruner through engine.train's on_record callback, which stops an unpromising
 trial early. The study lives in an Optuna journal file (JournalFileBackend), so any number of
 processes can add trials to it, and a stopped search continues where it was. Afterwards (and with
@@ -37,12 +39,17 @@ from model.scripts import non_negative_int, positive_int  # noqa: E402
 SEARCH_SPACE = {  # parameter -> config key; the choices are in sample()
     "num_frames": "model.num_frames", "channels": "model.channels", "num_heads": "model.num_heads",
     "layers": "model.layers", "patch_size": "model.patch_size", "learning_rate": "learning_rate",
-    "residual": "model.residual", "positional_init": "model.positional_init",
+    "output": "model.residual, model.warp_radius", "loss": "training.loss",
+    "positional_init": "model.positional_init",
 }
+# The output choices as config values: the sheet's frame, the residual, the residual on a learned warp.
+OUTPUTS = {"frame": {"model.residual": False, "model.warp_radius": 0},
+           "residual": {"model.residual": True, "model.warp_radius": 0},
+           "warp": {"model.residual": True, "model.warp_radius": 2}}
 
 
 SHORT_NAMES = {"num_frames": "frames", "channels": "width", "num_heads": "heads", "layers": "layers",
-               "patch_size": "patch", "learning_rate": "lr", "residual": "residual", "positional_init": "positions"}
+               "patch_size": "patch", "learning_rate": "lr", "output": "output", "loss": "loss", "positional_init": "positions"}
 
 
 def parse_args(argv=None):
@@ -104,16 +111,24 @@ def sample(trial, base):
     """The overrides of one trial (choices that always fit the base config's frame size)."""
     height, width = base.model.image_height, base.model.image_width
     patches = [p for p in (8, 16) if height % p == 0 and width % p == 0] or [base.model.patch_size]
-    return {
-        "model.num_frames": trial.suggest_int("num_frames", 2, 4),
-        "model.channels": trial.suggest_categorical("channels", [32, 64, 96]),
-        "model.num_heads": trial.suggest_categorical("num_heads", [1, 2, 4]),
-        "model.layers": trial.suggest_int("layers", 1, 5),
-        "model.patch_size": trial.suggest_categorical("patch_size", patches),
-        "learning_rate": trial.suggest_float("learning_rate", 1e-4, 3e-3, log=True),
-        "model.residual": trial.suggest_categorical("residual", [False, True]),
-        "model.positional_init": trial.suggest_categorical("positional_init", ["normal", "sincos"]),
-    }
+    trial.suggest_int("num_frames", 2, 4)
+    trial.suggest_categorical("channels", [32, 64, 96])
+    trial.suggest_categorical("num_heads", [1, 2, 4])
+    trial.suggest_int("layers", 1, 5)
+    trial.suggest_categorical("patch_size", patches)
+    trial.suggest_float("learning_rate", 1e-4, 3e-3, log=True)
+    trial.suggest_categorical("output", list(OUTPUTS))
+    trial.suggest_categorical("loss", ["l1_ssim", "l1"])
+    trial.suggest_categorical("positional_init", ["normal", "sincos"])
+    return overrides_of(trial.params)
+
+
+def overrides_of(params):
+    """Sampled parameters -> config overrides (``output`` sets two keys)."""
+    overrides = {}
+    for name, value in params.items():
+        overrides.update(OUTPUTS[value] if name == "output" else {SEARCH_SPACE[name]: value})
+    return overrides
 
 
 def trial_config(base, overrides, steps, name):
@@ -131,8 +146,8 @@ def objective(trial, base, frames, args):
     stop = StopFlag()
 
     def on_record(record):
-        if "val_loss" in record:
-            trial.report(record["val_loss"], record["step"])
+        if "val_l1" in record:
+            trial.report(record["val_l1"], record["step"])
             if trial.should_prune():
                 stop.request("pruned")
 
@@ -145,12 +160,12 @@ def objective(trial, base, frames, args):
     for key in ("l1", "psnr", "copy_last_l1", "copy_last_psnr"):
         if key in val:
             trial.set_user_attr(f"val_{key}", val[key])
-    print(f"trial {trial.number}: step {result['step']}, val loss {val.get('loss', math.nan):.4f}, "
+    print(f"trial {trial.number}: step {result['step']}, val L1 {val.get('l1', math.nan):.4f}, "
           f"PSNR {val.get('psnr', math.nan):.2f} dB (copy-last {val.get('copy_last_psnr', math.nan):.2f}), "
           f"{result['seconds']:.0f} s{', pruned' if result['stopped'] else ''}", flush=True)
     if result["stopped"] == "pruned":
         raise optuna.TrialPruned()
-    return val["loss"]
+    return val["l1"]
 
 
 def write_report(study, base, args):
@@ -169,11 +184,11 @@ def write_report(study, base, args):
     seconds = sum(t.user_attrs.get("seconds", 0) for t in trials)
     pruned = sum(t.state == optuna.trial.TrialState.PRUNED for t in trials)
     lines = [f"# Hyperparameter search: {args.study_name}", "",
-             f"Base config {args.config}; {args.steps_per_trial} steps per trial; objective: validation loss "
-             f"(0.15 L1 + 0.85 DSSIM, lower is better). Trials: {len(trials)} ({len(complete)} complete, "
+             f"Base config {args.config}; {args.steps_per_trial} steps per trial; objective: one-step L1 on the "
+             f"held-out part (lower is better; copy-last: {_number(_first_attr(trials, 'val_copy_last_l1'), 4)}). Trials: {len(trials)} ({len(complete)} complete, "
              f"{pruned} pruned); training time {seconds:.0f} s. PSNR: one-step validation PSNR in dB "
              f"(copy-last: {_number(_first_attr(trials, 'val_copy_last_psnr'), 2)} dB).", "",
-             "| trial | state | val loss | PSNR | s | " + " | ".join(SHORT_NAMES.values()) + " |",
+             "| trial | state | val L1 | PSNR | s | " + " | ".join(SHORT_NAMES.values()) + " |",
              "|---" * (5 + len(SEARCH_SPACE)) + "|"]
     for t in sorted(trials, key=lambda t: (t.value is None, t.value or 0)):
         attrs = t.user_attrs
@@ -187,7 +202,7 @@ def write_report(study, base, args):
     (out / "study.json").write_text(json.dumps(facts, indent=2) + "\n", encoding="utf-8")
     if complete:
         best = study.best_trial
-        lines += ["", f"Best: trial {best.number}, val loss {best.value:.4f}: {best.params}"]
+        lines += ["", f"Best: trial {best.number}, val L1 {best.value:.4f}: {best.params}"]
         write_best_config(best, base, args)
         lines.append(f"Written to {args.best_config}.")
     if len(complete) >= 2:
@@ -212,10 +227,9 @@ def _number(value, digits):
 
 
 def write_best_config(best, base, args):
-    overrides = {SEARCH_SPACE[name]: value for name, value in best.params.items()}
-    cfg = with_overrides(base, {**overrides, "model_path": "vit_best"})
-    header = (f"// The best configuration of the Optuna study '{args.study_name}' (trial {best.number}, validation "
-              f"loss {best.value:.4f}\n// after {args.steps_per_trial} steps), written by scripts/tune.py from "
+    cfg = with_overrides(base, {**overrides_of(best.params), "model_path": "vit_best"})
+    header = (f"// The best configuration of the Optuna study '{args.study_name}' (trial {best.number}, held-out "
+              f"L1 {best.value:.4f}\n// after {args.steps_per_trial} steps), written by scripts/tune.py from "
               f"{args.config}. Train it longer with\n// python -m model.main -cfg {args.best_config} --train\n")
     Path(args.best_config).write_text(header + json.dumps(cfg.to_dict(), indent=2) + "\n", encoding="utf-8")
 

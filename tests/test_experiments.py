@@ -6,7 +6,7 @@ import h5py
 import numpy as np
 import pytest
 
-from model.config import load_config, strip_json_comments
+from model.config import load_config, strip_json_comments, with_overrides
 from scripts import run_experiments
 
 TINY_MODEL = {"image_height": 32, "image_width": 32, "patch_size": 8, "channels": 16, "num_heads": 2,
@@ -93,3 +93,17 @@ def test_tune_shares_a_journal_study_and_writes_the_best_config(tiny_configs):
     assert facts["trials"] == 3 and facts["steps_per_trial"] == 3 and facts["best"]["params"]
     best = load_config(root / "best.json")
     assert best.model_path == "vit_best" and best.model.channels in (32, 64, 96)
+    params = facts["best"]["params"]  # the output choice becomes two config keys
+    assert best.model.residual == (params["output"] != "frame")
+    assert best.model.warp_radius == (2 if params["output"] == "warp" else 0)
+    assert best.training.loss == params["loss"] and "objective: one-step L1 on the held-out part" in summary
+
+
+def test_tune_output_choices_are_valid_configs():
+    from scripts import tune
+
+    base = load_config("config/vit_cpu.json")
+    for output, overrides in tune.OUTPUTS.items():
+        cfg = with_overrides(base, tune.overrides_of({"output": output, "loss": "l1", "layers": 2}))
+        assert cfg.model.layers == 2 and cfg.training.loss == "l1"
+        assert (cfg.model.residual, cfg.model.warp_radius) == (overrides["model.residual"], overrides["model.warp_radius"])

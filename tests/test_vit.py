@@ -1,9 +1,12 @@
 """The VisionTransformer wiring: shapes, masking, ablation switches, residual mode, next-frame prediction."""
+import math
+
 import pytest
 import torch
 
 from model.config import Config, with_overrides
-from model.vit import VisionTransformer, model_kwargs
+from model.metrics import shift_frame
+from model.vit import WARP_IDENTITY_LOGIT, VisionTransformer, model_kwargs
 
 TINY = dict(num_frames=3, image_height=16, image_width=24, patch_size=8, channels=16, num_heads=2, layers=2)
 
@@ -129,3 +132,47 @@ def test_zero_init_output_only_with_residual_and_switchable():
     assert head(tiny(residual=True)).abs().max() == 0
     assert head(tiny(residual=True, zero_init_output=False)).abs().max() > 0
     assert head(tiny()).abs().max() > 0
+
+
+def one_hot_warp(model, shift):
+    """Set the warp head so that every pixel takes the shift (dy, dx) alone."""
+    pixels = model.embedding.patch_size ** 2
+    with torch.no_grad():
+        model.warp.weight.zero_()
+        bias = torch.full((len(model.shifts), pixels), -1e4, dtype=model.warp.bias.dtype)
+        bias[model.shifts.index(shift)] = 0
+        model.warp.bias.copy_(bias.flatten())
+
+
+def test_warp_with_one_chosen_shift_equals_moving_the_frame():
+    model = tiny(residual=True, warp_radius=2).double()
+    x = frames().double()
+    tokens = torch.randn(2, 6, 16, dtype=torch.float64)  # 2 x 3 patches of the target frame
+    assert len(model.shifts) == 25
+    for shift in model.shifts:
+        one_hot_warp(model, shift)
+        torch.testing.assert_close(model.warp_frame(x[:, -2], tokens), shift_frame(x[:, -2], *shift))
+        # The zero-initialised change is added to the moved frame.
+        torch.testing.assert_close(model(x)["prediction"][:, -1], shift_frame(x[:, -2], *shift))
+
+
+def test_warp_starts_near_the_copy_and_learns_the_shift_weights():
+    model = tiny(residual=True, warp_radius=1)
+    x = frames()
+    weights = model.warp_weights(torch.zeros(2, 6, 16))  # (B, 9, H, W)
+    torch.testing.assert_close(weights.sum(dim=1), torch.ones(2, 16, 24))
+    identity = WARP_IDENTITY_LOGIT
+    assert torch.allclose(weights[:, model.shifts.index((0, 0))], torch.tensor(
+        math.exp(identity) / (math.exp(identity) + 8)))
+    prediction = model.train()(x)["prediction"][:, -1]
+    assert (prediction - x[:, -2]).abs().mean() < 0.1
+    (prediction - shift_frame(x[:, -2], 1, 0)).abs().mean().backward()
+    assert model.warp.weight.grad.abs().sum() > 0  # the zero-initialised head learns from the first step
+
+
+def test_warp_needs_the_residual_output():
+    with pytest.raises(ValueError, match="warp_radius > 0 needs residual=True"):
+        tiny(warp_radius=2)
+    with pytest.raises(ValueError, match="warp_radius must be a non-negative integer"):
+        tiny(residual=True, warp_radius=-1)
+    assert tiny(residual=True).warp is None  # radius 0 is the plain residual

@@ -62,6 +62,9 @@ VARIANTS = {
     "frames5": ("config/vit_cpu.json", {"model.num_frames": 5}),
     # A variant's own training.max_steps replaces --steps: training length as a factor.
     "long": ("config/vit_cpu.json", {"training.max_steps": 2000}),
+    # The learned warp: the change is added to the last frame moved by predicted per-pixel shifts.
+    "warp": ("config/vit_cpu.json", {"model.warp_radius": 2}),
+    "warp_l1": ("config/vit_cpu.json", {"model.warp_radius": 2, "training.loss": "l1"}),
     # The best configuration of the search (scripts/tune.py writes config/vit_best.json), trained longer.
     "best_long": ("config/vit_best.json", {"training.max_steps": 1500}),
     # Other footage: Atari Pong recorded through the importer (scripts/reproduce.sh makes the file).
@@ -72,7 +75,8 @@ SETS = {
     "ablation": ["full", "noattention", "nopos"],
     "masked": ["masked", "masked_noattention"],
     # "full" is vit_cpu.json as it is: the residual model with the template's loss.
-    "study": ["plain", "full", "pos1", "sincos", "loss_l1", "loss_mse", "patch8", "frames5", "long"],
+    "study": ["plain", "full", "pos1", "sincos", "loss_l1", "loss_mse", "patch8", "frames5", "long", "warp",
+              "warp_l1"],
     "atari": ["pong_full", "pong_plain"],
     "best": ["best_long"],
 }

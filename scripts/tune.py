@@ -24,8 +24,10 @@ from pathlib import Path
 
 import optuna
 import torch
+from optuna.study import MaxTrialsCallback
 from optuna.storages import JournalStorage
 from optuna.storages.journal import JournalFileBackend
+from optuna.trial import TrialState
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
@@ -66,7 +68,8 @@ def parse_args(argv=None):
     parser.add_argument("--seed", type=int, default=0, help="seed of the sampler and of every trial's training")
     parser.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
     parser.add_argument("--until", type=non_negative_int, metavar="N",
-                        help="instead of --trials: add trials until the study holds N finished ones "
+                        help="instead of --trials: add trials until the study holds N finished ones, counting "
+                             "those of every process sharing the study "
                              "(a rerun after an interruption runs only what is missing)")
     parser.add_argument("--report-only", action="store_true", help="write the report of the study as it is")
     return parser.parse_args(argv)
@@ -85,16 +88,20 @@ def main(argv=None):
             study_name=args.study_name, storage=storage, direction="minimize", load_if_exists=True,
             pruner=optuna.pruners.MedianPruner(n_startup_trials=3, n_warmup_steps=args.steps_per_trial // 3))
         finished = sum(trial.state.is_finished() for trial in study.trials)
-        # Each process seeds its sampler by the study's count of finished trials, so processes that join
-        # a study later (array tasks, a resumed search) do not all propose the same first points.
-        study.sampler = optuna.samplers.TPESampler(seed=args.seed + finished, n_startup_trials=5)
+        # Each process seeds its sampler by the study's count of trials (running ones included), so
+        # processes that join a study later (array tasks, a resumed search) do not all propose the same
+        # first points.
+        study.sampler = optuna.samplers.TPESampler(seed=args.seed + len(study.trials), n_startup_trials=5)
         if args.until is not None:
             args.trials = max(0, args.until - finished)
         if not args.report_only and args.trials:
             study.set_user_attr("steps_per_trial", args.steps_per_trial)
             frames = load_video(base)
+            # Processes sharing the study stop together once it holds --until finished trials.
+            done_states = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)
+            callbacks = [] if args.until is None else [MaxTrialsCallback(args.until, states=done_states)]
             study.optimize(lambda trial: objective(trial, base, frames, args), n_trials=args.trials,
-                           catch=(TrainingError,))
+                           catch=(TrainingError,), callbacks=callbacks)
         # The report states the budget the trials ran with, also when --report-only is given without it.
         args.steps_per_trial = study.user_attrs.get("steps_per_trial", args.steps_per_trial)
         write_report(study, base, args)

@@ -82,10 +82,9 @@ def load_checkpoint(path, map_location="cpu"):
 
 def check_model_kwargs(payload, model_kwargs, path):
     """Raise CheckpointError naming every architecture argument where checkpoint and config differ."""
-    saved = payload["model_kwargs"]
+    saved = {**ARCHITECTURE_DEFAULTS, **payload["model_kwargs"]}
     differences = [f"model.{key} {saved.get(key)!r} (checkpoint) vs {model_kwargs[key]!r} (config)"
-                   for key in ARCHITECTURE_KEYS
-                   if saved.get(key, ARCHITECTURE_DEFAULTS.get(key)) != model_kwargs[key]]
+                   for key in ARCHITECTURE_KEYS if saved.get(key) != model_kwargs[key]]
     if differences:
         raise CheckpointError(f"checkpoint {path} belongs to another model: {'; '.join(differences)}")
 

@@ -67,6 +67,7 @@ VARIANTS = {
     "warp_l1": ("config/vit_cpu.json", {"model.warp_radius": 2, "training.loss": "l1"}),
     # The best configuration of the search (scripts/tune.py writes config/vit_best.json), trained longer.
     "best_long": ("config/vit_best.json", {"training.max_steps": 1500}),
+    "pong_best": ("config/vit_best.json", {"data.hdf5_file": "out/data/pong.hdf5", "training.max_steps": 1500}),
     # Other footage: Atari Pong recorded through the importer (scripts/reproduce.sh makes the file).
     "pong_full": ("config/vit_cpu.json", {"data.hdf5_file": "out/data/pong.hdf5"}),
     "pong_plain": ("config/vit_cpu.json", {"data.hdf5_file": "out/data/pong.hdf5", "model.residual": False}),
@@ -79,6 +80,7 @@ SETS = {
               "warp_l1"],
     "atari": ["pong_full", "pong_plain"],
     "best": ["best_long"],
+    "atari_best": ["pong_best"],  # its own set: the baselines of a table are those of one video
 }
 ROLLOUT_STEPS = 10
 ROLLOUT_STARTS = 40  # closed-loop starts, spread evenly over the held-out part
@@ -403,17 +405,20 @@ def compact_table(summary):
     next_frame = any("rollout10_model" in entry for entry in summary.values())
     header = "| variant | steps | seeds | L1 | PSNR dB | SSIM |"
     if next_frame:
-        header += " ΔPSNR dB | 10-step PSNR dB | train PSNR dB |"
+        header += " ΔPSNR dB | ΔL1 | beats copy | 10-step PSNR dB | train PSNR dB |"
     lines = [header, "|" + "---|" * header.count(" |")]
     for variant, entry in summary.items():
         seeds, model = len(entry["seeds"]), entry["one_step_model"]
         row = (f"| {variant} | {entry['steps']} | {seeds} | {cell(model['l1'], 4, seeds)} | "
                f"{cell(model['psnr'], 2, seeds)} | {cell(model['ssim'], 3, seeds)} |")
         if next_frame and "rollout10_model" not in entry:  # a masked variant next to next-frame ones
-            row += " – | – | – |"
+            row += " – | – | – | – | – |"
         elif next_frame:
             train = entry.get("train_one_step_model")
-            row += (f" {cell(entry['one_step_minus_copy_last_psnr'], 3, seeds, sign='+')} | "
+            l1_mean, l1_std = entry["one_step_minus_copy_last_l1"]
+            l1_delta = f"{l1_mean:+.1e}" + (f" ± {l1_std:.0e}" if seeds > 1 else "")
+            row += (f" {cell(entry['one_step_minus_copy_last_psnr'], 3, seeds, sign='+')} | {l1_delta} | "
+                    f"{entry['beats_copy_last']}/{seeds} | "
                     f"{cell(entry['rollout10_model']['psnr'], 2, seeds)} | "
                     f"{cell(train['psnr'], 2, seeds) if train else '–'} |")
         lines.append(row)
@@ -427,7 +432,7 @@ def compact_table(summary):
         if next_frame:
             rolled = reference.get(f"rollout10_{key}")
             train = reference.get(f"train_one_step_{key}")
-            row += (f" – | {number(rolled['psnr'][0] if rolled else None, 2)} | "
+            row += (f" – | – | – | {number(rolled['psnr'][0] if rolled else None, 2)} | "
                     f"{number(train['psnr'][0] if train else None, 2)} |")
         lines.append(row)
     return "\n".join(lines) + "\n"

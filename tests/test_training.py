@@ -237,3 +237,19 @@ def test_warmup_then_cosine():
     assert factor(0) == pytest.approx(0.1) and factor(9) == pytest.approx(1.0)
     assert factor(10) == pytest.approx(1.0) and factor(60) == pytest.approx(0.55)
     assert factor(110) == pytest.approx(0.1) and factor(500) == pytest.approx(0.1)
+
+
+def test_a_checkpoint_from_before_the_warp_option_loads_as_radius_0(tmp_path, capsys):
+    config = tiny_setup(tmp_path, model={"residual": True})
+    assert cli(config, tmp_path / "out", "--train", "--max-steps", "1") == 0
+    good = tmp_path / "out" / "tiny.device0" / "quicksave.ckpt"
+    payload = load_checkpoint(good)
+    del payload["model_kwargs"]["warp_radius"]  # as written before model.warp_radius existed
+    old = tmp_path / "old.ckpt"
+    save_checkpoint(old, payload)
+    assert cli(config, tmp_path / "out", "--validate", "--load", str(old)) == 0
+    (tmp_path / "warp").mkdir()
+    warped = tiny_setup(tmp_path / "warp", model={"residual": True, "warp_radius": 1})
+    capsys.readouterr()
+    assert cli(warped, tmp_path / "out", "--validate", "--load", str(old)) == 1
+    assert "model.warp_radius 0 (checkpoint) vs 1 (config)" in capsys.readouterr().err

@@ -34,7 +34,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from model.checkpoint import CheckpointError  # noqa: E402
-from model.config import ConfigError, load_config, with_overrides  # noqa: E402
+from model.config import ConfigError, config_from_dict, load_config, with_overrides  # noqa: E402
 from model.data import DataError, FrameWindows, load_metadata, resolve_data_path, split_frames  # noqa: E402
 from model.engine import QUICKSAVE, TrainingError, evaluate, load_model, train, write_json_atomically  # noqa: E402
 from model.main import load_video  # noqa: E402
@@ -155,7 +155,18 @@ def frames_of(cfg, cache):
 
 
 def train_run(cfg, run_dir, seed, cache):
-    """Train one run to its budget: skip when done, resume from its quicksave when started."""
+    """Train one run to its budget: skip when done, resume from its quicksave when started.
+
+    A run folder that holds a run of another config (a changed variant or config file) is an error,
+    so that no result mixes two configs.
+    """
+    saved = run_dir / "cfg.json"
+    if saved.exists():
+        difference = first_difference(config_from_dict(json.loads(saved.read_text(encoding="utf-8"))).to_dict(),
+                                      cfg.to_dict())
+        if difference:
+            raise ConfigError(f"{run_dir} holds a run of another config ({difference}); move it away or "
+                              f"choose another --runs-dir")
     done = run_dir / "done.json"
     if done.exists():
         print("done, skipped")
@@ -168,6 +179,19 @@ def train_run(cfg, run_dir, seed, cache):
         write_json_atomically(done, {"steps": result["step"], "seconds": result["seconds"], "seed": seed,
                                      "best_val_loss": result["best_val_loss"]})
 
+
+
+def first_difference(saved, wanted, prefix=""):
+    """The first key where two config dicts differ, as 'key: saved vs wanted', or None."""
+    for key in sorted(set(saved) | set(wanted)):
+        a, b = saved.get(key), wanted.get(key)
+        if isinstance(a, dict) and isinstance(b, dict):
+            found = first_difference(a, b, f"{prefix}{key}.")
+            if found:
+                return found
+        elif a != b:
+            return f"{prefix}{key}: {a!r} (run folder) vs {b!r} (now)"
+    return None
 
 
 # --- evaluation ---------------------------------------------------------------------------------

@@ -73,6 +73,14 @@ def test_runner_trains_resumes_evaluates_and_reports(tiny_configs, capsys):
     printed = capsys.readouterr().out
     assert printed.count("done, skipped") == 5 and "resuming from" in printed
     assert (root / "runs" / "nopos.seed1" / "done.json").exists()
+    # A run folder of another config is refused instead of being reported under the new one.
+    config = root / "config/vit_cpu.json"
+    raw = json.loads(config.read_text())
+    raw["model"]["layers"] += 1
+    config.write_text(json.dumps(raw))
+    assert run_experiments.main(args) == 2
+    error = capsys.readouterr().err
+    assert "full.seed0 holds a run of another config (model.layers: 1 (run folder) vs 2 (now))" in error
 
 
 def test_tune_shares_a_journal_study_and_writes_the_best_config(tiny_configs):

@@ -9,8 +9,8 @@
 # Environment overrides (defaults are the committed results' budgets):
 #   TS_SEEDS="0 1 2 3 4"  JOBS=2     Exercise 1 seeds and parallel processes
 #   STEPS=600                        optimizer steps per Exercise 2 run
-#   SEEDS="0 1 2"                    seeds of the ablation and masked sets (study and atari: seed 0)
-#   TRIALS=6  TRIAL_STEPS=150        size of the Optuna study (sheet 2 (f))
+#   SEEDS="0 1 2"                    seeds of the ablation, masked and best sets (study and atari: seed 0)
+#   TRIALS=10  TRIAL_STEPS=300       size of the Optuna study (sheet 2 (f))
 #   BENCH_ARGS=""                    extra flags of scripts/bench.py (e.g. --quick)
 #   SOURCE_DATE_EPOCH                date printed in the PDF
 #
@@ -27,8 +27,8 @@ read -ra TS_SEEDS <<< "${TS_SEEDS:-0 1 2 3 4}"
 JOBS=${JOBS:-2}
 STEPS=${STEPS:-600}
 read -ra SEEDS <<< "${SEEDS:-0 1 2}"
-TRIALS=${TRIALS:-6}
-TRIAL_STEPS=${TRIAL_STEPS:-150}
+TRIALS=${TRIALS:-10}
+TRIAL_STEPS=${TRIAL_STEPS:-300}
 STAMPS=out/reproduce
 
 # once NAME COMMAND...: run COMMAND unless out/reproduce/NAME.done records that this exact command finished.
@@ -69,8 +69,9 @@ python scripts/run_experiments.py --set masked --steps "$STEPS" --seeds "${SEEDS
 echo "== Exercise 2: other footage (Atari Pong)"
 python scripts/run_experiments.py --set atari --steps "$STEPS" --seeds 0
 
-echo "== Exercise 2 (f): the best configuration of the search, trained longer"
-python scripts/run_experiments.py --set best --steps 1500 --seeds 0
+echo "== Exercise 2 (f): the best configuration of the search, trained longer (1500 steps, its own budget)"
+python scripts/run_experiments.py --set best --steps 1500 --seeds "${SEEDS[@]}"
+python scripts/run_experiments.py --set atari_best --steps 1500 --seeds "${SEEDS[@]}"
 python -m model.scripts.export_checkpoint out/experiments/best_long.seed0/quicksave.ckpt results/vit/vit_best_long.ckpt
 
 echo "== Performance"

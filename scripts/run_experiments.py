@@ -13,7 +13,8 @@ video (cached in its eval.json):
 
   one-step     every held-out window: L1, MSE, PSNR, SSIM of the predicted last frame, next to the
                copy-last-frame, mean-frame and (num_frames >= 3) continue-motion baselines, split by
-               situation from the video's /meta
+               situation from the video's /meta; L1 also split into the pixels that stay the same
+               as in the last seen frame and those that change (l1_unchanged + l1_changed = l1)
   closed loop  10 steps from starts spread over the held-out part (the model sees its own
                8-bit predictions, as model/scripts/predict.py does), against copy-last held still
   masked       num_frames == 1 variants: the masked pixels of the reconstruction (mean-frame baseline)
@@ -215,25 +216,31 @@ def one_step_per_frame(windows, indices, predictors, error_map=None):
     predictors: name -> function(context (B, T-1, H, W), target (B, H, W)) -> prediction (B, H, W).
     error_map: optional {name: (H, W) tensor}, to which each named predictor's absolute error is added.
     """
-    per_frame = {name: {"l1": [], "mse": [], "ssim": []} for name in predictors}
+    per_frame = {name: {key: [] for key in ("l1", "mse", "ssim", "l1_unchanged", "l1_changed")}
+                 for name in predictors}
     for starts in indices.split(EVAL_BATCH):
         batch = windows.batch(starts)  # (B, T, H, W)
         context, target = batch[:, :-1], batch[:, -1]
+        unchanged = target == context[:, -1]  # (B, H, W): pixels the copy of the last frame gets exactly
         for name, predict in predictors.items():
             prediction = predict(context, target)
             for key, value in frame_metrics(prediction, target).items():
                 if key != "psnr":
                     per_frame[name][key].append(value.numpy())
+            # L1 = l1_unchanged + l1_changed: the error on pixels that stay and on pixels that change.
+            error = (prediction - target).abs()
+            per_frame[name]["l1_unchanged"].append((error * unchanged).mean(dim=(1, 2)).numpy())
+            per_frame[name]["l1_changed"].append((error * ~unchanged).mean(dim=(1, 2)).numpy())
             if error_map is not None and name in error_map:
                 error_map[name] += (prediction - target).abs().sum(0)
     return {name: {key: np.concatenate(v) for key, v in values.items()} for name, values in per_frame.items()}
 
 
 def summarise(per_frame):
-    """dict of per-frame arrays l1, mse, ssim (W,) -> means (PSNR of the mean MSE)."""
+    """dict of per-frame arrays l1, mse, ssim, l1_unchanged, l1_changed (W,) -> means (PSNR of the mean MSE)."""
     mse = float(np.mean(per_frame["mse"]))
-    return {"l1": float(np.mean(per_frame["l1"])), "mse": mse, "psnr": float(psnr(torch.tensor(mse))),
-            "ssim": float(np.mean(per_frame["ssim"]))}
+    means = {key: float(np.mean(values)) for key, values in per_frame.items() if key != "mse"}
+    return {**means, "mse": mse, "psnr": float(psnr(torch.tensor(mse)))}
 
 
 @torch.no_grad()
@@ -348,8 +355,10 @@ def summary_of(runs):
     summary = {"seeds": [run["seed"] for run in runs], "steps": runs[0]["steps"],
                "train_seconds": mean_std([run["train_seconds"] for run in runs])}
     for name in runs[0]["one_step"]:
-        summary[f"one_step_{name}"] = {key: mean_std([run["one_step"][name][key] for run in runs])
-                                       for key in ("l1", "mse", "psnr", "ssim")}
+        # l1_unchanged / l1_changed only in evaluations that have them (eval.json of older runs do not).
+        keys = [key for key in ("l1", "mse", "psnr", "ssim", "l1_unchanged", "l1_changed")
+                if all(key in run["one_step"][name] for run in runs)]
+        summary[f"one_step_{name}"] = {key: mean_std([run["one_step"][name][key] for run in runs]) for key in keys}
     if "train_one_step" in runs[0]:
         for name in ("model", "copy_last"):
             summary[f"train_one_step_{name}"] = {key: mean_std([run["train_one_step"][name][key] for run in runs])

@@ -57,6 +57,9 @@ def test_runner_trains_resumes_evaluates_and_reports(tiny_configs, capsys):
     full = results["runs"]["full"]["0"] if "0" in results["runs"]["full"] else results["runs"]["full"][0]
     assert full["steps"] == 4 and len(full["rollout"]["model"]["psnr"]) == run_experiments.ROLLOUT_STEPS
     assert full["situations"]["scrolling"]["windows"] > 0
+    for name, entry in full["one_step"].items():  # the L1 split into unchanged and changed pixels adds up
+        assert entry["l1_unchanged"] + entry["l1_changed"] == pytest.approx(entry["l1"], rel=1e-5), name
+    assert full["one_step"]["copy_last"]["l1_unchanged"] == 0
     assert "one_step_mean_frame" in results["summary"]["masked"]
     assert "| full | 4 | 2 |" in (out / "summary.md").read_text()
     table = (out / "table.md").read_text().splitlines()

@@ -63,6 +63,9 @@ python -m model.scripts.export_checkpoint out/experiments/long.seed0/quicksave.c
 echo "== Exercise 2 (d), (e): without self-attention, without positional embeddings"
 python scripts/run_experiments.py --set ablation --steps "$STEPS" --seeds "${SEEDS[@]}"
 
+echo "== Exercise 2 (d), (e): the same ablations on the learned-warp model"
+python scripts/run_experiments.py --set ablation_warp --steps "$STEPS" --seeds 0
+
 echo "== Exercise 2 (d): masked reconstruction"
 python scripts/run_experiments.py --set masked --steps "$STEPS" --seeds "${SEEDS[@]}"
 
@@ -72,6 +75,7 @@ python scripts/run_experiments.py --set atari --steps "$STEPS" --seeds 0
 echo "== Exercise 2 (f): the best configuration of the search, trained longer (1500 steps, its own budget)"
 python scripts/run_experiments.py --set best --steps 1500 --seeds "${SEEDS[@]}"
 python scripts/run_experiments.py --set atari_best --steps 1500 --seeds "${SEEDS[@]}"
+python scripts/run_experiments.py --set atari_best_long --steps 3000 --seeds 0
 python -m model.scripts.export_checkpoint out/experiments/best_long.seed0/quicksave.ckpt results/vit/vit_best_long.ckpt
 
 echo "== Performance"

@@ -66,15 +66,20 @@ VARIANTS = {
     # The learned warp: the change is added to the last frame moved by predicted per-pixel shifts.
     "warp": ("config/vit_cpu.json", {"model.warp_radius": 2}),
     "warp_l1": ("config/vit_cpu.json", {"model.warp_radius": 2, "training.loss": "l1"}),
+    # The ablations of 2 (d), 2 (e) on the warp model, which (unlike vit_cpu.json) leaves the copy.
+    "warp_l1_noattention": ("config/vit_cpu_noattention.json", {"model.warp_radius": 2, "training.loss": "l1"}),
+    "warp_l1_nopos": ("config/vit_cpu_nopos.json", {"model.warp_radius": 2, "training.loss": "l1"}),
     # The best configuration of the search (scripts/tune.py writes config/vit_best.json), trained longer.
     "best_long": ("config/vit_best.json", {"training.max_steps": 1500}),
     "pong_best": ("config/vit_best.json", {"data.hdf5_file": "out/data/pong.hdf5", "training.max_steps": 1500}),
+    "pong_best_3000": ("config/vit_best.json", {"data.hdf5_file": "out/data/pong.hdf5", "training.max_steps": 3000}),
     # Other footage: Atari Pong recorded through the importer (scripts/reproduce.sh makes the file).
     "pong_full": ("config/vit_cpu.json", {"data.hdf5_file": "out/data/pong.hdf5"}),
     "pong_plain": ("config/vit_cpu.json", {"data.hdf5_file": "out/data/pong.hdf5", "model.residual": False}),
 }
 SETS = {
     "ablation": ["full", "noattention", "nopos"],
+    "ablation_warp": ["warp_l1", "warp_l1_noattention", "warp_l1_nopos"],
     "masked": ["masked", "masked_noattention"],
     # "full" is vit_cpu.json as it is: the residual model with the template's loss.
     "study": ["plain", "full", "pos1", "sincos", "loss_l1", "loss_mse", "patch8", "frames5", "long", "warp",
@@ -82,6 +87,7 @@ SETS = {
     "atari": ["pong_full", "pong_plain"],
     "best": ["best_long"],
     "atari_best": ["pong_best"],  # its own set: the baselines of a table are those of one video
+    "atari_best_long": ["pong_best_3000"],
 }
 ROLLOUT_STEPS = 10
 ROLLOUT_STARTS = 40  # closed-loop starts, spread evenly over the held-out part

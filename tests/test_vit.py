@@ -170,6 +170,19 @@ def test_warp_starts_near_the_copy_and_learns_the_shift_weights():
     assert model.warp.weight.grad.abs().sum() > 0  # the zero-initialised head learns from the first step
 
 
+def test_the_hidden_frame_cannot_leak_into_the_warp():
+    model = tiny(residual=True, warp_radius=2)
+    with torch.no_grad():  # weights away from their start, so that the warp depends on the tokens
+        for parameter in model.parameters():
+            parameter.add_(0.1 * torch.randn_like(parameter))
+    x = frames()
+    changed = x.clone()
+    changed[:, -1] = torch.rand_like(changed[:, -1])
+    torch.testing.assert_close(model(x)["prediction"], model(changed)["prediction"], rtol=0, atol=0)
+    changed[:, -2] = torch.rand_like(changed[:, -2])
+    assert not torch.allclose(model(x)["prediction"][:, -1], model(changed)["prediction"][:, -1])
+
+
 def test_warp_needs_the_residual_output():
     with pytest.raises(ValueError, match="warp_radius > 0 needs residual=True"):
         tiny(warp_radius=2)

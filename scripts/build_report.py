@@ -285,7 +285,8 @@ class ReportPDF(FPDF):
         self.ln(1)
         self.set_font("DejaVu", "", size)
         self.set_draw_color(120)
-        with self.table(width=sum(widths), col_widths=widths, text_align=align, markdown=True,
+        # Scaled widths can sum to a hair more than the text width in floating point; fpdf refuses that.
+        with self.table(width=min(sum(widths), self.epw), col_widths=widths, text_align=align, markdown=True,
                         borders_layout="HORIZONTAL_LINES", line_height=size / self.k * 1.35,
                         padding=(0.7, CELL_PAD), headings_style=FontFace(emphasis="BOLD", fill_color=235)) as table:
             for r, row in enumerate(rows):

@@ -9,7 +9,7 @@
 # Environment overrides (defaults are the committed results' budgets):
 #   TS_SEEDS="0 1 2 3 4"  JOBS=2     Exercise 1 seeds and parallel processes
 #   STEPS=600                        optimizer steps per Exercise 2 run
-#   SEEDS="0 1 2"                    seeds of the ablation, masked and best sets (study and atari: seed 0)
+#   SEEDS="0 1 2"                    seeds of the ablation, ablation_warp, masked and best sets (study, atari and atari_best_long: seed 0)
 #   TRIALS=10  TRIAL_STEPS=300       size of the Optuna study (sheet 2 (f))
 #   BENCH_ARGS=""                    extra flags of scripts/bench.py (e.g. --quick)
 #   SOURCE_DATE_EPOCH                date printed in the PDF
@@ -64,7 +64,7 @@ echo "== Exercise 2 (d), (e): without self-attention, without positional embeddi
 python scripts/run_experiments.py --set ablation --steps "$STEPS" --seeds "${SEEDS[@]}"
 
 echo "== Exercise 2 (d), (e): the same ablations on the learned-warp model"
-python scripts/run_experiments.py --set ablation_warp --steps "$STEPS" --seeds 0
+python scripts/run_experiments.py --set ablation_warp --steps "$STEPS" --seeds "${SEEDS[@]}"
 
 echo "== Exercise 2 (d): masked reconstruction"
 python scripts/run_experiments.py --set masked --steps "$STEPS" --seeds "${SEEDS[@]}"

@@ -32,10 +32,11 @@ REQUIRED_KEYS = ("format_version", "model", "model_kwargs", "config", "step")
 # Arguments that change the weights or what they mean; the others (mask_percentage, fused_attention)
 # may differ between training and use.
 ARCHITECTURE_KEYS = ("num_frames", "image_height", "image_width", "patch_size", "channels", "num_heads",
-                     "layers", "attention", "positional_embedding", "residual", "warp_radius")
+                     "layers", "attention", "positional_embedding", "residual", "warp_radius",
+                     "change_radius")
 
 # Keys added after checkpoints were published: a checkpoint without one was made with this value.
-ARCHITECTURE_DEFAULTS = {"warp_radius": 0}
+ARCHITECTURE_DEFAULTS = {"warp_radius": 0, "change_radius": 0}
 
 
 class CheckpointError(Exception):

@@ -68,6 +68,9 @@ class ModelConfig:
     # With residual: > 0 moves the last frame first, by a per-pixel mixture of the shifts within
     # +-warp_radius pixels that the model predicts (a learned warp); 0: the plain residual.
     warp_radius: int = 0
+    # With residual: > 0 keeps the last frame exactly wherever no pixel within change_radius pixels
+    # changed between the last two seen frames (needs num_frames > 2); 0: the output is used everywhere.
+    change_radius: int = 0
     mask_percentage: float = 0.5  # used only when num_frames == 1
     # true: attention through torch's scaled_dot_product_attention (same weights, faster).
     fused_attention: bool = True
@@ -319,6 +322,9 @@ def _check_values(cfg):
             f"{m.warp_radius} needs model.residual true (the warp moves the frame the change is added to)")
     require(m.warp_radius < min(m.image_height, m.image_width), "model.warp_radius",
             f"{m.warp_radius} must be smaller than the image")
+    require(m.change_radius >= 0, "model.change_radius", f"must not be negative, got {m.change_radius}")
+    require(m.change_radius == 0 or (m.residual and m.num_frames > 2), "model.change_radius",
+            f"{m.change_radius} needs model.residual true and model.num_frames > 2 (two seen frames to compare)")
     require(not (m.residual and m.num_frames == 1), "model.residual",
             "needs model.num_frames > 1 (with one frame there is no previous frame to add the change to)")
     patches = (m.image_height // m.patch_size) * (m.image_width // m.patch_size)

@@ -20,6 +20,8 @@ from nn.attention import AttentionBlock, PatchEmbedding, ReversePatchEmbedding
 # radius 2 the copy of the last frame gets e^6 / (e^6 + 24) = 94 % of the weight. Larger values start
 # closer to the copy but pass almost no gradient to the other shifts (softmax saturation).
 WARP_IDENTITY_LOGIT = 6.0
+# A pixel "changed" between two seen frames when it moved by at least one 8-bit gray level.
+CHANGE_THRESHOLD = 0.5 / 255
 
 
 class VisionTransformer(tnn.Module):
@@ -41,12 +43,18 @@ class VisionTransformer(tnn.Module):
     then costs the model one choice per pixel instead of every moved pixel value. The head starts
     at the weight ``WARP_IDENTITY_LOGIT`` on "no shift" and 0 on the others, so the untrained model
     predicts close to the copy of the last frame.
+
+    ``change_radius=k > 0`` (with residual, num_frames > 2) uses the output only near recent change:
+    a pixel with no pixel within k (a (2k+1)^2 square) that changed between the last two seen frames
+    keeps the last frame's value exactly. Where the scene stands still the prediction is then the
+    copy, without the small residue a linear output head leaves everywhere; the price is that motion
+    starting in a still region is not predicted.
     """
 
     def __init__(self, num_frames, image_height, image_width, patch_size, channels, num_heads, layers,
                  attention=True, positional_embedding=True, residual=False, mask_percentage=0.5,
                  fused_attention=True, positional_init_std=0.02, zero_init_output=True,
-                 positional_init="normal", warp_radius=0):
+                 positional_init="normal", warp_radius=0, change_radius=0):
         super().__init__()
         if isinstance(layers, bool) or not isinstance(layers, int) or layers < 1:
             raise ValueError(f"layers must be a positive integer, got {layers!r}")
@@ -56,6 +64,10 @@ class VisionTransformer(tnn.Module):
             raise ValueError(f"warp_radius must be a non-negative integer, got {warp_radius!r}")
         if warp_radius and not residual:
             raise ValueError("warp_radius > 0 needs residual=True (the warp moves the frame the change is added to)")
+        if isinstance(change_radius, bool) or not isinstance(change_radius, int) or change_radius < 0:
+            raise ValueError(f"change_radius must be a non-negative integer, got {change_radius!r}")
+        if change_radius and not (residual and num_frames > 2):
+            raise ValueError("change_radius > 0 needs residual=True and num_frames > 2 (two seen frames to compare)")
         self.num_frames = num_frames
         self.residual = residual
         self.embedding = PatchEmbedding(num_frames, channels, patch_size, image_height, image_width,
@@ -73,6 +85,7 @@ class VisionTransformer(tnn.Module):
             for parameter in self.reverse_embedding.parameters():
                 tnn.init.zeros_(parameter)
         self.warp_radius = warp_radius
+        self.change_radius = change_radius
         self.shifts = [(dy, dx) for dy in range(-warp_radius, warp_radius + 1)
                        for dx in range(-warp_radius, warp_radius + 1)]
         self.warp = None
@@ -114,9 +127,15 @@ class VisionTransformer(tnn.Module):
             if self.warp is not None:
                 base = self.warp_frame(base, tokens[:, -self.embedding.patches_per_frame:])
             last = prediction[:, -1] + base  # the change added to the (moved) last seen frame
+            if self.change_radius:
+                last = torch.where(self.change_support(frames[:, -3], frames[:, -2]), last, frames[:, -2])
             prediction = torch.cat([prediction[:, :-1], last[:, None]], dim=1)
         return {"prediction": prediction, "pixel_mask": self.embedding.pixel_mask(mask),
                 "attention": attention}
+
+    def change_support(self, before, last):
+        """Two seen frames (B, H, W) -> bool (B, H, W): within change_radius of a pixel that changed."""
+        return change_support(before, last, self.change_radius)
 
     def warp_weights(self, target_tokens):
         """Tokens of the target frame (B, h*w, C) -> per-pixel shift weights (B, S, H, W), summing to 1.
@@ -155,10 +174,20 @@ class VisionTransformer(tnn.Module):
         return self(frames)["prediction"][:, -1].clamp(0, 1)
 
 
+def change_support(before, last, radius):
+    """Frames (B, H, W) -> bool (B, H, W): True within ``radius`` pixels (a (2 radius + 1)^2 square) of a
+    pixel that changed by at least one gray level from ``before`` to ``last``."""
+    changed = ((last - before).abs() > CHANGE_THRESHOLD).to(last.dtype)[:, None]
+    size = 2 * radius + 1  # the square's maximum as a row maximum, then a column maximum
+    rows = F.max_pool2d(changed, (1, size), stride=1, padding=(0, radius))
+    return F.max_pool2d(rows, (size, 1), stride=1, padding=(radius, 0))[:, 0] > 0
+
+
 def model_kwargs(model_cfg):
     """The VisionTransformer arguments held by a ModelConfig (stored in checkpoints)."""
     names = ("num_frames", "image_height", "image_width", "patch_size", "channels", "num_heads", "layers",
              "attention", "positional_embedding", "residual", "mask_percentage", "fused_attention",
-             "positional_init_std", "zero_init_output", "positional_init", "warp_radius")
+             "positional_init_std", "zero_init_output", "positional_init", "warp_radius",
+             "change_radius")
     values = dataclasses.asdict(model_cfg)
     return {name: values[name] for name in names}

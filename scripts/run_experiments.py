@@ -73,6 +73,10 @@ VARIANTS = {
     "best_long": ("config/vit_best.json", {"training.max_steps": 1500}),
     "pong_best": ("config/vit_best.json", {"data.hdf5_file": "out/data/pong.hdf5", "training.max_steps": 1500}),
     "pong_best_3000": ("config/vit_best.json", {"data.hdf5_file": "out/data/pong.hdf5", "training.max_steps": 3000}),
+    # The best configuration with the change gate (model.change_radius), on the video and on Pong.
+    "best_gate": ("config/vit_best_gate.json", {"training.max_steps": 1500}),
+    "pong_best_gate": ("config/vit_best_gate.json", {"data.hdf5_file": "out/data/pong.hdf5",
+                                                      "training.max_steps": 1500}),
     # Other footage: Atari Pong recorded through the importer (scripts/reproduce.sh makes the file).
     "pong_full": ("config/vit_cpu.json", {"data.hdf5_file": "out/data/pong.hdf5"}),
     "pong_plain": ("config/vit_cpu.json", {"data.hdf5_file": "out/data/pong.hdf5", "model.residual": False}),
@@ -88,6 +92,8 @@ SETS = {
     "best": ["best_long"],
     "atari_best": ["pong_best"],  # its own set: the baselines of a table are those of one video
     "atari_best_long": ["pong_best_3000"],
+    "best_gate": ["best_gate"],
+    "atari_best_gate": ["pong_best_gate"],
 }
 ROLLOUT_STEPS = 10
 ROLLOUT_STARTS = 40  # closed-loop starts, spread evenly over the held-out part
@@ -382,10 +388,19 @@ def summary_of(runs):
     return summary
 
 
+def l1_digits(summary):
+    """Decimals of the L1 columns: 4, or 6 for footage that hardly changes (copy-last L1 below 0.005)."""
+    copy_last = next(iter(summary.values())).get("one_step_copy_last")
+    return 6 if copy_last and copy_last["l1"][0] < 0.005 else 4
+
+
 def markdown(name, summary, steps):
     """The summary table (mean +- std over seeds)."""
+    digits_l1 = l1_digits(summary)
+
     def cell(entry, key, digits):
         mean, std = entry[key]
+        digits = digits_l1 if key == "l1" else digits
         return f"{mean:.{digits}f} ± {std:.{digits}f}"
 
     def delta(entry, key, spec):
@@ -425,9 +440,9 @@ def markdown(name, summary, steps):
             baselines.setdefault((kind, "continue-motion"), (entry["one_step_continue_motion"], None))
     for (kind, baseline), (one, rolled) in baselines.items():
         label = f"{baseline} baseline" + (" (masked pixels)" if kind == "masked" else "")
-        rolled_cells = f"{rolled['l1'][0]:.4f} | {rolled['psnr'][0]:.2f}" if rolled else "– | –"
+        rolled_cells = f"{rolled['l1'][0]:.{digits_l1}f} | {rolled['psnr'][0]:.2f}" if rolled else "– | –"
         train = f"{train_copy_last['psnr'][0]:.2f}" if baseline == "copy-last" and train_copy_last else "–"
-        lines.append(f"| {label} | – | – | – | {one['l1'][0]:.4f} | {one['psnr'][0]:.2f} | {one['ssim'][0]:.4f} | "
+        lines.append(f"| {label} | – | – | – | {one['l1'][0]:.{digits_l1}f} | {one['psnr'][0]:.2f} | {one['ssim'][0]:.4f} | "
                      f"{rolled_cells} | – | – | – | {train} |")
     return "\n".join(lines) + "\n"
 
@@ -441,6 +456,7 @@ def compact_table(summary):
     def number(value, digits):
         return "–" if value is None else f"{value:.{digits}f}"
 
+    digits_l1 = l1_digits(summary)
     next_frame = any("rollout10_model" in entry for entry in summary.values())
     header = "| variant | steps | seeds | L1 | PSNR dB | SSIM |"
     if next_frame:
@@ -448,7 +464,7 @@ def compact_table(summary):
     lines = [header, "|" + "---|" * header.count(" |")]
     for variant, entry in summary.items():
         seeds, model = len(entry["seeds"]), entry["one_step_model"]
-        row = (f"| {variant} | {entry['steps']} | {seeds} | {cell(model['l1'], 4, seeds)} | "
+        row = (f"| {variant} | {entry['steps']} | {seeds} | {cell(model['l1'], digits_l1, seeds)} | "
                f"{cell(model['psnr'], 2, seeds)} | {cell(model['ssim'], 3, seeds)} |")
         if next_frame and "rollout10_model" not in entry:  # a masked variant next to next-frame ones
             row += " – | – | – | – | – |"
@@ -467,7 +483,7 @@ def compact_table(summary):
         one = reference.get(f"one_step_{key}")
         if one is None:
             continue
-        row = f"| {label} (baseline) | – | – | {one['l1'][0]:.4f} | {one['psnr'][0]:.2f} | {one['ssim'][0]:.3f} |"
+        row = f"| {label} (baseline) | – | – | {one['l1'][0]:.{digits_l1}f} | {one['psnr'][0]:.2f} | {one['ssim'][0]:.3f} |"
         if next_frame:
             rolled = reference.get(f"rollout10_{key}")
             train = reference.get(f"train_one_step_{key}")

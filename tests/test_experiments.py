@@ -118,3 +118,22 @@ def test_tune_output_choices_are_valid_configs():
         cfg = with_overrides(base, tune.overrides_of({"output": output, "loss": "l1", "layers": 2}))
         assert cfg.model.layers == 2 and cfg.training.loss == "l1"
         assert (cfg.model.residual, cfg.model.warp_radius) == (overrides["model.residual"], overrides["model.warp_radius"])
+
+
+def test_every_variant_and_set_builds_a_valid_config():
+    for variant in run_experiments.VARIANTS:
+        cfg = run_experiments.run_config(variant, 600)
+        assert cfg.model_path == variant and cfg.training.max_steps >= 600
+    assert {v for variants in run_experiments.SETS.values() for v in variants} <= set(run_experiments.VARIANTS)
+    gated = run_experiments.run_config("pong_best_gate", 600)
+    assert gated.model.change_radius == 6 and gated.data.hdf5_file == "out/data/pong.hdf5"
+
+
+def test_tables_give_small_l1_values_six_decimals():
+    def entry(copy_l1):
+        metrics = {"l1": (copy_l1, 0.0), "psnr": (37.0, 0.0), "ssim": (0.99, 0.0)}
+        return {"steps": 10, "seeds": [0], "train_seconds": (1.0, 0.0), "one_step_model": metrics,
+                "one_step_copy_last": metrics, "one_step_mean_frame": metrics}
+    assert "| 0.000615 |" in run_experiments.compact_table({"pong": entry(0.000615)})
+    assert "| 0.000615 ± 0.000000 |" in run_experiments.markdown("pong", {"pong": entry(0.000615)}, 10)
+    assert "| 0.0519 |" in run_experiments.compact_table({"video": entry(0.0519)})

@@ -239,17 +239,18 @@ def test_warmup_then_cosine():
     assert factor(110) == pytest.approx(0.1) and factor(500) == pytest.approx(0.1)
 
 
-def test_a_checkpoint_from_before_the_warp_option_loads_as_radius_0(tmp_path, capsys):
+@pytest.mark.parametrize("key", ["warp_radius", "change_radius"])
+def test_a_checkpoint_from_before_an_output_option_loads_as_0(tmp_path, capsys, key):
     config = tiny_setup(tmp_path, model={"residual": True})
     assert cli(config, tmp_path / "out", "--train", "--max-steps", "1") == 0
     good = tmp_path / "out" / "tiny.device0" / "quicksave.ckpt"
     payload = load_checkpoint(good)
-    del payload["model_kwargs"]["warp_radius"]  # as written before model.warp_radius existed
+    del payload["model_kwargs"][key]  # as written before the option existed
     old = tmp_path / "old.ckpt"
     save_checkpoint(old, payload)
     assert cli(config, tmp_path / "out", "--validate", "--load", str(old)) == 0
-    (tmp_path / "warp").mkdir()
-    warped = tiny_setup(tmp_path / "warp", model={"residual": True, "warp_radius": 1})
+    (tmp_path / "option").mkdir()
+    with_option = tiny_setup(tmp_path / "option", model={"residual": True, key: 1})
     capsys.readouterr()
-    assert cli(warped, tmp_path / "out", "--validate", "--load", str(old)) == 1
-    assert "model.warp_radius 0 (checkpoint) vs 1 (config)" in capsys.readouterr().err
+    assert cli(with_option, tmp_path / "out", "--validate", "--load", str(old)) == 1
+    assert f"model.{key} 0 (checkpoint) vs 1 (config)" in capsys.readouterr().err

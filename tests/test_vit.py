@@ -6,7 +6,7 @@ import torch
 
 from model.config import Config, with_overrides
 from model.metrics import shift_frame
-from model.vit import WARP_IDENTITY_LOGIT, VisionTransformer, model_kwargs
+from model.vit import WARP_IDENTITY_LOGIT, VisionTransformer, change_support, model_kwargs
 
 TINY = dict(num_frames=3, image_height=16, image_width=24, patch_size=8, channels=16, num_heads=2, layers=2)
 
@@ -189,3 +189,61 @@ def test_warp_needs_the_residual_output():
     with pytest.raises(ValueError, match="warp_radius must be a non-negative integer"):
         tiny(residual=True, warp_radius=-1)
     assert tiny(residual=True).warp is None  # radius 0 is the plain residual
+
+
+def test_change_support_is_the_square_around_each_changed_pixel():
+    model = tiny(residual=True, change_radius=2)
+    before = torch.zeros(1, 16, 24)
+    last = before.clone()
+    last[0, 5, 10] = 0.5
+    last[0, 0, 23] = 1 / 255  # one gray level is a change; half of one is not
+    last[0, 12, 3] = 0.4 / 255
+    expected = torch.zeros(1, 16, 24, dtype=torch.bool)
+    expected[0, 3:8, 8:13] = True
+    expected[0, 0:3, 21:24] = True  # clipped at the border
+    assert torch.equal(model.change_support(before, last), expected)
+
+
+def test_change_support_equals_the_square_maximum_for_any_radius():
+    generator = torch.Generator().manual_seed(0)
+    before = torch.rand(3, 16, 24, generator=generator)
+    last = torch.where(torch.rand(3, 16, 24, generator=generator) < 0.03, before + 0.5, before)
+    changed = (last != before).float()[:, None]
+    for radius in (0, 1, 3, 7, 30):
+        square = torch.nn.functional.max_pool2d(changed, 2 * radius + 1, stride=1, padding=radius)[:, 0] > 0
+        assert torch.equal(change_support(before, last, radius), square)
+
+
+def test_outside_the_change_support_the_prediction_is_the_last_frame_exactly():
+    gated = tiny(residual=True, warp_radius=1, change_radius=1)
+    with torch.no_grad():  # an output that is not the copy anywhere
+        for parameter in gated.parameters():
+            parameter.add_(0.1 * torch.randn_like(parameter))
+    ungated = tiny(residual=True, warp_radius=1)
+    ungated.load_state_dict(gated.state_dict())
+    x = frames()
+    x[:, -3] = x[:, -2]
+    x[0, -3, 4, 4] += 0.5  # one pixel of the first sample changed between the seen frames
+    prediction, free = gated(x)["prediction"][:, -1], ungated(x)["prediction"][:, -1]
+    support = torch.zeros(2, 16, 24, dtype=torch.bool)
+    support[0, 3:6, 3:6] = True
+    torch.testing.assert_close(prediction[support], free[support], rtol=0, atol=0)
+    torch.testing.assert_close(prediction[~support], x[:, -2][~support], rtol=0, atol=0)
+    assert not torch.equal(free[~support], x[:, -2][~support])
+
+
+def test_the_hidden_frame_cannot_leak_into_the_change_gate():
+    model = tiny(residual=True, warp_radius=1, change_radius=2)
+    x = frames()
+    changed = x.clone()
+    changed[:, -1] = torch.rand_like(changed[:, -1])
+    torch.testing.assert_close(model(x)["prediction"], model(changed)["prediction"], rtol=0, atol=0)
+
+
+def test_the_change_gate_needs_the_residual_output_and_two_seen_frames():
+    with pytest.raises(ValueError, match="change_radius > 0 needs residual=True and num_frames > 2"):
+        tiny(change_radius=2)
+    with pytest.raises(ValueError, match="change_radius > 0 needs residual=True and num_frames > 2"):
+        tiny(residual=True, num_frames=2, change_radius=2)
+    with pytest.raises(ValueError, match="change_radius must be a non-negative integer"):
+        tiny(residual=True, change_radius=-1)

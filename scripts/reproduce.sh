@@ -9,7 +9,7 @@
 # Environment overrides (defaults are the committed results' budgets):
 #   TS_SEEDS="0 1 2 3 4"  JOBS=2     Exercise 1 seeds and parallel processes
 #   STEPS=600                        optimizer steps per Exercise 2 run
-#   SEEDS="0 1 2"                    seeds of the ablation, ablation_warp, masked and best sets (study, atari and atari_best_long: seed 0)
+#   SEEDS="0 1 2"                    seeds of the ablation, ablation_warp, masked, best and gate sets (study, atari and atari_best_long: seed 0)
 #   TRIALS=10  TRIAL_STEPS=300       size of the Optuna study (sheet 2 (f))
 #   BENCH_ARGS=""                    extra flags of scripts/bench.py (e.g. --quick)
 #   SOURCE_DATE_EPOCH                date printed in the PDF
@@ -77,6 +77,12 @@ python scripts/run_experiments.py --set best --steps 1500 --seeds "${SEEDS[@]}"
 python scripts/run_experiments.py --set atari_best --steps 1500 --seeds "${SEEDS[@]}"
 python scripts/run_experiments.py --set atari_best_long --steps 3000 --seeds 0
 python -m model.scripts.export_checkpoint out/experiments/best_long.seed0/quicksave.ckpt results/vit/vit_best_long.ckpt
+
+echo "== Exercise 2 (f): the best configuration with the change gate (config/vit_best_gate.json)"
+once change_support python scripts/change_support.py gameplay-data.hdf5 out/data/pong.hdf5 --out results/vit/change_support
+python scripts/run_experiments.py --set best_gate --steps 1500 --seeds "${SEEDS[@]}"
+python scripts/run_experiments.py --set atari_best_gate --steps 1500 --seeds "${SEEDS[@]}"
+python -m model.scripts.export_checkpoint out/experiments/best_gate.seed0/quicksave.ckpt results/vit/vit_best_gate.ckpt
 
 echo "== Performance"
 read -ra BENCH_ARGS <<< "${BENCH_ARGS:-}"

@@ -128,14 +128,11 @@ class VisionTransformer(tnn.Module):
                 base = self.warp_frame(base, tokens[:, -self.embedding.patches_per_frame:])
             last = prediction[:, -1] + base  # the change added to the (moved) last seen frame
             if self.change_radius:
-                last = torch.where(self.change_support(frames[:, -3], frames[:, -2]), last, frames[:, -2])
+                support = change_support(frames[:, -3], frames[:, -2], self.change_radius)
+                last = torch.where(support, last, frames[:, -2])
             prediction = torch.cat([prediction[:, :-1], last[:, None]], dim=1)
         return {"prediction": prediction, "pixel_mask": self.embedding.pixel_mask(mask),
                 "attention": attention}
-
-    def change_support(self, before, last):
-        """Two seen frames (B, H, W) -> bool (B, H, W): within change_radius of a pixel that changed."""
-        return change_support(before, last, self.change_radius)
 
     def warp_weights(self, target_tokens):
         """Tokens of the target frame (B, h*w, C) -> per-pixel shift weights (B, S, H, W), summing to 1.

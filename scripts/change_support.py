@@ -5,7 +5,8 @@
 For every window of three frames (a, b, c) of the training part (data.validation_fraction 0.1), the
 support of radius k is the set of pixels within k (a (2k+1)^2 square) of a pixel that changed by at
 least one gray level from a to b: the pixels where a model with model.change_radius = k may predict
-anything but the copy of b. Printed and written (JSON and a Markdown table, keyed by the file's name without its suffix) for each file and k:
+anything but the copy of b. Printed and written (JSON and a Markdown table, keyed by the file's name
+without its suffix) for each file and k:
 
   area           share of the pixels in the support
   copy error in  share of the copy-last-frame L1 error |c - b| that falls inside the support: the part
@@ -65,8 +66,9 @@ def main(argv=None):
     try:
         for video in args.videos:
             train, _ = split_frames(load_frames(video), VALIDATION_FRACTION, 3)
+            shares = support_shares(train)
             results[Path(video).stem] = {str(k): {"area": area, "copy_error_inside": inside}
-                              for k, (area, inside) in support_shares(train).items()}
+                                         for k, (area, inside) in shares.items()}
     except DataError as error:
         print(f"error: {error}", file=sys.stderr)
         return 1

@@ -400,7 +400,6 @@ def markdown(name, summary, steps):
 
     def cell(entry, key, digits):
         mean, std = entry[key]
-        digits = digits_l1 if key == "l1" else digits
         return f"{mean:.{digits}f} ± {std:.{digits}f}"
 
     def delta(entry, key, spec):
@@ -426,9 +425,9 @@ def markdown(name, summary, steps):
         model = entry["one_step_model"]
         rolled = entry.get("rollout10_model")
         beats = f"{entry['beats_copy_last']}/{len(entry['seeds'])}" if "beats_copy_last" in entry else "–"
-        lines.append(f"| {variant} | {entry['steps']} | {len(entry['seeds'])} | {entry['train_seconds'][0]:.0f} | {cell(model, 'l1', 4)} | "
+        lines.append(f"| {variant} | {entry['steps']} | {len(entry['seeds'])} | {entry['train_seconds'][0]:.0f} | {cell(model, 'l1', digits_l1)} | "
                      f"{cell(model, 'psnr', 2)} | {cell(model, 'ssim', 4)} | "
-                     f"{cell(rolled, 'l1', 4) if rolled else '–'} | {cell(rolled, 'psnr', 2) if rolled else '–'} | "
+                     f"{cell(rolled, 'l1', digits_l1) if rolled else '–'} | {cell(rolled, 'psnr', 2) if rolled else '–'} | "
                      f"{delta(entry, 'l1', '.1e')} | {delta(entry, 'psnr', '.4f')} | {beats} | "
                      f"{cell(entry['train_one_step_model'], 'psnr', 2) if 'train_one_step_model' in entry else '–'} |")
         kind = "masked" if "rollout10_model" not in entry else "next"

@@ -192,7 +192,6 @@ def test_warp_needs_the_residual_output():
 
 
 def test_change_support_is_the_square_around_each_changed_pixel():
-    model = tiny(residual=True, change_radius=2)
     before = torch.zeros(1, 16, 24)
     last = before.clone()
     last[0, 5, 10] = 0.5
@@ -201,7 +200,7 @@ def test_change_support_is_the_square_around_each_changed_pixel():
     expected = torch.zeros(1, 16, 24, dtype=torch.bool)
     expected[0, 3:8, 8:13] = True
     expected[0, 0:3, 21:24] = True  # clipped at the border
-    assert torch.equal(model.change_support(before, last), expected)
+    assert torch.equal(change_support(before, last, 2), expected)
 
 
 def test_change_support_equals_the_square_maximum_for_any_radius():

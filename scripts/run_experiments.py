@@ -244,7 +244,7 @@ def one_step_per_frame(windows, indices, predictors, error_map=None):
             per_frame[name]["l1_unchanged"].append((error * unchanged).mean(dim=(1, 2)).numpy())
             per_frame[name]["l1_changed"].append((error * ~unchanged).mean(dim=(1, 2)).numpy())
             if error_map is not None and name in error_map:
-                error_map[name] += (prediction - target).abs().sum(0)
+                error_map[name] += error.sum(0)
     return {name: {key: np.concatenate(v) for key, v in values.items()} for name, values in per_frame.items()}
 
 

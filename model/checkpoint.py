@@ -4,7 +4,7 @@ A checkpoint is a plain dict saved with torch.save and loadable with ``torch.loa
 
     format_version   int, FORMAT_VERSION
     model            the model's state dict
-    model_kwargs     the VisionTransformer arguments
+    model_kwargs     the VisionTransformer arguments (ModelConfig.model_kwargs())
     config           the run's config as a nested dict
     optimizer, scheduler, scaler   their state dicts
     step             optimizer steps done
@@ -27,16 +27,12 @@ from pathlib import Path
 
 import torch
 
-FORMAT_VERSION = 1
-REQUIRED_KEYS = ("format_version", "model", "model_kwargs", "config", "step")
-# Arguments that change the weights or what they mean; the others (mask_percentage, fused_attention)
-# may differ between training and use.
-ARCHITECTURE_KEYS = ("num_frames", "image_height", "image_width", "patch_size", "channels", "num_heads",
-                     "layers", "attention", "positional_embedding", "residual", "warp_radius",
-                     "change_radius")
+from model.config import ARCHITECTURE_KEYS
 
-# Keys added after checkpoints were published: a checkpoint without one was made with this value.
-ARCHITECTURE_DEFAULTS = {"warp_radius": 0, "change_radius": 0}
+# 2: the output as one choice (model.output) and its head's weights under head.*;
+# model/scripts/convert_checkpoint.py turns a format-1 checkpoint into this one.
+FORMAT_VERSION = 2
+REQUIRED_KEYS = ("format_version", "model", "model_kwargs", "config", "step")
 
 
 class CheckpointError(Exception):
@@ -61,8 +57,8 @@ def save_checkpoint(path, payload):
     _sync_folder(path.parent)
 
 
-def load_checkpoint(path, map_location="cpu"):
-    """Read a checkpoint written by save_checkpoint -> payload dict."""
+def load_checkpoint(path, map_location="cpu", check_format=True):
+    """Read a checkpoint written by save_checkpoint -> payload dict (of FORMAT_VERSION unless not check_format)."""
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"checkpoint not found: {path}")
@@ -75,15 +71,17 @@ def load_checkpoint(path, map_location="cpu"):
     if not isinstance(payload, dict) or any(key not in payload for key in REQUIRED_KEYS):
         raise CheckpointError(f"{path} is not a checkpoint of this project (expected the keys "
                               f"{', '.join(REQUIRED_KEYS)})")
-    if payload["format_version"] != FORMAT_VERSION:
+    if check_format and payload["format_version"] != FORMAT_VERSION:
+        hint = " (convert it with python -m model.scripts.convert_checkpoint)" if payload["format_version"] == 1 else ""
         raise CheckpointError(f"{path} has checkpoint format {payload['format_version']}, "
-                              f"this version reads format {FORMAT_VERSION}")
+                              f"this version reads format {FORMAT_VERSION}{hint}")
     return payload
 
 
 def check_model_kwargs(payload, model_kwargs, path):
-    """Raise CheckpointError naming every architecture argument where checkpoint and config differ."""
-    saved = {**ARCHITECTURE_DEFAULTS, **payload["model_kwargs"]}
+    """Raise CheckpointError naming every architecture argument (model.config.ARCHITECTURE_KEYS) where
+    the checkpoint and the config's model_kwargs differ."""
+    saved = payload["model_kwargs"]
     differences = [f"model.{key} {saved.get(key)!r} (checkpoint) vs {model_kwargs[key]!r} (config)"
                    for key in ARCHITECTURE_KEYS if saved.get(key) != model_kwargs[key]]
     if differences:

@@ -21,9 +21,11 @@ from pathlib import Path
 
 import yaml
 
+from model.vit import OUTPUTS, WARP_RADIUS
+from nn.loss import LOSSES
+
 DEFAULT_HDF5_FILE = "./gameplay-data.hdf5"
 OPTIMIZERS = ("adamw", "radam")
-LOSSES = ("l1_ssim", "l1", "mse")  # nn.loss.LOSSES; config stays free of torch imports
 
 
 class ConfigError(Exception):
@@ -35,9 +37,17 @@ class DataConfig:
     # The video: HDF5 with /rgb_images (one encoded frame per row, or raw uint8 frames).
     # The default file is created from the built-in gameplay renderer when it is missing.
     hdf5_file: str = DEFAULT_HDF5_FILE
-    # The last fraction of the video is held out for validation (a temporal split: no window
-    # of the training part overlaps the validation part). 0 trains on everything, without validation.
+    # A temporal three-way split: training, then validation (model selection: best.ckpt, the
+    # search's objective), then test (the last test_fraction, for final evaluations only). No
+    # training window reaches into the later parts. 0 leaves that part out.
     validation_fraction: float = 0.1
+    test_fraction: float = 0.1
+
+
+def _model(default, architecture=True):
+    """A ModelConfig field that is a VisionTransformer argument; ``architecture``: it shapes the weights
+    or what they mean, so a checkpoint and the config it is loaded with must agree on it."""
+    return field(default=default, metadata={"model_argument": True, "architecture": architecture})
 
 
 @dataclass(frozen=True)
@@ -45,35 +55,42 @@ class ModelConfig:
     batch_size: int = 32
     # bf16 autocast on GPUs that support it, else fp16 with loss scaling; ignored on the CPU.
     mixed_precision: bool = False
-    image_height: int = 144
-    image_width: int = 160
+    image_height: int = _model(144)
+    image_width: int = _model(160)
     # Frames per window: num_frames - 1 are seen, the last one is predicted.
     # 1 switches to masked reconstruction of a single frame (mask_percentage of its patches).
-    num_frames: int = 3
-    channels: int = 128  # the embedding size
-    num_heads: int = 2
-    layers: int = 5
-    patch_size: int = 16
+    num_frames: int = _model(3)
+    channels: int = _model(128)  # the embedding size
+    num_heads: int = _model(2)
+    layers: int = _model(5)
+    patch_size: int = _model(16)
     gradient_accumulation_steps: int = 1
-    attention: bool = True  # false: feed-forward token mixers instead of self-attention (sheet 2 (d))
-    positional_embedding: bool = True  # false: no positional embedding at all (sheet 2 (e))
-    # Spread of the initial positional embedding; 1.0 tells the masked tokens apart from the start.
-    positional_init_std: float = 0.02
-    # "normal" (random, positional_init_std) or "sincos" (sines and cosines of frame, row, column).
-    positional_init: str = "normal"
-    # true: the model predicts the change from the last seen frame (needs num_frames > 1).
-    residual: bool = False
-    # With residual: start the output projection at zero (the model starts as copy-last-frame).
-    zero_init_output: bool = True
-    # With residual: > 0 moves the last frame first, by a per-pixel mixture of the shifts within
-    # +-warp_radius pixels that the model predicts (a learned warp); 0: the plain residual.
-    warp_radius: int = 0
-    # With residual: > 0 keeps the last frame exactly wherever no pixel within change_radius pixels
-    # changed between the last two seen frames (needs num_frames > 2); 0: the output is used everywhere.
-    change_radius: int = 0
-    mask_percentage: float = 0.5  # used only when num_frames == 1
+    attention: bool = _model(True)  # false: feed-forward token mixers instead of self-attention (sheet 2 (d))
+    positional_embedding: bool = _model(True)  # false: no positional embedding at all (sheet 2 (e))
+    # What the model outputs (model/vit.py): "frame" the predicted frame itself (the sheet's);
+    # "residual" the change from the last seen frame; "warp" the change from the last seen frame moved
+    # by per-pixel shift weights that the model predicts (a learned warp). Both of the latter start as
+    # the copy of the last frame.
+    output: str = _model("frame")
+    # With output "warp": the shifts mixed are those within +-warp_radius pixels (null: 2).
+    warp_radius: typing.Optional[int] = _model(None)
+    # With output "residual" or "warp": > 0 keeps the last frame exactly wherever no pixel within
+    # change_radius pixels changed between the last two seen frames (needs num_frames > 2); 0: off.
+    change_radius: int = _model(0)
+    mask_percentage: float = _model(0.5, architecture=False)  # used only when num_frames == 1
     # true: attention through torch's scaled_dot_product_attention (same weights, faster).
-    fused_attention: bool = True
+    fused_attention: bool = _model(True, architecture=False)
+    # How the positional embedding starts: "normal" (random, positional_init_std) or "sincos" (sines and
+    # cosines of frame, row, column); 1.0 as the std tells the masked tokens apart from the start.
+    positional_init: str = _model("normal", architecture=False)
+    positional_init_std: float = _model(0.02, architecture=False)
+
+    def model_kwargs(self):
+        """The VisionTransformer arguments this section holds (stored in checkpoints)."""
+        return {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.metadata.get("model_argument")}
+
+
+ARCHITECTURE_KEYS = tuple(f.name for f in dataclasses.fields(ModelConfig) if f.metadata.get("architecture"))
 
 
 @dataclass(frozen=True)
@@ -115,27 +132,55 @@ SECTIONS = {"data": DataConfig, "model": ModelConfig, "training": TrainingConfig
 
 
 def load_config(path):
-    """Read and validate a config file (.json with comments, .yaml or .yml) -> Config."""
-    path = Path(path)
+    """Read and validate a config file (.json with comments, .yaml or .yml) -> Config.
+
+    A file may start from another: ``"base": "other.json"`` (a path relative to the file) takes every
+    key of that config, and the file's own keys replace them, section by section. An experiment is
+    then written as its differences from the config it varies.
+    """
+    return config_from_dict(read_raw_config(Path(path)))
+
+
+def read_raw_config(path, seen=()):
+    """The nested dict of a config file with its ``base`` chain merged in (not yet validated)."""
     if not path.is_file():
         raise ConfigError(f"config file not found: {path}")
+    raw = _parse(path)
+    if not isinstance(raw, dict) or "base" not in raw:
+        return raw
+    base = raw.pop("base")
+    if not isinstance(base, str) or not base.strip():
+        raise ConfigError(f"{path}: config key 'base' must be the path of another config file, got {_describe(base)}")
+    base_path = (path.parent / base).resolve()
+    if base_path in seen or base_path == path.resolve():
+        raise ConfigError(f"{path}: config key 'base' leads back to {base_path} (a cycle)")
+    merged = read_raw_config(base_path, (*seen, path.resolve()))
+    if not isinstance(merged, dict):
+        raise ConfigError(f"{base_path}: a config must be an object of keys, got {type(merged).__name__}")
+    for key, value in raw.items():
+        if isinstance(value, dict) and isinstance(merged.get(key), dict):
+            merged[key] = {**merged[key], **value}
+        else:
+            merged[key] = value
+    return merged
+
+
+def _parse(path):
     text = path.read_text(encoding="utf-8")
     if path.suffix in (".yaml", ".yml"):
         try:
-            raw = yaml.safe_load(text)
+            return yaml.safe_load(text)
         except yaml.YAMLError as error:
             raise ConfigError(f"{path}: invalid YAML: {' '.join(str(error).split())}") from None
-    elif path.suffix == ".json":
+    if path.suffix == ".json":
         try:
-            raw = json.loads(strip_json_comments(text))
+            return json.loads(strip_json_comments(text))
         except ValueError as error:
             if not isinstance(error, json.JSONDecodeError):
                 raise ConfigError(f"{path}: {error}") from None
             raise ConfigError(f"{path}: invalid JSON at line {error.lineno} column {error.colno}: "
                               f"{error.msg}") from None
-    else:
-        raise ConfigError(f"{path}: unsupported config format '{path.suffix}' (use .json, .yaml or .yml)")
-    return config_from_dict(raw)
+    raise ConfigError(f"{path}: unsupported config format '{path.suffix}' (use .json, .yaml or .yml)")
 
 
 def strip_json_comments(text):
@@ -188,6 +233,8 @@ def config_from_dict(raw):
     top = {k: v for k, v in raw.items() if k not in SECTIONS}
     cfg = Config(**_check_section(top, Config, prefix=""), **values)
     _check_values(cfg)
+    if cfg.model.output == "warp" and cfg.model.warp_radius is None:  # stored resolved, as checkpoints hold it
+        cfg = dataclasses.replace(cfg, model=dataclasses.replace(cfg.model, warp_radius=WARP_RADIUS))
     return cfg
 
 
@@ -205,6 +252,19 @@ def with_overrides(cfg, overrides):
     return config_from_dict(raw)
 
 
+def with_budget(cfg, steps):
+    """cfg trained for ``steps`` optimizer steps, its schedule fitted to that budget (validated again).
+
+    The one place that turns a step budget into a schedule (the experiment runner's --steps, the
+    search's trials): validation and quicksave every sixth of the run, warm-up at most a tenth of it.
+    """
+    every = max(1, steps // 6)
+    return with_overrides(cfg, {"training.max_steps": steps,
+                                "training.warmup_steps": min(cfg.training.warmup_steps, max(1, steps // 10)),
+                                "training.validate_every": every, "training.quicksave_every": every,
+                                "training.log_every": max(1, min(cfg.training.log_every, steps // 20))})
+
+
 def _all_keys():
     keys = [f.name for f in dataclasses.fields(Config)]  # includes the section names
     for section, cls in SECTIONS.items():
@@ -212,7 +272,14 @@ def _all_keys():
     return keys
 
 
+# Keys of earlier versions and what replaced them, for the message that names an unknown key.
+REPLACED_KEYS = {"model.residual": "model.output", "model.zero_init_output": "model.output"}
+
+
 def _unknown_key_message(dotted):
+    if dotted in REPLACED_KEYS:
+        return (f"config key '{dotted}' is unknown; it was replaced by '{REPLACED_KEYS[dotted]}' "
+                f"(\"frame\", \"residual\" or \"warp\")")
     keys = _all_keys()
     leaf = dotted.rsplit(".", 1)[-1]
     same_leaf = [k for k in keys if k.rsplit(".", 1)[-1] == leaf]
@@ -297,8 +364,12 @@ def _check_values(cfg):
     for key, value in non_negative.items():
         require(value >= 0, key, f"must not be negative, got {value}")
     require(cfg.learning_rate > 0, "learning_rate", f"must be positive, got {cfg.learning_rate}")
-    require(0 <= cfg.data.validation_fraction < 1, "data.validation_fraction",
-            f"must lie in [0, 1), got {cfg.data.validation_fraction}")
+    for key in ("validation_fraction", "test_fraction"):
+        value = getattr(cfg.data, key)
+        require(0 <= value < 1, f"data.{key}", f"must lie in [0, 1), got {value}")
+    require(cfg.data.validation_fraction + cfg.data.test_fraction < 1, "data.test_fraction",
+            f"{cfg.data.test_fraction} and data.validation_fraction {cfg.data.validation_fraction} "
+            f"leave no frames to train on")
     require(0 < m.mask_percentage <= 1, "model.mask_percentage",
             f"must lie in (0, 1], got {m.mask_percentage}")
     require(m.positional_init_std > 0, "model.positional_init_std",
@@ -317,16 +388,18 @@ def _check_values(cfg):
                 f"{m.patch_size} does not divide model.image_{side} {size}")
     require(m.channels % m.num_heads == 0, "model.channels",
             f"{m.channels} is not divisible by model.num_heads {m.num_heads}")
-    require(m.warp_radius >= 0, "model.warp_radius", f"must not be negative, got {m.warp_radius}")
-    require(m.warp_radius == 0 or m.residual, "model.warp_radius",
-            f"{m.warp_radius} needs model.residual true (the warp moves the frame the change is added to)")
-    require(m.warp_radius < min(m.image_height, m.image_width), "model.warp_radius",
-            f"{m.warp_radius} must be smaller than the image")
+    require(m.output in OUTPUTS, "model.output", f"{m.output!r} is not one of {', '.join(OUTPUTS)}")
+    require(m.output == "frame" or m.num_frames > 1, "model.output",
+            f"{m.output!r} needs model.num_frames > 1 (a previous frame to add the change to)")
+    require(m.warp_radius is None or m.output == "warp", "model.warp_radius",
+            f"applies to model.output 'warp' only, not {m.output!r} (leave it out or set it to null)")
+    if m.warp_radius is not None:
+        require(0 < m.warp_radius < min(m.image_height, m.image_width), "model.warp_radius",
+                f"must lie between 1 and the image size, got {m.warp_radius}")
     require(m.change_radius >= 0, "model.change_radius", f"must not be negative, got {m.change_radius}")
-    require(m.change_radius == 0 or (m.residual and m.num_frames > 2), "model.change_radius",
-            f"{m.change_radius} needs model.residual true and model.num_frames > 2 (two seen frames to compare)")
-    require(not (m.residual and m.num_frames == 1), "model.residual",
-            "needs model.num_frames > 1 (with one frame there is no previous frame to add the change to)")
+    require(m.change_radius == 0 or (m.output != "frame" and m.num_frames > 2), "model.change_radius",
+            f"{m.change_radius} needs model.output 'residual' or 'warp' and model.num_frames > 2 "
+            f"(two seen frames to compare)")
     patches = (m.image_height // m.patch_size) * (m.image_width // m.patch_size)
     require(m.num_frames > 1 or round(m.mask_percentage * patches) >= 1, "model.mask_percentage",
             f"{m.mask_percentage} masks no patch of the {patches} in a frame")

@@ -39,6 +39,22 @@ def needs_default_video(hdf5_file, path):
     return hdf5_file == DEFAULT_HDF5_FILE and path == Path(DEFAULT_HDF5_FILE) and not path.exists()
 
 
+def load_video(cfg, scratch=None, log=print):
+    """The config's video as uint8 (N, H, W), checked against the model section.
+
+    The built-in gameplay video is rendered on first use when the config names the default file.
+    """
+    path = resolve_data_path(cfg.data.hdf5_file, scratch)
+    if needs_default_video(cfg.data.hdf5_file, path):
+        from model import gameplay
+        log(f"{path} not found: rendering the built-in gameplay video ({gameplay.DEFAULT_NUM_FRAMES} frames, "
+            f"seed {gameplay.DEFAULT_SEED}) into it")
+        gameplay.ensure_default_video(path)
+    frames = load_frames(path, num_workers=cfg.num_workers)
+    check_frames(frames, path, cfg.model)
+    return frames
+
+
 def load_frames(path, num_workers=0):
     """Read /rgb_images -> uint8 array (N, H, W) grayscale; encoded rows are decoded with num_workers threads."""
     with _open(path) as file:
@@ -80,39 +96,68 @@ def check_frames(frames, path, model_cfg):
         raise DataError(f"{path} holds {count} frames, fewer than model.num_frames {model_cfg.num_frames}")
 
 
-def split_frames(frames, validation_fraction, num_frames):
-    """Temporal split -> (train, validation): the last validation_fraction of the frames is held out.
+PARTS = ("train", "val", "test")
+PART_NAMES = {"train": "training", "val": "validation", "test": "test"}
 
-    The two parts are separate arrays, so no window can cross the boundary. With a fraction of 0
-    the validation part is empty (None).
+
+def split_video(num_video_frames, validation_fraction, test_fraction, num_frames):
+    """Temporal three-way split -> {"train": range, "val": range, "test": range} of frame indices.
+
+    The video is cut into three consecutive parts: training, then validation (the last but one
+    validation_fraction), then test (the last test_fraction). A part is the set of frames a model
+    predicts there; the frames a window sees before its predicted frame may lie in the part before
+    (they are inputs only), so every model, whatever its num_frames, is scored on the same frames.
+    Training windows lie wholly in the training part. A fraction of 0 leaves that part empty.
     """
-    held_out = round(len(frames) * validation_fraction)
-    if held_out == 0:
-        return frames, None
-    train, validation = frames[:-held_out], frames[-held_out:]
-    for name, part in (("training", train), ("validation", validation)):
-        if len(part) < num_frames:
-            raise DataError(f"the {name} part of the video has {len(part)} frames, fewer than "
-                            f"model.num_frames {num_frames} (video of {len(frames)} frames, "
-                            f"data.validation_fraction {validation_fraction})")
-    return train, validation
+    test = round(num_video_frames * test_fraction)
+    val = round(num_video_frames * validation_fraction)
+    train_end = num_video_frames - val - test
+    parts = {"train": range(0, train_end), "val": range(train_end, train_end + val),
+             "test": range(train_end + val, num_video_frames)}
+    for key, fraction, count in (("validation_fraction", validation_fraction, val), ("test_fraction", test_fraction, test)):
+        if fraction > 0 and count == 0:
+            raise DataError(f"data.{key} {fraction} of a video of {num_video_frames} frames is no frame; use a "
+                            f"longer video or a larger fraction (0 leaves that part out)")
+    if train_end < num_frames:
+        raise DataError(f"the training part of the video has {train_end} frames, fewer than model.num_frames "
+                        f"{num_frames} (video of {num_video_frames} frames, data.validation_fraction "
+                        f"{validation_fraction}, data.test_fraction {test_fraction})")
+    return parts
+
+
+def part_windows(frames, part, parts, num_frames, device="cpu"):
+    """FrameWindows predicting the frames of one part ('train', 'val' or 'test') of a split_video."""
+    targets = parts[part]
+    if len(targets) == 0:
+        key = "data.validation_fraction" if part == "val" else "data.test_fraction"
+        raise DataError(f"the {PART_NAMES[part]} part of the video is empty ({key} is 0)")
+    first = max(targets.start, num_frames - 1)  # the first num_frames - 1 frames have no full window
+    return FrameWindows(frames, num_frames, device, targets=range(first, targets.stop))
 
 
 class FrameWindows:
-    """All windows of num_frames consecutive frames of one part of the video.
+    """The windows of num_frames consecutive frames of a video whose last (predicted) frame is in targets.
 
-    frames: uint8 (N, H, W), kept as one tensor on ``device``; window i is frames[i : i + T].
-    ``first_frame`` is the index of frames[0] in the whole video (for naming outputs).
+    frames: uint8 (N, H, W) of the whole video, kept as one tensor on ``device`` (shared, not copied,
+    when it already is one there); window i is frames[targets[i] - T + 1 : targets[i] + 1].
+    ``first_frame`` is the video index of window 0's first frame, ``targets`` those of the predicted
+    frames (default: every frame that has num_frames - 1 frames before it).
     """
 
-    def __init__(self, frames, num_frames, device="cpu", first_frame=0):
-        self.frames = torch.as_tensor(np.ascontiguousarray(frames), dtype=torch.uint8).to(device)
+    def __init__(self, frames, num_frames, device="cpu", targets=None):
+        if not isinstance(frames, torch.Tensor):
+            frames = torch.as_tensor(np.ascontiguousarray(frames), dtype=torch.uint8)
+        self.frames = frames.to(device)
         self.num_frames = num_frames
-        self.first_frame = first_frame
-        self.offsets = torch.arange(num_frames, device=self.frames.device)  # (T,)
+        self.targets = targets if targets is not None else range(num_frames - 1, len(self.frames))
+        if self.targets.start < num_frames - 1 or self.targets.stop > len(self.frames):
+            raise ValueError(f"targets {self.targets} do not fit a video of {len(self.frames)} frames "
+                             f"with windows of {num_frames}")
+        self.first_frame = self.targets.start - num_frames + 1
+        self.offsets = torch.arange(self.first_frame, self.first_frame + num_frames, device=self.frames.device)
 
     def __len__(self):
-        return len(self.frames) - self.num_frames + 1
+        return len(self.targets)
 
     @property
     def device(self):

@@ -29,9 +29,10 @@ from torch.optim.lr_scheduler import LambdaLR
 from tqdm import tqdm
 
 from model.checkpoint import FORMAT_VERSION, check_model_kwargs, load_checkpoint, load_model_state, save_checkpoint
-from model.data import FrameWindows, WindowSampler, evaluation_indices, split_frames
-from model.metrics import copy_last_frame_baseline, frame_metrics, mean_frame_baseline, psnr
-from model.vit import VisionTransformer, model_kwargs
+from model.data import WindowSampler, evaluation_indices, part_windows, split_video
+from model.metrics import (continue_motion_baseline, copy_last_frame_baseline, frame_metrics, mean_frame_baseline,
+                           psnr)
+from model.vit import VisionTransformer
 from nn.loss import masked_loss
 
 QUICKSAVE = "quicksave.ckpt"
@@ -81,12 +82,13 @@ def train(cfg, frames, run_dir, *, device="cpu", seed=1234, resume=None, stop=No
     torch.manual_seed(seed)
 
     # Data: the temporal split, windows on the device, a resumable shuffled order.
-    train_frames, val_frames = split_frames(frames, cfg.data.validation_fraction, m.num_frames)
-    train_windows = FrameWindows(train_frames, m.num_frames, device)
-    val_windows = None if val_frames is None else FrameWindows(val_frames, m.num_frames, device,
-                                                                first_frame=len(train_frames))
-    mean_frame = mean_frame_baseline(train_frames).to(device)  # (H, W)
+    parts = split_video(len(frames), cfg.data.validation_fraction, cfg.data.test_fraction, m.num_frames)
+    video = torch.as_tensor(frames).to(device)  # (N, H, W) uint8, shared by the parts' windows
+    train_windows = part_windows(video, "train", parts, m.num_frames, device)
+    val_windows = part_windows(video, "val", parts, m.num_frames, device) if len(parts["val"]) else None
+    mean_frame = mean_frame_baseline(video[:len(parts["train"])]).to(device)  # (H, W)
     sampler = WindowSampler(len(train_windows), m.batch_size, seed, rank, world_size)
+    val_baselines = None  # computed at the first validation: the same windows every time
     total_steps = t.max_steps or max(1, cfg.epochs * sampler.batches_per_epoch // accumulation)
 
     # Model and optimisation.
@@ -102,7 +104,7 @@ def train(cfg, frames, run_dir, *, device="cpu", seed=1234, resume=None, stop=No
     step, best_val_loss, seconds_before = 0, math.inf, 0.0
     if resume is not None:
         payload = load_checkpoint(resume)  # on the CPU; load_state_dict moves tensors to the device
-        check_model_kwargs(payload, model_kwargs(m), resume)
+        check_model_kwargs(payload, m.model_kwargs(), resume)
         load_model_state(model, payload, resume)
         optimizer.load_state_dict(payload["optimizer"])
         scheduler.load_state_dict(payload["scheduler"])
@@ -117,7 +119,7 @@ def train(cfg, frames, run_dir, *, device="cpu", seed=1234, resume=None, stop=No
 
     def checkpoint(seconds):
         payload = {
-            "format_version": FORMAT_VERSION, "model": model.state_dict(), "model_kwargs": model_kwargs(m),
+            "format_version": FORMAT_VERSION, "model": model.state_dict(), "model_kwargs": m.model_kwargs(),
             "config": cfg.to_dict(), "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
             "scaler": scaler.state_dict(), "step": step, "epoch": sampler.progress,
             "sampler": sampler.state_dict(), "mask_generator": mask_generator.get_state(),
@@ -135,14 +137,14 @@ def train(cfg, frames, run_dir, *, device="cpu", seed=1234, resume=None, stop=No
 
     progress = tqdm(total=total_steps, initial=step, disable=not is_main, dynamic_ncols=True,
                     mininterval=0.5 if sys.stderr.isatty() else 30, desc=cfg.model_path)
-    sums, summed_steps = torch.zeros(5), 0  # loss, l1, ssim, psnr, grad norm since the last record
+    sums, summed_steps = {}, 0  # train_loss, train_l1, train_mse, grad_norm since the last record
     last_val = None
     start = time.perf_counter()
     model.train()
     while step < total_steps and not stop:
         lr = scheduler.get_last_lr()[0]
         optimizer.zero_grad(set_to_none=True)
-        parts = torch.zeros(4, device=device)  # loss, l1, ssim, masked mse of this step
+        step_parts = torch.zeros(3, device=device)  # loss, l1, masked mse of this step
         for micro_step in range(accumulation):
             batch = train_windows.batch(sampler.next_batch())  # (B, T, H, W)
             # DDP averages gradients across ranks once per optimizer step, on the last micro-batch.
@@ -154,13 +156,13 @@ def train(cfg, frames, run_dir, *, device="cpu", seed=1234, resume=None, stop=No
                 # of the window is the loss of that frame; computing SSIM on it alone is T times cheaper.
                 prediction = out["prediction"][:, -1:].float()  # (B, 1, H, W)
                 target, pixel_mask = batch[:, -1:], out["pixel_mask"][:, -1:]
-                loss, l1, ssim_value = masked_loss(t.loss, prediction, target, pixel_mask)
+                loss, l1, ssim_value = masked_loss(t.loss, prediction, target, pixel_mask, with_ssim=False)
                 scaler.scale(loss / accumulation).backward()
             mse = ((prediction.detach() - target) ** 2 * pixel_mask).sum() / pixel_mask.sum()
-            parts += torch.stack([loss.detach(), l1.detach(), ssim_value.detach(), mse]) / accumulation
+            step_parts += torch.stack([loss.detach(), l1.detach(), mse]) / accumulation
         if world_size > 1:
-            parts = agree(parts, requested, stop, world_size)
-        loss, l1, ssim_value, mse = parts.tolist()  # one device sync per step
+            step_parts = agree(step_parts, requested, stop, world_size)
+        loss, l1, mse = step_parts.tolist()  # one device sync per step
         if not math.isfinite(loss):
             progress.close()
             raise TrainingError(f"the loss became {loss} at step {step + 1}; training stopped, "
@@ -179,26 +181,36 @@ def train(cfg, frames, run_dir, *, device="cpu", seed=1234, resume=None, stop=No
         scheduler.step()
         step += 1
 
-        step_psnr = psnr(torch.tensor(mse)).item()
-        sums += torch.tensor([loss, l1, ssim_value, step_psnr, grad_norm])
+        step_values = {"train_loss": loss, "train_l1": l1, "train_mse": mse}
+        if ssim_value is not None:  # computed by the template's loss only
+            step_values["train_ssim"] = ssim_value.item()
+        if t.grad_clip > 0:
+            step_values["grad_norm"] = grad_norm
+        for key, value in step_values.items():
+            sums[key] = sums.get(key, 0.0) + value
         summed_steps += 1
         progress.update(1)
-        progress.set_postfix(loss=f"{loss:.4f}", L1=f"{l1:.4f}", SSIM=f"{ssim_value:.3f}",
-                             PSNR=f"{step_psnr:.1f}", refresh=False)
+        progress.set_postfix(loss=f"{loss:.4f}", L1=f"{l1:.4f}", PSNR=f"{psnr(torch.tensor(mse)).item():.1f}",
+                             refresh=False)
 
         last = step == total_steps
         validate = val_windows is not None and (step % t.validate_every == 0 or last) and not stop
         if is_main and (step % t.log_every == 0 or validate or last or stop):
             seconds = seconds_before + time.perf_counter() - start
-            mean = (sums / summed_steps).tolist()
             record = {"step": step, "epoch": round(sampler.progress, 4), "lr": lr, "seconds": round(seconds, 2),
-                      "train_loss": mean[0], "train_l1": mean[1], "train_ssim": mean[2], "train_psnr": mean[3]}
-            if t.grad_clip > 0:
-                record["grad_norm"] = mean[4]
-            sums, summed_steps = torch.zeros(5), 0
+                      **{key: total / summed_steps for key, total in sums.items()}}
+            # The training batches of these steps: their PSNR is that of their mean MSE.
+            record["train_psnr"] = psnr(torch.tensor(record["train_mse"])).item()
+            sums, summed_steps = {}, 0
             if validate:
+                indices = evaluation_indices(len(val_windows), m.batch_size, t.validation_batches)
+                if val_baselines is None:
+                    val_baselines = baseline_metrics(val_windows, indices, m.batch_size, mean_frame,
+                                                     masker=model if m.num_frames == 1 else None)
+                eval_start = time.perf_counter()
                 last_val = evaluate(model, val_windows, batch_size=m.batch_size, max_batches=t.validation_batches,
-                                    mean_frame=mean_frame, autocast=autocast, loss=t.loss)
+                                    autocast=autocast, loss=t.loss, baselines=val_baselines)
+                record["val_seconds"] = round(time.perf_counter() - eval_start, 2)
                 record.update({f"val_{key}": value for key, value in last_val.items()})
                 log(f"step {step}: {describe_metrics(last_val)}")
                 if last_val["loss"] < best_val_loss:
@@ -252,51 +264,92 @@ def share_from_rank_0(value, device):
     return tensor.item()
 
 
+BASELINES = ("copy_last", "continue_motion", "mean_frame")
+
+
 @torch.no_grad()
 def evaluate(model, windows, *, batch_size, max_batches=None, mean_frame=None, autocast=nullcontext, seed=0,
-             loss="l1_ssim"):
+             loss="l1_ssim", baselines=None, progress=False):
     """Mean metrics of the model on windows (all, or max_batches batches spread over them) -> dict.
 
-    num_frames > 1: the predicted last frame (clamped to [0, 1]) against the true one, next to the
-    copy-last-frame baseline on the same windows. num_frames == 1: the masked pixels of the
-    reconstruction (the masks drawn from ``seed``, the same every call). With mean_frame (H, W) the
-    mean training frame is a second baseline. Keys: loss, l1, mse, psnr, ssim, then copy_last_* and
-    mean_frame_* for the baselines, and windows (how many were evaluated). PSNR is that of the mean MSE.
+    num_frames > 1: the predicted last frame (clamped to [0, 1]) against the true one.
+    num_frames == 1: the masked pixels of the reconstruction (the masks drawn from ``seed``, the same
+    every call). Keys: loss, l1, mse, psnr, ssim, windows, then the baselines' metrics on the same
+    windows (see baseline_metrics), taken from ``baselines`` when given (they do not change from one
+    validation to the next) and computed here otherwise. PSNR is that of the mean MSE over windows.
+    ``progress``: show a progress bar over the batches.
     """
     was_training = model.training
     model.eval()
     generator = torch.Generator().manual_seed(seed)
-    totals, count = {}, 0
-
-    def add(prefix, metrics):
-        for key, values in metrics.items():
-            if key != "psnr":  # PSNR is computed once from the mean MSE
-                totals[prefix + key] = totals.get(prefix + key, 0.0) + values.sum().item()
-
-    for starts in evaluation_indices(len(windows), batch_size, max_batches).split(batch_size):
+    totals = MetricSums()
+    indices = evaluation_indices(len(windows), batch_size, max_batches)
+    for starts in tqdm(indices.split(batch_size), desc="evaluating", leave=False, disable=not progress,
+                       mininterval=0.5 if sys.stderr.isatty() else 30):
         frames = windows.batch(starts)  # (B, T, H, W)
         with autocast():
             out = model(frames, generator=generator)
-        prediction = out["prediction"].float()
-        value, _, _ = masked_loss(loss, prediction[:, -1:], frames[:, -1:], out["pixel_mask"][:, -1:])
-        totals["loss"] = totals.get("loss", 0.0) + value.item() * len(starts)
-        target = frames[:, -1]  # (B, H, W): the predicted frame, or the single reconstructed one
-        mask = out["pixel_mask"][:, -1] if model.num_frames == 1 else None
-        add("", frame_metrics(prediction[:, -1].clamp(0, 1), target, mask))
-        if model.num_frames > 1:
-            add("copy_last_", frame_metrics(copy_last_frame_baseline(frames[:, :-1]), target))
-        if mean_frame is not None:
-            add("mean_frame_", frame_metrics(mean_frame.expand_as(target), target, mask))
-        count += len(starts)
+        prediction = out["prediction"][:, -1:].float()  # (B, 1, H, W): the predicted or reconstructed frame
+        pixel_mask = out["pixel_mask"][:, -1:]
+        value, _, _ = masked_loss(loss, prediction, frames[:, -1:], pixel_mask, with_ssim=False)
+        totals.add("loss", value * len(starts), len(starts))
+        mask = pixel_mask[:, 0] if model.num_frames == 1 else None
+        totals.add_frames("", frame_metrics(prediction[:, 0].clamp(0, 1), frames[:, -1], mask))
     model.train(was_training)
-    result = {"loss": totals["loss"] / count}
-    for prefix in ("", "copy_last_", "mean_frame_"):
-        if prefix + "mse" in totals:
-            mse = totals[prefix + "mse"] / count
-            result.update({prefix + "l1": totals[prefix + "l1"] / count, prefix + "mse": mse,
-                           prefix + "psnr": psnr(torch.tensor(mse)).item(),
-                           prefix + "ssim": totals[prefix + "ssim"] / count})
-    return {**result, "windows": count}
+    if baselines is None:
+        baselines = baseline_metrics(windows, indices, batch_size, mean_frame, generator_seed=seed,
+                                     masker=model if model.num_frames == 1 else None)
+    return {**totals.means(), "windows": len(indices), **baselines}
+
+
+@torch.no_grad()
+def baseline_metrics(windows, indices, batch_size, mean_frame=None, generator_seed=0, masker=None):
+    """Mean metrics of the baselines on the windows at indices -> dict copy_last_l1, ..., mean_frame_ssim.
+
+    copy_last (the last seen frame) and, with num_frames >= 3, continue_motion (the last global shift
+    applied again, model.metrics.continue_motion_baseline) for num_frames > 1; mean_frame (the mean
+    training frame, when given) always. For masked reconstruction (num_frames == 1) ``masker`` is the
+    model whose patch masks (drawn from generator_seed, as evaluate draws them) select the pixels scored.
+    """
+    totals = MetricSums()
+    generator = torch.Generator().manual_seed(generator_seed)
+    for starts in indices.split(batch_size):
+        frames = windows.batch(starts)
+        target = frames[:, -1]
+        mask = None
+        if masker is not None:
+            _, token_mask = masker.embedding(frames, generator=generator)
+            mask = masker.embedding.pixel_mask(token_mask)[:, -1]
+        if windows.num_frames > 1:
+            totals.add_frames("copy_last_", frame_metrics(copy_last_frame_baseline(frames[:, :-1]), target))
+        if windows.num_frames > 2:
+            totals.add_frames("continue_motion_", frame_metrics(continue_motion_baseline(frames[:, :-1]), target))
+        if mean_frame is not None:
+            totals.add_frames("mean_frame_", frame_metrics(mean_frame.expand_as(target), target, mask))
+    return totals.means()
+
+
+class MetricSums:
+    """Sums of per-window metrics by name -> means; PSNR is computed once, from the mean MSE."""
+
+    def __init__(self):
+        self.sums, self.counts = {}, {}
+
+    def add(self, key, total, count):
+        self.sums[key] = self.sums.get(key, 0.0) + float(total)
+        self.counts[key] = self.counts.get(key, 0) + count
+
+    def add_frames(self, prefix, metrics):
+        """metrics: dict of per-frame (B,) tensors as model.metrics.frame_metrics returns them."""
+        for key, values in metrics.items():
+            if key != "psnr":
+                self.add(prefix + key, values.sum(), len(values))
+
+    def means(self):
+        result = {key: total / self.counts[key] for key, total in self.sums.items()}
+        for key in [k for k in result if k.endswith("mse")]:
+            result[key[:-3] + "psnr"] = psnr(torch.tensor(result[key])).item()
+        return result
 
 
 def load_model(checkpoint_path, model_cfg, device="cpu"):
@@ -305,7 +358,7 @@ def load_model(checkpoint_path, model_cfg, device="cpu"):
     The checkpoint's architecture must match model_cfg (CheckpointError names the differences).
     """
     payload = load_checkpoint(checkpoint_path)
-    check_model_kwargs(payload, model_kwargs(model_cfg), checkpoint_path)
+    check_model_kwargs(payload, model_cfg.model_kwargs(), checkpoint_path)
     model = VisionTransformer.from_config(model_cfg)
     load_model_state(model, payload, checkpoint_path)
     return model.to(device).eval(), payload
@@ -314,14 +367,13 @@ def load_model(checkpoint_path, model_cfg, device="cpu"):
 def describe_metrics(metrics):
     """One line: the model's validation metrics and the baselines'."""
     def part(prefix):
-        return (f"L1 {metrics[prefix + 'l1']:.4f} PSNR {metrics[prefix + 'psnr']:.2f} dB "
-                f"SSIM {metrics[prefix + 'ssim']:.4f}")
+        return (f"L1 {metrics[prefix + 'l1']:.4f} MSE {metrics[prefix + 'mse']:.5f} "
+                f"PSNR {metrics[prefix + 'psnr']:.2f} dB SSIM {metrics[prefix + 'ssim']:.4f}")
 
-    line = f"val loss {metrics['loss']:.4f} | {part('')}"
-    if "copy_last_l1" in metrics:
-        line += f" | copy-last {part('copy_last_')}"
-    if "mean_frame_l1" in metrics:
-        line += f" | mean-frame {part('mean_frame_')}"
+    line = f"loss {metrics['loss']:.4f} | {part('')}"
+    for name in BASELINES:
+        if f"{name}_l1" in metrics:
+            line += f" | {name.replace('_', '-')} {part(name + '_')}"
     return line
 
 

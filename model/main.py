@@ -20,7 +20,6 @@ signal's number (130, 143, 138), so a job script can tell a stopped run from a f
 a second Ctrl-C (SIGINT) aborts at once. Exit codes otherwise: 2 for a bad config or bad flags, 1 for an
 unreadable video or checkpoint, a non-finite loss or an unwritable output folder.
 """
-import argparse
 import multiprocessing
 import multiprocessing.connection
 import os
@@ -34,33 +33,24 @@ import torch
 import torch.distributed as dist
 
 from model.checkpoint import CheckpointError
+from model.cli import CliParser, describe_os_error, fail, pick_device, positive_int
 from model.config import ConfigError, load_config, with_overrides
-from model.data import (DataError, FrameWindows, check_frames, load_frames, needs_default_video,
-                        resolve_data_path, split_frames)
+from model.data import PART_NAMES, PARTS, DataError, load_video, part_windows, split_video
 from model.engine import (QUICKSAVE, StopFlag, TrainingError, describe_metrics, evaluate, load_model,
                           mixed_precision, stop_code, train, write_json_atomically)
 from model.metrics import mean_frame_baseline
-from model.scripts import positive_int
 
 STOP_SIGNALS = ("SIGINT", "SIGTERM", "SIGUSR1")
 
 
-class CliParser(argparse.ArgumentParser):
-    """argparse, but a usage error ends with the project's one line `error: <message>` (exit 2)."""
-
-    def error(self, message):
-        self.print_usage(sys.stderr)
-        self.exit(2, f"error: {message}\n")
-
-
 def parse_args(argv=None):
-    parser = CliParser(prog="python -m model.main", allow_abbrev=False,
+    parser = CliParser(prog="python -m model.main",
                        description="Train or validate the predictive Vision Transformer.")
     parser.add_argument("-cfg", "--cfg", required=True, metavar="CONFIG", help="config file (.json or .yaml)")
     mode = parser.add_mutually_exclusive_group(required=True)
     mode.add_argument("-train", "--train", action="store_true", help="train (resumes with --load)")
     mode.add_argument("-validate", "--validate", action="store_true",
-                      help="evaluate --load CKPT on the held-out part of the video")
+                      help="evaluate --load CKPT on a part of the video (--split)")
     parser.add_argument("-load", "--load", metavar="CKPT", help="checkpoint to resume from or to validate")
     parser.add_argument("-resume", "--resume", action="store_true",
                         help="with --train: resume from the run folder's quicksave.ckpt when there is one "
@@ -81,6 +71,13 @@ def parse_args(argv=None):
     parser.add_argument("-max-steps", "--max-steps", type=positive_int, metavar="N",
                         help="optimizer steps of the run (overrides training.max_steps)")
     parser.add_argument("-out-dir", "--out-dir", default="out", metavar="DIR", help="where run folders go")
+    parser.add_argument("-run-dir", "--run-dir", metavar="DIR",
+                        help="the run folder itself (instead of OUT_DIR/{model_path}.device{N}[.runK])")
+    parser.add_argument("-split", "--split", choices=PARTS, default="val",
+                        help="with --validate: the part of the video to evaluate on (test: final evaluations only)")
+    parser.add_argument("-output", "--output", metavar="FILE",
+                        help="with --validate: where the metrics go (default: validation_{split}.json next to "
+                             "the checkpoint)")
     args = parser.parse_args(argv)
     if args.num_gpus < 1:
         parser.error(f"--num-gpus must be at least 1, got {args.num_gpus}")
@@ -110,13 +107,13 @@ def guarded_run(args, argv):
     try:
         return run(args, argv)
     except ConfigError as error:
-        return _fail(error, 2)
+        return fail(error, 2)
     except (DataError, CheckpointError, TrainingError) as error:
-        return _fail(error, 1)
+        return fail(error, 1)
     except OSError as error:  # e.g. an output folder that cannot be written
-        return _fail(f"{error.strerror or error}: {error.filename}" if error.filename else error, 1)
+        return fail(describe_os_error(error), 1)
     except KeyboardInterrupt:
-        return _fail("interrupted; nothing was saved after the last checkpoint", 130)
+        return fail("interrupted; nothing was saved after the last checkpoint", 130)
 
 
 def run(args, argv):
@@ -131,9 +128,9 @@ def run(args, argv):
     if cfg.model.mixed_precision and device.type != "cuda":
         print("note: model.mixed_precision applies on CUDA only; the CPU trains in float32")
     frames = load_video(cfg, args.scratch)
-    run_dir = Path(args.out_dir) / run_name(cfg, args.device, args.run_number)
+    run_dir = Path(args.run_dir) if args.run_dir else Path(args.out_dir) / run_name(cfg, args.device, args.run_number)
     if args.validate:
-        return validate(cfg, frames, run_dir, args.load, device)
+        return validate(cfg, frames, args.load, device, args.split, args.output)
 
     resume = args.load
     if args.resume and (run_dir / QUICKSAVE).exists():
@@ -158,51 +155,27 @@ def run(args, argv):
     return 0
 
 
-def validate(cfg, frames, run_dir, checkpoint_path, device):
-    """Evaluate a checkpoint on the whole held-out part; print and write validation.json."""
+def validate(cfg, frames, checkpoint_path, device, split="val", output=None):
+    """Evaluate a checkpoint on every window of one part of the video; print and write the metrics.
+
+    The metrics go to ``output`` (default: validation_{split}.json next to the checkpoint).
+    """
     model, payload = load_model(checkpoint_path, cfg.model, device)
-    train_frames, val_frames = split_frames(frames, cfg.data.validation_fraction, cfg.model.num_frames)
-    if val_frames is None:
-        raise ConfigError("config key 'data.validation_fraction': is 0, so no part of the video is held "
-                          "out to validate on")
-    windows = FrameWindows(val_frames, cfg.model.num_frames, device, first_frame=len(train_frames))
+    parts = split_video(len(frames), cfg.data.validation_fraction, cfg.data.test_fraction, cfg.model.num_frames)
+    video = torch.as_tensor(frames)
+    windows = part_windows(video, split, parts, cfg.model.num_frames, device)
     autocast, _ = mixed_precision(device, cfg.model.mixed_precision)
     metrics = evaluate(model, windows, batch_size=cfg.model.batch_size,
-                       mean_frame=mean_frame_baseline(train_frames).to(device), autocast=autocast,
-                       loss=cfg.training.loss)
-    print(f"{checkpoint_path} (step {payload['step']}): {describe_metrics(metrics)}")
-    run_dir.mkdir(parents=True, exist_ok=True)
-    write_json_atomically(run_dir / "validation.json",
-                          {"checkpoint": str(checkpoint_path), "step": payload["step"], **metrics})
-    print(f"wrote {run_dir / 'validation.json'}")
+                       mean_frame=mean_frame_baseline(video[:len(parts["train"])]).to(device), autocast=autocast,
+                       loss=cfg.training.loss, progress=True)
+    print(f"{checkpoint_path} (step {payload['step']}), {PART_NAMES[split]} part "
+          f"({metrics['windows']} windows): {describe_metrics(metrics)}")
+    output = Path(output) if output is not None else Path(checkpoint_path).with_name(f"validation_{split}.json")
+    output.parent.mkdir(parents=True, exist_ok=True)
+    write_json_atomically(output, {"checkpoint": str(checkpoint_path), "step": payload["step"], "split": split,
+                                   **metrics})
+    print(f"wrote {output}")
     return 0
-
-
-def load_video(cfg, scratch=None):
-    """The config's video as uint8 (N, H, W), checked against the model section.
-
-    The built-in gameplay video is rendered on first use when the config names the default file.
-    """
-    path = resolve_data_path(cfg.data.hdf5_file, scratch)
-    if needs_default_video(cfg.data.hdf5_file, path):
-        from model import gameplay
-        print(f"{path} not found: rendering the built-in gameplay video ({gameplay.DEFAULT_NUM_FRAMES} frames, "
-              f"seed {gameplay.DEFAULT_SEED}) into it")
-        gameplay.ensure_default_video(path)
-    frames = load_frames(path, num_workers=cfg.num_workers)
-    check_frames(frames, path, cfg.model)
-    return frames
-
-
-def pick_device(index):
-    """cuda:index when CUDA is available, else the CPU."""
-    if not torch.cuda.is_available():
-        print("note: CUDA is not available; running on the CPU")
-        return torch.device("cpu")
-    if not 0 <= index < torch.cuda.device_count():
-        raise ConfigError(f"--device {index}: there are {torch.cuda.device_count()} CUDA devices")
-    torch.cuda.set_device(index)
-    return torch.device("cuda", index)
 
 
 def run_name(cfg, device, run_number=None):
@@ -211,14 +184,14 @@ def run_name(cfg, device, run_number=None):
 
 
 def resume_command(argv, checkpoint):
-    """The flags of this run with --load pointing at checkpoint."""
+    """The flags of this run with --load pointing at checkpoint (and without --resume, which --load replaces)."""
     kept, skip = [], False
     for arg in argv:
         if skip:
             skip = False
         elif arg in ("-load", "--load"):
             skip = True
-        elif not arg.startswith(("-load=", "--load=")):
+        elif not arg.startswith(("-load=", "--load=")) and arg not in ("-resume", "--resume"):
             kept.append(arg)
     return shlex.join(kept + ["--load", str(checkpoint)])
 
@@ -309,11 +282,6 @@ def stop_on_signals(stop):
     finally:
         for number, old in previous.items():
             signal.signal(number, old)
-
-
-def _fail(message, code):
-    print(f"error: {message}", file=sys.stderr)
-    return code
 
 
 if __name__ == "__main__":

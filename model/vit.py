@@ -2,12 +2,11 @@
 
 A window of T frames is cut into patches, the last frame's patches are hidden (or, with T == 1, a
 random share of the single frame's patches), and a stack of pre-norm transformer blocks fills them
-in from the visible ones. The reverse patch embedding turns the tokens back into frames.
+in from the visible ones. The reverse patch embedding turns the tokens back into frames, and an
+output head (the frames as they are, or the change from the last seen frame) makes the prediction.
 
-    frames (B, T, H, W) -> tokens (B, T*h*w, C) -> blocks -> LayerNorm -> frames (B, T, H, W)
+    frames (B, T, H, W) -> tokens (B, T*h*w, C) -> blocks -> LayerNorm -> pixels (B, T, H, W) -> head
 """
-import dataclasses
-
 import torch
 import torch.nn.functional as F
 from einops import rearrange
@@ -24,52 +23,36 @@ WARP_IDENTITY_LOGIT = 6.0
 CHANGE_THRESHOLD = 0.5 / 255
 
 
+OUTPUTS = ("frame", "residual", "warp")
+WARP_RADIUS = 2  # the default shift range of the warp output: (2 * 2 + 1)^2 = 25 shifts
+
+
 class VisionTransformer(tnn.Module):
-    """Predicts the masked pixels of a window of frames.
+    """Predicts the masked pixels of a window of frames: the sheet's ViT followed by an output head.
 
     Ablations of the sheet are constructor options: ``attention=False`` replaces self-attention by
     per-token feed-forward layers (2 (d)); ``positional_embedding=False`` drops the positional
-    embedding (2 (e)). ``residual=True`` (num_frames > 1 only) predicts the change from the last
-    seen frame: prediction of frame T-1 = frame T-2 + output. Its output projection then starts at
-    zero, so an untrained residual model already predicts the copy of the last frame and learns
-    only what moves (``zero_init_output=False`` keeps the default initialisation, so the blocks get
-    gradients from the first step). ``positional_init_std`` is the spread of the initial positional
-    embedding.
+    embedding (2 (e)). ``positional_init`` ("normal" with spread ``positional_init_std``, or "sincos")
+    is how that embedding starts.
 
-    ``warp_radius=r > 0`` (with residual) moves the last seen frame before the change is added: a
-    second head predicts, for every pixel of the target frame, softmax weights over the integer
-    shifts (dy, dx) in [-r, r]^2, and the frame is replaced by that weighted sum of its shifted
-    copies (a learned per-pixel warp, the dynamic filters of Finn et al., 2016). A scrolling scene
-    then costs the model one choice per pixel instead of every moved pixel value. The head starts
-    at the weight ``WARP_IDENTITY_LOGIT`` on "no shift" and 0 on the others, so the untrained model
-    predicts close to the copy of the last frame.
-
-    ``change_radius=k > 0`` (with residual, num_frames > 2) uses the output only near recent change:
-    a pixel with no pixel within k (a (2k+1)^2 square) that changed between the last two seen frames
-    keeps the last frame's value exactly. Where the scene stands still the prediction is then the
-    copy, without the small residue a linear output head leaves everywhere; the price is that motion
-    starting in a still region is not predicted.
+    ``output`` chooses the head after the reverse patch embedding (see the head classes below):
+    "frame" (the sheet's: the frames as the reverse embedding gives them), "residual" (the change
+    from the last seen frame) or "warp" (the change from the last seen frame moved by a learned
+    per-pixel mixture of shifts within ``warp_radius`` pixels). With "residual" and "warp" the
+    reverse embedding starts at zero, so the untrained model predicts (close to) the copy of the last
+    frame, and ``change_radius=k > 0`` (num_frames > 2) keeps the last frame exactly wherever no pixel
+    within k changed between the last two seen frames.
     """
 
     def __init__(self, num_frames, image_height, image_width, patch_size, channels, num_heads, layers,
-                 attention=True, positional_embedding=True, residual=False, mask_percentage=0.5,
-                 fused_attention=True, positional_init_std=0.02, zero_init_output=True,
-                 positional_init="normal", warp_radius=0, change_radius=0):
+                 attention=True, positional_embedding=True, output="frame", warp_radius=None, change_radius=0,
+                 mask_percentage=0.5, fused_attention=True, positional_init="normal", positional_init_std=0.02):
         super().__init__()
         if isinstance(layers, bool) or not isinstance(layers, int) or layers < 1:
             raise ValueError(f"layers must be a positive integer, got {layers!r}")
-        if residual and num_frames < 2:
-            raise ValueError("residual=True needs num_frames > 1 (a previous frame to add the change to)")
-        if isinstance(warp_radius, bool) or not isinstance(warp_radius, int) or warp_radius < 0:
-            raise ValueError(f"warp_radius must be a non-negative integer, got {warp_radius!r}")
-        if warp_radius and not residual:
-            raise ValueError("warp_radius > 0 needs residual=True (the warp moves the frame the change is added to)")
-        if isinstance(change_radius, bool) or not isinstance(change_radius, int) or change_radius < 0:
-            raise ValueError(f"change_radius must be a non-negative integer, got {change_radius!r}")
-        if change_radius and not (residual and num_frames > 2):
-            raise ValueError("change_radius > 0 needs residual=True and num_frames > 2 (two seen frames to compare)")
+        if output not in OUTPUTS:
+            raise ValueError(f"output must be one of {', '.join(OUTPUTS)}, got {output!r}")
         self.num_frames = num_frames
-        self.residual = residual
         self.embedding = PatchEmbedding(num_frames, channels, patch_size, image_height, image_width,
                                         positional_embedding=positional_embedding,
                                         mask_percentage=mask_percentage,
@@ -81,27 +64,17 @@ class VisionTransformer(tnn.Module):
         self.norm = tnn.LayerNorm(channels)  # pre-norm blocks leave the residual stream unnormalised
         self.reverse_embedding = ReversePatchEmbedding(num_frames, channels, patch_size, image_height,
                                                        image_width)
-        if residual and zero_init_output:
+        self.head = make_head(output, num_frames=num_frames, channels=channels, patch_size=patch_size,
+                              grid=(self.embedding.grid_height, self.embedding.grid_width),
+                              warp_radius=warp_radius, change_radius=change_radius)
+        if output != "frame":  # the change starts at zero: the untrained model is the copy of the last frame
             for parameter in self.reverse_embedding.parameters():
                 tnn.init.zeros_(parameter)
-        self.warp_radius = warp_radius
-        self.change_radius = change_radius
-        self.shifts = [(dy, dx) for dy in range(-warp_radius, warp_radius + 1)
-                       for dx in range(-warp_radius, warp_radius + 1)]
-        self.warp = None
-        if warp_radius:
-            # Per token: one logit per shift for each of its p x p pixels (shift-major).
-            self.warp = tnn.Linear(channels, len(self.shifts) * patch_size * patch_size)
-            tnn.init.zeros_(self.warp.weight)
-            with torch.no_grad():
-                bias = torch.zeros(len(self.shifts), patch_size * patch_size)
-                bias[self.shifts.index((0, 0))] = WARP_IDENTITY_LOGIT
-                self.warp.bias.copy_(bias.flatten())
 
     @classmethod
     def from_config(cls, model_cfg):
         """Build from the config's ``model`` section (a ModelConfig)."""
-        return cls(**model_kwargs(model_cfg))
+        return cls(**model_cfg.model_kwargs())
 
     def forward(self, frames, generator=None, return_attention=False):
         """frames (B, T, H, W) in [0, 1] -> dict with
@@ -121,41 +94,10 @@ class VisionTransformer(tnn.Module):
             else:
                 tokens = block(tokens)
         tokens = self.norm(tokens)
-        prediction = self.reverse_embedding(tokens)  # (B, T, H, W)
-        if self.residual:
-            base = frames[:, -2]  # (B, H, W): the last seen frame
-            if self.warp is not None:
-                base = self.warp_frame(base, tokens[:, -self.embedding.patches_per_frame:])
-            last = prediction[:, -1] + base  # the change added to the (moved) last seen frame
-            if self.change_radius:
-                support = change_support(frames[:, -3], frames[:, -2], self.change_radius)
-                last = torch.where(support, last, frames[:, -2])
-            prediction = torch.cat([prediction[:, :-1], last[:, None]], dim=1)
+        pixels = self.reverse_embedding(tokens)  # (B, T, H, W)
+        prediction = self.head(pixels, frames, tokens[:, -self.embedding.patches_per_frame:])
         return {"prediction": prediction, "pixel_mask": self.embedding.pixel_mask(mask),
                 "attention": attention}
-
-    def warp_weights(self, target_tokens):
-        """Tokens of the target frame (B, h*w, C) -> per-pixel shift weights (B, S, H, W), summing to 1.
-
-        S = (2 r + 1)^2 shifts in the order of ``self.shifts``.
-        """
-        embedding = self.embedding
-        logits = rearrange(self.warp(target_tokens), "b (h w) (s p1 p2) -> b s (h p1) (w p2)",
-                           h=embedding.grid_height, w=embedding.grid_width, s=len(self.shifts),
-                           p1=embedding.patch_size, p2=embedding.patch_size)
-        return logits.softmax(dim=1)
-
-    def warp_frame(self, frame, target_tokens):
-        """frame (B, H, W) -> (B, H, W): at every pixel the weighted sum of the frame moved by each shift.
-
-        Moving by (dy, dx) takes pixel (y - dy, x - dx), the borders repeated (as model.metrics.shift_frame).
-        """
-        r = self.warp_radius
-        height, width = frame.shape[-2:]
-        padded = F.pad(frame[:, None], (r, r, r, r), mode="replicate")[:, 0]  # (B, H + 2r, W + 2r)
-        moved = torch.stack([padded[:, r - dy: r - dy + height, r - dx: r - dx + width]
-                             for dy, dx in self.shifts], dim=1)  # (B, S, H, W)
-        return (self.warp_weights(target_tokens) * moved).sum(dim=1)
 
     def predict_next_frame(self, context):
         """context (B, T-1, H, W) in [0, 1] -> next frame (B, H, W) clamped to [0, 1].
@@ -171,6 +113,105 @@ class VisionTransformer(tnn.Module):
         return self(frames)["prediction"][:, -1].clamp(0, 1)
 
 
+def make_head(output, *, num_frames, channels, patch_size, grid, warp_radius=None, change_radius=0):
+    """The output head for ``output`` (one of OUTPUTS), its options checked."""
+    if warp_radius is not None and output != "warp":
+        raise ValueError(f"warp_radius applies to output 'warp' only, not {output!r}")
+    if isinstance(change_radius, bool) or not isinstance(change_radius, int) or change_radius < 0:
+        raise ValueError(f"change_radius must be a non-negative integer, got {change_radius!r}")
+    if output == "frame":
+        if change_radius:
+            raise ValueError("change_radius > 0 needs output 'residual' or 'warp' (a last frame to keep)")
+        return FrameHead()
+    if num_frames < 2:
+        raise ValueError(f"output {output!r} needs num_frames > 1 (a previous frame to add the change to)")
+    if change_radius and num_frames < 3:
+        raise ValueError("change_radius > 0 needs num_frames > 2 (two seen frames to compare)")
+    if output == "residual":
+        return ResidualHead(change_radius)
+    return WarpHead(channels, patch_size, grid, WARP_RADIUS if warp_radius is None else warp_radius, change_radius)
+
+
+class FrameHead(tnn.Module):
+    """The sheet's output: the frames of the reverse patch embedding as they are."""
+
+    def forward(self, pixels, frames, target_tokens):
+        return pixels
+
+
+class ResidualHead(tnn.Module):
+    """The change from the last seen frame: prediction of frame T-1 = frame T-2 + output.
+
+    ``change_radius=k > 0`` uses the output only near recent change: a pixel with no pixel within k
+    (a (2k+1)^2 square) that changed between the last two seen frames keeps the last frame's value
+    exactly. Where the scene stands still the prediction is then the copy, without the small residue
+    a linear output leaves everywhere; the price is that motion starting in a still region is missed.
+    """
+
+    def __init__(self, change_radius=0):
+        super().__init__()
+        self.change_radius = change_radius
+
+    def base(self, last_seen, target_tokens):
+        """The frame the change is added to: the last seen frame (B, H, W)."""
+        return last_seen
+
+    def forward(self, pixels, frames, target_tokens):
+        last_seen = frames[:, -2]  # (B, H, W)
+        last = pixels[:, -1] + self.base(last_seen, target_tokens)
+        if self.change_radius:
+            last = torch.where(change_support(frames[:, -3], last_seen, self.change_radius), last, last_seen)
+        return torch.cat([pixels[:, :-1], last[:, None]], dim=1)
+
+
+class WarpHead(ResidualHead):
+    """The change added to the last seen frame moved by a learned per-pixel warp.
+
+    A linear map of each target token predicts, for every pixel of its patch, softmax weights over the
+    integer shifts (dy, dx) in [-r, r]^2, and the frame is replaced by that weighted sum of its shifted
+    copies (the dynamic filters of Finn et al., 2016). A scrolling scene then costs the model one choice
+    per pixel instead of every moved pixel value. The map starts at the weight WARP_IDENTITY_LOGIT on
+    "no shift" and 0 on the others, so the untrained head is close to the copy of the last frame.
+    """
+
+    def __init__(self, channels, patch_size, grid, warp_radius, change_radius=0):
+        super().__init__(change_radius)
+        if isinstance(warp_radius, bool) or not isinstance(warp_radius, int) or warp_radius < 1:
+            raise ValueError(f"warp_radius must be a positive integer, got {warp_radius!r}")
+        self.warp_radius, self.patch_size, (self.grid_height, self.grid_width) = warp_radius, patch_size, grid
+        self.shifts = [(dy, dx) for dy in range(-warp_radius, warp_radius + 1)
+                       for dx in range(-warp_radius, warp_radius + 1)]
+        # Per token: one logit per shift for each of its p x p pixels (shift-major).
+        self.warp = tnn.Linear(channels, len(self.shifts) * patch_size * patch_size)
+        tnn.init.zeros_(self.warp.weight)
+        with torch.no_grad():
+            bias = torch.zeros(len(self.shifts), patch_size * patch_size)
+            bias[self.shifts.index((0, 0))] = WARP_IDENTITY_LOGIT
+            self.warp.bias.copy_(bias.flatten())
+
+    def weights(self, target_tokens):
+        """Tokens of the target frame (B, h*w, C) -> per-pixel shift weights (B, S, H, W), summing to 1.
+
+        S = (2 r + 1)^2 shifts in the order of ``self.shifts``.
+        """
+        logits = rearrange(self.warp(target_tokens), "b (h w) (s p1 p2) -> b s (h p1) (w p2)",
+                           h=self.grid_height, w=self.grid_width, s=len(self.shifts),
+                           p1=self.patch_size, p2=self.patch_size)
+        return logits.softmax(dim=1)
+
+    def base(self, last_seen, target_tokens):
+        """frame (B, H, W) -> (B, H, W): at every pixel the weighted sum of the frame moved by each shift.
+
+        Moving by (dy, dx) takes pixel (y - dy, x - dx), the borders repeated (as model.metrics.shift_frame).
+        """
+        r = self.warp_radius
+        height, width = last_seen.shape[-2:]
+        padded = F.pad(last_seen[:, None], (r, r, r, r), mode="replicate")[:, 0]  # (B, H + 2r, W + 2r)
+        moved = torch.stack([padded[:, r - dy: r - dy + height, r - dx: r - dx + width]
+                             for dy, dx in self.shifts], dim=1)  # (B, S, H, W)
+        return (self.weights(target_tokens) * moved).sum(dim=1)
+
+
 def change_support(before, last, radius):
     """Frames (B, H, W) -> bool (B, H, W): True within ``radius`` pixels (a (2 radius + 1)^2 square) of a
     pixel that changed by at least one gray level from ``before`` to ``last``."""
@@ -178,13 +219,3 @@ def change_support(before, last, radius):
     size = 2 * radius + 1  # the square's maximum as a row maximum, then a column maximum
     rows = F.max_pool2d(changed, (1, size), stride=1, padding=(0, radius))
     return F.max_pool2d(rows, (size, 1), stride=1, padding=(radius, 0))[:, 0] > 0
-
-
-def model_kwargs(model_cfg):
-    """The VisionTransformer arguments held by a ModelConfig (stored in checkpoints)."""
-    names = ("num_frames", "image_height", "image_width", "patch_size", "channels", "num_heads", "layers",
-             "attention", "positional_embedding", "residual", "mask_percentage", "fused_attention",
-             "positional_init_std", "zero_init_output", "positional_init", "warp_radius",
-             "change_radius")
-    values = dataclasses.asdict(model_cfg)
-    return {name: values[name] for name in names}

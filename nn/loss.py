@@ -60,18 +60,29 @@ def masked_l1_ssim_loss(prediction, target, pixel_mask):
 LOSSES = ("l1_ssim", "l1", "mse")
 
 
-def masked_loss(kind, prediction, target, pixel_mask):
+def masked_loss(kind, prediction, target, pixel_mask, with_ssim=True):
     """The training loss ``kind`` on the masked pixels -> scalars (loss, l1, ssim_value).
 
     "l1_ssim" is the template's loss (masked_l1_ssim_loss); "l1" and "mse" are the masked mean
-    absolute and squared error alone. l1 and ssim_value are returned for logging in every case.
+    absolute and squared error alone. l1 is returned for logging in every case, ssim_value (the mean
+    SSIM over the masked pixels) too unless ``with_ssim`` is false and the loss does not need it
+    (then it is None and no SSIM is computed).
     """
     if kind not in LOSSES:
         raise ValueError(f"loss must be one of {', '.join(LOSSES)}, got {kind!r}")
-    loss, l1, ssim_value = masked_l1_ssim_loss(prediction, target, pixel_mask)
+    if kind == "l1_ssim" or with_ssim:
+        loss, l1, ssim_value = masked_l1_ssim_loss(prediction, target, pixel_mask)
+    else:
+        if not prediction.shape == target.shape == pixel_mask.shape:
+            raise ValueError(f"prediction {tuple(prediction.shape)}, target {tuple(target.shape)} and "
+                             f"pixel_mask {tuple(pixel_mask.shape)} must have the same shape")
+        ssim_value = None
+        dtype = torch.promote_types(prediction.dtype, torch.float32)
+        weights = pixel_mask.to(dtype)
+        l1 = ((prediction.to(dtype) - target.to(dtype)).abs() * weights).sum() / weights.sum()
     if kind == "l1":
         loss = l1
     elif kind == "mse":
-        weights = pixel_mask.to(loss.dtype)
-        loss = ((prediction.to(loss.dtype) - target.to(loss.dtype)) ** 2 * weights).sum() / weights.sum()
+        weights = pixel_mask.to(l1.dtype)
+        loss = ((prediction.to(l1.dtype) - target.to(l1.dtype)) ** 2 * weights).sum() / weights.sum()
     return loss, l1, ssim_value

@@ -1,9 +1,9 @@
 """Performance benchmark: the hand-written modules against PyTorch's own kernels and the machine's limit.
 
-    python scripts/bench.py                          # full run (7-12 minutes on 2 cores), prints a Markdown table
-    python scripts/bench.py --quick                  # small repetition counts, for a smoke test
-    python scripts/bench.py --only attention vit     # some sections only
-    python scripts/bench.py --json results/bench/bench.json
+    python -m scripts.bench                          # full run (7-12 minutes on 2 cores), prints a Markdown table
+    python -m scripts.bench --quick                  # small repetition counts, for a smoke test
+    python -m scripts.bench --only attention vit     # some sections only
+    python -m scripts.bench --json results/bench/bench.json
 
 Every ratio is measured within one run: the compared variants are warmed up, then their repetitions are
 interleaved (A B A B ..., the order alternating) and the medians compared, so a change of load on a shared
@@ -31,21 +31,20 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
 
-import torch  # noqa: E402
-import torch.nn.functional as F  # noqa: E402
-from torch import nn as tnn  # noqa: E402
-from torch.utils.flop_counter import FlopCounterMode  # noqa: E402
+import torch
+import torch.nn.functional as F
+from torch import nn as tnn
+from torch.utils.flop_counter import FlopCounterMode
 
-from main import HIDDEN_SIZES, build_model  # noqa: E402
-from model.config import load_config, with_overrides  # noqa: E402
-from model.data import FrameWindows, WindowSampler  # noqa: E402
-from model.engine import make_optimizer  # noqa: E402
-from model.scripts.predict import rollout  # noqa: E402
-from model.vit import VisionTransformer  # noqa: E402
-from nn.attention import SelfAttentionLayer  # noqa: E402
-from nn.loss import masked_l1_ssim_loss  # noqa: E402
+from main import HIDDEN_SIZES, build_model
+from model.config import load_config, with_overrides
+from model.data import FrameWindows, WindowSampler
+from model.engine import make_optimizer
+from model.rollout import rollout
+from model.vit import VisionTransformer
+from nn.attention import SelfAttentionLayer
+from nn.loss import masked_l1_ssim_loss
 
 SECTIONS = ("ex1", "attention", "vit", "predict", "gpu")
 VIT_CONFIGS = {"vit_cpu": ROOT / "config/vit_cpu.json", "vit": ROOT / "config/vit.json"}
@@ -339,7 +338,7 @@ def bench_vit(table, quick):
         table.check("vit", f"{label}: MFU (achieved / matmul FLOP/s)", 100 * achieved / peak, 60, True, unit="%")
         table.check("vit", f"{label}: data pipeline share ({ms(t['data'])} per batch)",
                     100 * t["data"] / t["step"], 2, False, unit="%")
-        probe = subprocess.run([sys.executable, __file__, "--memory-probe", name, str(batch_size)], cwd=ROOT,
+        probe = subprocess.run([sys.executable, "-m", "scripts.bench", "--memory-probe", name, str(batch_size)], cwd=ROOT,
                                check=True, capture_output=True, text=True)
         memory = int(probe.stdout.split()[-1])
         table.add("vit", f"{label}: peak memory of training (VmHWM growth over 3 steps, fresh process)",

@@ -1,7 +1,7 @@
 """Build the submission PDF: fill docs/report.md's placeholders from results files, render with fpdf2.
 
-    python scripts/build_report.py                    # docs/report.md -> docs/report.pdf
-    python scripts/build_report.py --check            # only resolve the placeholders
+    python -m scripts.build_report                    # docs/report.md -> docs/report.pdf
+    python -m scripts.build_report --check            # only resolve the placeholders
 
 Placeholders (paths relative to the repository root, or to --root):
     {{ value: results/vit/summary.json | full.one_step.psnr.mean | .2f }}
@@ -28,6 +28,8 @@ import matplotlib
 import yaml
 from fpdf import FPDF, FontFace, TextStyle
 from PIL import Image
+
+from model.cli import fail
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 FONT_DIR = Path(matplotlib.get_data_path()) / "fonts" / "ttf"
@@ -351,8 +353,7 @@ def main(argv=None):
             return 0
         pages = render_pdf(filled, args.root / args.out)
     except ReportError as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 1
+        return fail(error, 1)
     print(f"wrote {args.out} ({pages} page(s), {count} placeholder(s))")
     return 0
 

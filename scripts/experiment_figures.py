@@ -11,7 +11,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
-from model.data import FrameWindows, load_metadata, resolve_data_path, split_frames  # noqa: E402
+from model.data import load_metadata, part_windows, resolve_data_path, split_video  # noqa: E402
 from model.engine import QUICKSAVE, load_model  # noqa: E402
 
 COLOURS = plt.rcParams["axes.prop_cycle"].by_key()["color"]
@@ -72,12 +72,14 @@ def loss_curves(path, evaluations, runs_dir):
 
 
 def pick_windows(cfg, frames):
-    """Held-out windows to show: the first with scrolling, player and NPC motion (or evenly spread)."""
+    """Windows of the evaluation part to show: the first with scrolling, player and NPC motion (or evenly spread)."""
+    from scripts.run_experiments import evaluation_part
     T = cfg.model.num_frames
-    train_frames, val_frames = split_frames(frames, cfg.data.validation_fraction, T)
-    count = len(val_frames) - T + 1
+    parts = split_video(len(frames), cfg.data.validation_fraction, cfg.data.test_fraction, T)
+    windows = part_windows(torch.as_tensor(frames), evaluation_part(cfg), parts, T)
+    count = len(windows)
     meta = load_metadata(resolve_data_path(cfg.data.hdf5_file))
-    targets = len(train_frames) + np.arange(count) + T - 1
+    targets = np.asarray(windows.targets)
     chosen = []
     for key in ("camera_dx", "player_moving", "npc_moving"):
         if key in meta:
@@ -88,7 +90,7 @@ def pick_windows(cfg, frames):
     for index in np.linspace(0, count - 1, SAMPLES).round().astype(int):
         if len(chosen) < SAMPLES and index not in chosen:
             chosen.append(int(index))
-    return FrameWindows(val_frames, T, first_frame=len(train_frames)), torch.tensor(chosen[:SAMPLES])
+    return windows, torch.tensor(chosen[:SAMPLES])
 
 
 @torch.no_grad()

@@ -54,39 +54,39 @@ echo "== Exercise 2: data (written only when missing)"
     python -m model.scripts.import_video atari --game pong --frames 6000 --seed 0 --out out/data/pong.hdf5
 
 echo "== Exercise 2 (f): hyperparameter search"
-python scripts/tune.py --config config/vit_cpu.json --until "$TRIALS" --steps-per-trial "$TRIAL_STEPS"
+python -m scripts.tune --config config/vit_cpu.json --until "$TRIALS" --steps-per-trial "$TRIAL_STEPS"
 
 echo "== Exercise 2 (c): what makes the model beat copy-last-frame"
-python scripts/run_experiments.py --set study --steps "$STEPS" --seeds 0
+python -m scripts.run_experiments --set study --steps "$STEPS" --seeds 0
 python -m model.scripts.export_checkpoint out/experiments/long.seed0/quicksave.ckpt results/vit/vit_cpu_long.ckpt
 
 echo "== Exercise 2 (d), (e): without self-attention, without positional embeddings"
-python scripts/run_experiments.py --set ablation --steps "$STEPS" --seeds "${SEEDS[@]}"
+python -m scripts.run_experiments --set ablation --steps "$STEPS" --seeds "${SEEDS[@]}"
 
 echo "== Exercise 2 (d), (e): the same ablations on the learned-warp model"
-python scripts/run_experiments.py --set ablation_warp --steps "$STEPS" --seeds "${SEEDS[@]}"
+python -m scripts.run_experiments --set ablation_warp --steps "$STEPS" --seeds "${SEEDS[@]}"
 
 echo "== Exercise 2 (d): masked reconstruction"
-python scripts/run_experiments.py --set masked --steps "$STEPS" --seeds "${SEEDS[@]}"
+python -m scripts.run_experiments --set masked --steps "$STEPS" --seeds "${SEEDS[@]}"
 
 echo "== Exercise 2: other footage (Atari Pong)"
-python scripts/run_experiments.py --set atari --steps "$STEPS" --seeds 0
+python -m scripts.run_experiments --set atari --steps "$STEPS" --seeds 0
 
 echo "== Exercise 2 (f): the best configuration of the search, trained longer (1500 steps, its own budget)"
-python scripts/run_experiments.py --set best --steps 1500 --seeds "${SEEDS[@]}"
-python scripts/run_experiments.py --set atari_best --steps 1500 --seeds "${SEEDS[@]}"
-python scripts/run_experiments.py --set atari_best_long --steps 3000 --seeds 0
+python -m scripts.run_experiments --set best --steps 1500 --seeds "${SEEDS[@]}"
+python -m scripts.run_experiments --set atari_best --steps 1500 --seeds "${SEEDS[@]}"
+python -m scripts.run_experiments --set atari_best_long --steps 3000 --seeds 0
 python -m model.scripts.export_checkpoint out/experiments/best_long.seed0/quicksave.ckpt results/vit/vit_best_long.ckpt
 
 echo "== Exercise 2 (f): the best configuration with the change gate (config/vit_best_gate.json)"
-once change_support python scripts/change_support.py gameplay-data.hdf5 out/data/pong.hdf5 --out results/vit/change_support
-python scripts/run_experiments.py --set best_gate --steps 1500 --seeds "${SEEDS[@]}"
-python scripts/run_experiments.py --set atari_best_gate --steps 1500 --seeds "${SEEDS[@]}"
+once change_support python -m scripts.change_support gameplay-data.hdf5 out/data/pong.hdf5 --out results/vit/change_support
+python -m scripts.run_experiments --set best_gate --steps 1500 --seeds "${SEEDS[@]}"
+python -m scripts.run_experiments --set atari_best_gate --steps 1500 --seeds "${SEEDS[@]}"
 python -m model.scripts.export_checkpoint out/experiments/best_gate.seed0/quicksave.ckpt results/vit/vit_best_gate.ckpt
 
 echo "== Performance"
 read -ra BENCH_ARGS <<< "${BENCH_ARGS:-}"
-once bench python scripts/bench.py ${BENCH_ARGS[@]+"${BENCH_ARGS[@]}"} --json results/bench/bench.json
+once bench python -m scripts.bench ${BENCH_ARGS[@]+"${BENCH_ARGS[@]}"} --json results/bench/bench.json
 
 echo "== Documentation: docs/report.md -> docs/report.pdf"
-SOURCE_DATE_EPOCH=${SOURCE_DATE_EPOCH:-1732700000} python scripts/build_report.py
+SOURCE_DATE_EPOCH=${SOURCE_DATE_EPOCH:-1732700000} python -m scripts.build_report

@@ -1,9 +1,9 @@
 """Exercise 2 (c)-(e) experiments: ablations x seeds, evaluated against the baselines, with figures.
 
-    python scripts/run_experiments.py --steps 300                         # full / noattention / nopos, seeds 0 1 2
-    python scripts/run_experiments.py --set study --steps 300 --seeds 0   # what makes the model beat copy-last
-    python scripts/run_experiments.py --set masked --steps 300            # masked reconstruction, 2 (d)
-    python scripts/run_experiments.py --runs full nopos --seeds 2 --no-figures   # a share of the runs
+    python -m scripts.run_experiments --steps 300                         # full / noattention / nopos, seeds 0 1 2
+    python -m scripts.run_experiments --set study --steps 300 --seeds 0   # what makes the model beat copy-last
+    python -m scripts.run_experiments --set masked --steps 300            # masked reconstruction, 2 (d)
+    python -m scripts.run_experiments --runs full nopos --seeds 2 --no-figures   # a share of the runs
 
 Each (variant, seed) trains into its own run folder {--runs-dir}/{variant}.seed{seed}/ through
 model.engine.train. A run whose done.json exists is skipped; an unfinished one resumes from its
@@ -32,56 +32,22 @@ from pathlib import Path
 import numpy as np
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from model.checkpoint import CheckpointError
+from model.cli import fail, positive_int
+from model.config import ConfigError, config_from_dict, load_config, with_budget
+from model.data import DataError, load_metadata, load_video, part_windows, resolve_data_path, split_video
+from model.engine import QUICKSAVE, TrainingError, evaluate, load_model, train, write_json_atomically
+from model.metrics import continue_motion_baseline, frame_metrics, mean_frame_baseline, psnr
+from model.rollout import closed_loop, per_step_means
 
-from model.checkpoint import CheckpointError  # noqa: E402
-from model.config import ConfigError, config_from_dict, load_config, with_overrides  # noqa: E402
-from model.data import DataError, FrameWindows, load_metadata, resolve_data_path, split_frames  # noqa: E402
-from model.engine import QUICKSAVE, TrainingError, evaluate, load_model, train, write_json_atomically  # noqa: E402
-from model.main import load_video  # noqa: E402
-from model.metrics import continue_motion_baseline, frame_metrics, mean_frame_baseline, psnr  # noqa: E402
-from model.scripts import positive_int  # noqa: E402
-from model.scripts.predict import rollout  # noqa: E402
-
-# name -> (config file, overrides). Every run also gets training.max_steps = --steps and a schedule
-# of validations / quicksaves that fits that budget (see run_config).
-VARIANTS = {
-    # The ablations of the sheet at CPU scale (vit_cpu.json: residual output, the template's loss).
-    "full": ("config/vit_cpu.json", {}),
-    "noattention": ("config/vit_cpu_noattention.json", {}),
-    "nopos": ("config/vit_cpu_nopos.json", {}),
-    # Masked reconstruction of single frames (num_frames 1, half the patches hidden), 2 (d).
-    "masked": ("config/vit_cpu_masked.json", {}),
-    "masked_noattention": ("config/vit_cpu_masked_noattention.json", {}),
-    # Study: what closes the gap to copy-last-frame (one seed each).
-    "plain": ("config/vit_cpu.json", {"model.residual": False}),  # the sheet's model as it is
-    "pos1": ("config/vit_cpu.json", {"model.positional_init_std": 1.0}),
-    "sincos": ("config/vit_cpu.json", {"model.positional_init": "sincos"}),
-    "loss_l1": ("config/vit_cpu.json", {"training.loss": "l1"}),
-    "loss_mse": ("config/vit_cpu.json", {"training.loss": "mse"}),
-    "patch8": ("config/vit_cpu.json", {"model.patch_size": 8}),
-    "frames5": ("config/vit_cpu.json", {"model.num_frames": 5}),
-    # A variant's own training.max_steps replaces --steps: training length as a factor.
-    "long": ("config/vit_cpu.json", {"training.max_steps": 2000}),
-    # The learned warp: the change is added to the last frame moved by predicted per-pixel shifts.
-    "warp": ("config/vit_cpu.json", {"model.warp_radius": 2}),
-    "warp_l1": ("config/vit_cpu.json", {"model.warp_radius": 2, "training.loss": "l1"}),
-    # The ablations of 2 (d), 2 (e) on the warp model, which (unlike vit_cpu.json) leaves the copy.
-    "warp_l1_noattention": ("config/vit_cpu_noattention.json", {"model.warp_radius": 2, "training.loss": "l1"}),
-    "warp_l1_nopos": ("config/vit_cpu_nopos.json", {"model.warp_radius": 2, "training.loss": "l1"}),
-    # The best configuration of the search (scripts/tune.py writes config/vit_best.json), trained longer.
-    "best_long": ("config/vit_best.json", {"training.max_steps": 1500}),
-    "pong_best": ("config/vit_best.json", {"data.hdf5_file": "out/data/pong.hdf5", "training.max_steps": 1500}),
-    "pong_best_3000": ("config/vit_best.json", {"data.hdf5_file": "out/data/pong.hdf5", "training.max_steps": 3000}),
-    # The best configuration with the change gate (model.change_radius), on the video and on Pong.
-    "best_gate": ("config/vit_best_gate.json", {"training.max_steps": 1500}),
-    "pong_best_gate": ("config/vit_best_gate.json", {"data.hdf5_file": "out/data/pong.hdf5",
-                                                      "training.max_steps": 1500}),
-    # Other footage: Atari Pong recorded through the importer (scripts/reproduce.sh makes the file).
-    "pong_full": ("config/vit_cpu.json", {"data.hdf5_file": "out/data/pong.hdf5"}),
-    "pong_plain": ("config/vit_cpu.json", {"data.hdf5_file": "out/data/pong.hdf5", "model.residual": False}),
-}
+# Every variant is a config file: config/long/{variant}.json (the long runs) or config/short/{variant}.json
+# (the short study of the project's first version). `python -m model.main -cfg <that file> --train`
+# trains the same run; --steps replaces the file's budget (model.config.with_budget).
+VARIANT_FOLDERS = ("config/long", "config/short")
 SETS = {
+    # Long runs: learning curves of the sheet's model and of the best configuration (30 000 steps).
+    "long": ["sheet_cpu_long", "best_long"],
+    # The short study (600 steps unless the file says otherwise); an appendix, not the evidence.
     "ablation": ["full", "noattention", "nopos"],
     "ablation_warp": ["warp_l1", "warp_l1_noattention", "warp_l1_nopos"],
     "masked": ["masked", "masked_noattention"],
@@ -89,7 +55,7 @@ SETS = {
     "study": ["plain", "full", "pos1", "sincos", "loss_l1", "loss_mse", "patch8", "frames5", "long", "warp",
               "warp_l1"],
     "atari": ["pong_full", "pong_plain"],
-    "best": ["best_long"],
+    "best": ["best_1500"],
     "atari_best": ["pong_best"],  # its own set: the baselines of a table are those of one video
     "atari_best_long": ["pong_best_3000"],
     "best_gate": ["best_gate"],
@@ -105,9 +71,10 @@ def parse_args(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--set", choices=sorted(SETS), default="ablation", help="named list of variants")
-    parser.add_argument("--runs", nargs="+", choices=sorted(VARIANTS), help="variants to run (instead of --set)")
+    parser.add_argument("--runs", nargs="+", choices=sorted(variant_names()), help="variants to run (instead of --set)")
     parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
-    parser.add_argument("--steps", type=positive_int, default=600, help="optimizer steps per run")
+    parser.add_argument("--steps", type=positive_int,
+                        help="optimizer steps per run, with a schedule fitted to them (default: the config file's)")
     parser.add_argument("--runs-dir", default="out/experiments", help="run folders (checkpoints, logs)")
     parser.add_argument("--results", default="results/vit", help="results.json, summary.md, figures")
     parser.add_argument("--name", help="results file stem (default: the --set name, or 'custom')")
@@ -136,27 +103,30 @@ def main(argv=None):
                 train_run(cfg, run_dir, seed, cache)
         report(args, variants, name, cache)
     except ConfigError as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
+        return fail(error, 2)
     except (DataError, CheckpointError, TrainingError) as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 1
+        return fail(error, 1)
     return 0
 
 
-def run_config(variant, steps, root="."):
-    """The Config of one variant at a step budget (validation and quicksave every ~1/6 of the run).
+def variant_names(root="."):
+    """The names of every variant (config file stems under VARIANT_FOLDERS)."""
+    return {path.stem for folder in VARIANT_FOLDERS for path in (Path(root) / folder).glob("*.json")}
 
-    A variant that sets training.max_steps itself keeps its own budget.
-    """
-    path, overrides = VARIANTS[variant]
-    cfg = load_config(Path(root) / path)
-    steps = overrides.get("training.max_steps", steps)
-    every = max(1, steps // 6)
-    return with_overrides(cfg, {**overrides, "model_path": variant, "training.max_steps": steps,
-                                "training.warmup_steps": min(cfg.training.warmup_steps, max(1, steps // 10)),
-                                "training.validate_every": every, "training.quicksave_every": every,
-                                "training.log_every": max(1, min(cfg.training.log_every, steps // 20))})
+
+def variant_file(variant, root="."):
+    """The config file of a variant."""
+    for folder in VARIANT_FOLDERS:
+        path = Path(root) / folder / f"{variant}.json"
+        if path.is_file():
+            return path
+    raise ConfigError(f"no config file for variant {variant!r} in {', '.join(VARIANT_FOLDERS)}")
+
+
+def run_config(variant, steps=None, root="."):
+    """The Config of one variant: its file, or with steps its file at that budget (model.config.with_budget)."""
+    cfg = load_config(variant_file(variant, root))
+    return cfg if steps is None else with_budget(cfg, steps)
 
 
 def frames_of(cfg, cache):
@@ -255,20 +225,27 @@ def summarise(per_frame):
     return {**means, "mse": mse, "psnr": float(psnr(torch.tensor(mse)))}
 
 
+def evaluation_part(cfg):
+    """Where a run is scored: the test part, or the validation part for configs without one (the short study)."""
+    return "test" if cfg.data.test_fraction > 0 else "val"
+
+
 @torch.no_grad()
 def evaluate_run(cfg, run_dir, frames, meta):
-    """Evaluate the final weights of a run on the held-out part -> dict (also cached in eval.json)."""
+    """Evaluate the final weights of a run on its evaluation part -> dict (also cached in eval.json)."""
     cached = run_dir / "eval.json"
     if cached.exists():
         return json.loads(cached.read_text(encoding="utf-8"))
     done = json.loads((run_dir / "done.json").read_text(encoding="utf-8"))
     model, _ = load_model(run_dir / QUICKSAVE, cfg.model)
     T = cfg.model.num_frames
-    train_frames, val_frames = split_frames(frames, cfg.data.validation_fraction, T)
-    mean_frame = mean_frame_baseline(train_frames)
-    windows = FrameWindows(val_frames, T, first_frame=len(train_frames))
+    parts = split_video(len(frames), cfg.data.validation_fraction, cfg.data.test_fraction, T)
+    part = evaluation_part(cfg)
+    video = torch.as_tensor(frames)
+    mean_frame = mean_frame_baseline(video[:len(parts["train"])])
+    windows = part_windows(video, part, parts, T)
     result = {"variant": cfg.model_path, "seed": done["seed"], "steps": done["steps"],
-              "train_seconds": done["seconds"], "num_frames": T, "windows": len(windows)}
+              "train_seconds": done["seconds"], "num_frames": T, "part": part, "windows": len(windows)}
     if T == 1:  # masked reconstruction: the masked pixels only
         metrics = evaluate(model, windows, batch_size=EVAL_BATCH, mean_frame=mean_frame)
         result["one_step"] = {"model": {k: metrics[k] for k in ("l1", "mse", "psnr", "ssim")},
@@ -281,19 +258,19 @@ def evaluate_run(cfg, run_dir, frames, meta):
                   "mean_frame": lambda context, target: mean_frame.expand_as(target)}
     if T >= 3:
         predictors["continue_motion"] = lambda context, target: continue_motion_baseline(context)
-    error_map = {"model": torch.zeros(val_frames.shape[1:]), "copy_last": torch.zeros(val_frames.shape[1:])}
+    error_map = {"model": torch.zeros(video.shape[1:]), "copy_last": torch.zeros(video.shape[1:])}
     per_frame = one_step_per_frame(windows, torch.arange(len(windows)), predictors, error_map)
     result["one_step"] = {name: summarise(values) for name, values in per_frame.items()}
 
     # The training part, on windows spread evenly over it: memorised, or as hard as the held-out part?
-    train_windows = FrameWindows(train_frames, T)
+    train_windows = part_windows(video, "train", parts, T)
     picked = torch.linspace(0, len(train_windows) - 1, min(TRAIN_WINDOWS, len(train_windows))).round().long()
     train_per_frame = one_step_per_frame(train_windows, picked,
                                          {name: predictors[name] for name in ("model", "copy_last")})
     result["train_one_step"] = {name: summarise(values) for name, values in train_per_frame.items()}
     result["train_one_step"]["windows"] = len(picked)
 
-    targets = len(train_frames) + np.arange(len(windows)) + T - 1  # video index of each predicted frame
+    targets = np.asarray(windows.targets)  # video index of each predicted frame
     result["situations"] = {}
     for situation, mask in situations(meta, targets).items():
         entry = {"windows": int(mask.sum())}
@@ -303,18 +280,11 @@ def evaluate_run(cfg, run_dir, frames, meta):
         result["situations"][situation] = entry
 
     # Closed loop: the model sees its own (8-bit) predictions; copy-last holds the last real frame.
-    video = torch.as_tensor(val_frames).float() / 255
-    last_start = len(val_frames) - (T - 1) - ROLLOUT_STEPS
-    starts = torch.linspace(0, last_start, min(ROLLOUT_STARTS, last_start + 1)).round().long()
-    clips = video[starts[:, None] + torch.arange(T - 1 + ROLLOUT_STEPS)]  # (S, T-1+steps, H, W)
-    context, truth = clips[:, : T - 1], clips[:, T - 1:]
-    rolled = rollout(model, context, ROLLOUT_STEPS)
-    result["rollout"] = {"starts": len(starts)}
-    for name, prediction in (("model", rolled), ("copy_last", context[:, -1:].expand_as(truth))):
-        metrics = frame_metrics(prediction.flatten(0, 1), truth.flatten(0, 1))
-        per_step = {key: value.view(len(starts), ROLLOUT_STEPS).mean(0) for key, value in metrics.items()}
-        result["rollout"][name] = {"l1": per_step["l1"].tolist(), "mse": per_step["mse"].tolist(),
-                                   "psnr": psnr(per_step["mse"]).tolist(), "ssim": per_step["ssim"].tolist()}
+    first, last = windows.targets.start, windows.targets.stop - ROLLOUT_STEPS  # predicted frames stay in the part
+    starts = torch.linspace(first, last, min(ROLLOUT_STARTS, last - first + 1)).round().long() - (T - 1)
+    truth, rolled, held = closed_loop(model, video, starts, ROLLOUT_STEPS)
+    result["rollout"] = {"starts": len(starts), "model": per_step_means(rolled, truth),
+                         "copy_last": per_step_means(held, truth)}
     np.savez_compressed(run_dir / "error_map.npz", **{k: (v / len(windows)).numpy() for k, v in error_map.items()})
     write_json_atomically(cached, result)
     return result
@@ -350,7 +320,8 @@ def report(args, variants, name, cache):
         return
     summary = {variant: summary_of(list(runs.values())) for variant, runs in evaluations.items()}
     results = {"set": name, "steps": args.steps, "runs_dir": str(args.runs_dir),
-               "configs": {v: {"file": VARIANTS[v][0], "overrides": VARIANTS[v][1]} for v in evaluations},
+               "configs": {v: {"file": str(variant_file(v, args.config_root).relative_to(args.config_root))}
+                           for v in evaluations},
                "summary": summary, "runs": evaluations}
     write_json_atomically(out / "results.json", results)
     (out / "summary.md").write_text(markdown(name, summary, args.steps), encoding="utf-8")
@@ -408,10 +379,11 @@ def markdown(name, summary, steps):
         mean, std = entry[f"one_step_minus_copy_last_{key}"]
         return f"{mean:+{spec}} ± {std:{spec}}"
 
+    budget = (f"{steps} optimizer steps per run" if steps else "the steps column gives each run's optimizer steps")
     lines = [f"# Experiments: {name}", "",
-             f"Budget: {steps} optimizer steps per run unless the steps column says otherwise; mean ± std over "
-             "seeds; train s: wall-clock training seconds per run (2 shared CPU cores, 1 thread per run); "
-             "held-out: the last 10% of the video.",
+             f"Budget: {budget}; mean ± std over seeds; train s: wall-clock training seconds per run (2 shared "
+             "CPU cores, 1 thread per run); evaluated on the test part (the last 10% of the video), or for "
+             "configs without one (the short study) on the validation part (then the last 10%).",
              "One-step: every held-out window. 10-step: closed loop, metrics of the 10th predicted frame.",
              "Masked variants (1 frame): the masked pixels only, against the mean training frame.",
              "Continue-motion baseline (3+ frames): the last frame moved on by the global shift between the two "

@@ -1,8 +1,8 @@
 """Hyperparameter search for the predictive ViT (sheet 2 (f)): Optuna TPE with a median pruner.
 
-    python scripts/tune.py --config config/vit_cpu.json --trials 12 --steps-per-trial 300
+    python -m scripts.tune --config config/vit_cpu.json --trials 12 --steps-per-trial 300
     # several processes or SLURM array tasks share one study through the journal file:
-    srun python scripts/tune.py --study-name vit_cpu --storage out/tune/vit_cpu.journal --trials 4
+    srun python -m scripts.tune --study-name vit_cpu --storage out/tune/vit_cpu.journal --trials 4
 
 Each trial trains a model of sampled num_frames, channels, num_heads, layers, patch_size, learning
 rate, output (the frame itself, the change from the last frame, or the change from a learned warp of
@@ -14,40 +14,46 @@ trial early. The study lives in an Optuna journal file (JournalFileBackend), so 
 processes can add trials to it, and a stopped search continues where it was. Afterwards (and with
 --report-only) --out receives trials.csv, summary.md, param_importance.png, and --best-config
 (config/vit_best.json) is written from the best trial.
+
+A stop signal (SIGINT, SIGTERM, SIGUSR1: a SLURM job's time-limit warning, scancel) ends the search
+after the running trial's current step: the trial quicksaves, is marked failed (user attribute
+stopped_by), and a copy of it waits in the study; the next process that asks for a trial continues
+that copy from the quicksave. The process exits with 128 + the signal's number. --worker NAME (an
+array task's name) seeds the sampler and makes --trials count that worker's trials from before a
+requeue.
 """
 import argparse
 import csv
 import json
 import math
+import signal
 import sys
 from pathlib import Path
 
+import numpy as np
 import optuna
 import torch
-from optuna.study import MaxTrialsCallback
 from optuna.storages import JournalStorage
 from optuna.storages.journal import JournalFileBackend
 from optuna.trial import TrialState
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
-from model.checkpoint import CheckpointError  # noqa: E402
-from model.config import ConfigError, load_config, with_overrides  # noqa: E402
-from model.data import DataError  # noqa: E402
-from model.engine import StopFlag, TrainingError, train  # noqa: E402
-from model.main import load_video  # noqa: E402
-from model.scripts import non_negative_int, positive_int  # noqa: E402
+from model.checkpoint import CheckpointError
+from model.config import ConfigError, load_config, with_budget, with_overrides
+from model.data import DataError, load_video
+from model.engine import QUICKSAVE, StopFlag, TrainingError, train
+from model.main import stop_on_signals
+from model.cli import fail, non_negative_int, positive_int
 
 SEARCH_SPACE = {  # parameter -> config key; the choices are in sample()
     "num_frames": "model.num_frames", "channels": "model.channels", "num_heads": "model.num_heads",
     "layers": "model.layers", "patch_size": "model.patch_size", "learning_rate": "learning_rate",
-    "output": "model.residual, model.warp_radius", "loss": "training.loss",
+    "output": "model.output", "loss": "training.loss",
     "positional_init": "model.positional_init",
 }
 # The output choices as config values: the sheet's frame, the residual, the residual on a learned warp.
-OUTPUTS = {"frame": {"model.residual": False, "model.warp_radius": 0},
-           "residual": {"model.residual": True, "model.warp_radius": 0},
-           "warp": {"model.residual": True, "model.warp_radius": 2}}
+OUTPUTS = {"frame": {"model.output": "frame", "model.warp_radius": None},
+           "residual": {"model.output": "residual", "model.warp_radius": None},
+           "warp": {"model.output": "warp", "model.warp_radius": 2}}
 
 
 SHORT_NAMES = {"num_frames": "frames", "channels": "width", "num_heads": "heads", "layers": "layers",
@@ -60,12 +66,19 @@ def parse_args(argv=None):
     parser.add_argument("--config", default="config/vit_cpu.json", help="base config; the search overrides it")
     parser.add_argument("--study-name", default="vit_cpu")
     parser.add_argument("--storage", default="out/tune/vit_cpu.journal", help="Optuna journal file (shared)")
-    parser.add_argument("--trials", type=non_negative_int, default=10, help="trials this process adds to the study")
+    parser.add_argument("--trials", type=non_negative_int, default=10,
+                        help="trials this process adds to the study (with --worker: this worker's trials, "
+                             "those before a requeue included)")
     parser.add_argument("--steps-per-trial", type=positive_int, default=300)
     parser.add_argument("--out", default="results/vit/tune", help="trials.csv, summary.md, importance figure")
     parser.add_argument("--best-config", default="config/vit_best.json")
     parser.add_argument("--runs-dir", default="out/tune", help="run folders of the trials")
     parser.add_argument("--seed", type=int, default=0, help="seed of the sampler and of every trial's training")
+    parser.add_argument("--worker", metavar="NAME",
+                        help="this process's name in the study (e.g. <array job>_<task>): mixed into the "
+                             "sampler's seed, recorded with its trials, and --trials counts its earlier trials")
+    parser.add_argument("--scratch", metavar="DIR",
+                        help="folder holding the data file: a leading './' of data.hdf5_file becomes DIR/")
     parser.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
     parser.add_argument("--until", type=non_negative_int, metavar="N",
                         help="instead of --trials: add trials until the study holds N finished ones, counting "
@@ -87,31 +100,76 @@ def main(argv=None):
         study = optuna.create_study(
             study_name=args.study_name, storage=storage, direction="minimize", load_if_exists=True,
             pruner=optuna.pruners.MedianPruner(n_startup_trials=3, n_warmup_steps=args.steps_per_trial // 3))
-        finished = sum(trial.state.is_finished() for trial in study.trials)
-        # Each process seeds its sampler by the study's count of trials (running ones included), so
-        # processes that join a study later (array tasks, a resumed search) do not all propose the same
-        # first points.
-        study.sampler = optuna.samplers.TPESampler(seed=args.seed + len(study.trials), n_startup_trials=5)
+        # The sampler's seed mixes --seed, the worker's name and the study's size when this process
+        # starts, so the tasks of an array, a requeued task and a later search each propose their own
+        # first trials (a bare --seed + size gave task 1 with 0 trials task 0's seed with 1 trial).
+        entropy = [args.seed, len(study.trials), *(args.worker or "").encode()]
+        sampler_seed = int(np.random.SeedSequence(entropy).generate_state(1)[0])
+        study.sampler = optuna.samplers.TPESampler(seed=sampler_seed, n_startup_trials=5)
         if args.until is not None:
-            args.trials = max(0, args.until - finished)
+            args.trials = max(0, args.until - finished_trials(study))
+        elif args.worker is not None:  # a requeued worker adds only what is left of its share
+            args.trials = max(0, args.trials - finished_trials(study, args.worker))
         if not args.report_only and args.trials:
             study.set_user_attr("steps_per_trial", args.steps_per_trial)
-            frames = load_video(base)
-            # Processes sharing the study stop together once it holds --until finished trials.
-            done_states = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)
-            callbacks = [] if args.until is None else [MaxTrialsCallback(args.until, states=done_states)]
-            study.optimize(lambda trial: objective(trial, base, frames, args), n_trials=args.trials,
-                           catch=(TrainingError,), callbacks=callbacks)
+            frames = load_video(base, args.scratch)
+            signals = StopSignals()
+            with stop_on_signals(signals):
+                stopped_by = search(study, base, frames, args, signals)
+            if stopped_by is not None:
+                return 128 + signal.Signals[stopped_by].value
         # The report states the budget the trials ran with, also when --report-only is given without it.
         args.steps_per_trial = study.user_attrs.get("steps_per_trial", args.steps_per_trial)
         write_report(study, base, args)
     except ConfigError as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
+        return fail(error, 2)
     except (DataError, CheckpointError) as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 1
+        return fail(error, 1)
+    except KeyboardInterrupt:  # a second Ctrl-C
+        return fail("interrupted; the running trial stays 'running' in the study", 130)
     return 0
+
+
+class TrialInterrupted(Exception):
+    """A stop signal ended a trial's training early (it has quicksaved)."""
+
+
+class StopSignals(StopFlag):
+    """The stop signals of the whole search (set by model.main.stop_on_signals); a signal also stops the
+    running trial, whose own StopFlag is ``trial``, after its step."""
+
+    def __init__(self):
+        super().__init__()
+        self.trial = StopFlag()
+
+    def request(self, reason):
+        super().request(reason)
+        self.trial.request(reason)
+
+
+def search(study, base, frames, args, signals):
+    """Add up to args.trials trials to the study -> the stop signal that ended the search, or None."""
+    for _ in range(args.trials):
+        # Processes sharing the study stop together once it holds --until finished trials.
+        if signals or (args.until is not None and finished_trials(study) >= args.until):
+            break
+        trial = study.ask()
+        try:
+            study.tell(trial, objective(trial, base, frames, args, signals))
+        except optuna.TrialPruned:
+            study.tell(trial, state=TrialState.PRUNED)
+        except TrainingError as error:  # e.g. a non-finite loss: this trial failed, the search goes on
+            print(f"trial {trial.number} failed: {error}", flush=True)
+            study.tell(trial, state=TrialState.FAIL)
+        except TrialInterrupted:
+            study.tell(trial, state=TrialState.FAIL)
+    return signals.reason
+
+
+def finished_trials(study, worker=None):
+    """How many trials (of one worker, or of all) ended, not counting those a stop signal interrupted."""
+    return sum(t.state.is_finished() and "stopped_by" not in t.user_attrs
+               and (worker is None or t.user_attrs.get("worker") == worker) for t in study.trials)
 
 
 def sample(trial, base):
@@ -139,18 +197,27 @@ def overrides_of(params):
 
 
 def trial_config(base, overrides, steps, name):
-    every = max(1, steps // 6)
-    return with_overrides(base, {**overrides, "model_path": name, "training.max_steps": steps,
-                                 "training.warmup_steps": min(base.training.warmup_steps, max(1, steps // 10)),
-                                 "training.validate_every": every, "training.quicksave_every": steps,
-                                 "training.log_every": every})
+    """The config of one trial: the base with the sampled values, trained ``steps`` steps."""
+    return with_budget(with_overrides(base, {**overrides, "model_path": name}), steps)
 
 
-def objective(trial, base, frames, args):
-    """Train one trial; report every validation to the pruner -> the last validation loss."""
-    name = f"{args.study_name}.trial{trial.number}"
+def objective(trial, base, frames, args, signals):
+    """Train one trial; report every validation to the pruner -> the last validation loss.
+
+    A trial that continues an interrupted one (user attribute continues_trial) trains in that trial's
+    run folder, from its quicksave. A stop signal raises TrialInterrupted after the quicksave, with a
+    copy of the trial waiting in the study to be continued.
+    """
+    number = trial.user_attrs.get("continues_trial", trial.number)
+    name = f"{args.study_name}.trial{number}"
+    run_dir = Path(args.runs_dir) / name
+    resume = run_dir / QUICKSAVE if number != trial.number and (run_dir / QUICKSAVE).exists() else None
     cfg = trial_config(base, sample(trial, base), args.steps_per_trial, name)
-    stop = StopFlag()
+    if args.worker is not None:
+        trial.set_user_attr("worker", args.worker)
+    stop = signals.trial = StopFlag()
+    if signals:  # a signal since the search asked for this trial
+        stop.request(signals.reason)
 
     def on_record(record):
         if "val_l1" in record:
@@ -159,8 +226,19 @@ def objective(trial, base, frames, args):
                 stop.request("pruned")
 
     print(f"trial {trial.number}: {trial.params}", flush=True)
-    result = train(cfg, frames, Path(args.runs_dir) / name, seed=args.seed, stop=stop, on_record=on_record,
+    if resume is not None:
+        print(f"trial {trial.number}: continues trial {number} from {resume} "
+              f"(step {trial.user_attrs.get('continues_from_step')})", flush=True)
+    result = train(cfg, frames, run_dir, seed=args.seed, resume=resume, stop=stop, on_record=on_record,
                    log=lambda line: None)
+    if result["stopped"] not in (None, "pruned"):  # a stop signal; the training has quicksaved
+        trial.set_user_attr("stopped_by", result["stopped"])
+        trial.set_user_attr("stopped_at_step", result["step"])
+        trial.study.enqueue_trial(trial.params, user_attrs={"continues_trial": number,
+                                                            "continues_from_step": result["step"]})
+        print(f"trial {trial.number}: stopped by {result['stopped']} after step {result['step']}; "
+              f"it waits in the study to be continued from {result['quicksave']}", flush=True)
+        raise TrialInterrupted(result["stopped"])
     val = result["val"] or {}
     trial.set_user_attr("seconds", result["seconds"])
     trial.set_user_attr("steps", result["step"])
@@ -236,7 +314,7 @@ def _number(value, digits):
 def write_best_config(best, base, args):
     cfg = with_overrides(base, {**overrides_of(best.params), "model_path": "vit_best"})
     header = (f"// The best configuration of the Optuna study '{args.study_name}' (trial {best.number}, held-out "
-              f"L1 {best.value:.4f}\n// after {args.steps_per_trial} steps), written by scripts/tune.py from "
+              f"L1 {best.value:.4f}\n// after {args.steps_per_trial} steps), written by python -m scripts.tune from "
               f"{args.config}. Train it longer with\n// python -m model.main -cfg {args.best_config} --train\n")
     Path(args.best_config).write_text(header + json.dumps(cfg.to_dict(), indent=2) + "\n", encoding="utf-8")
 

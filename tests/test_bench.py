@@ -18,7 +18,7 @@ def load_bench():
 
 def test_cli_writes_table_and_json(tmp_path):
     path = tmp_path / "bench.json"
-    result = subprocess.run([sys.executable, str(SCRIPT), "--quick", "--only", "gpu", "--json", str(path)],
+    result = subprocess.run([sys.executable, "-m", "scripts.bench", "--quick", "--only", "gpu", "--json", str(path)],
                             cwd=ROOT, capture_output=True, text=True, timeout=60)
     assert result.returncode == 0, result.stderr
     assert "| section | measurement | value | target | status |" in result.stdout

@@ -63,7 +63,7 @@ def test_yaml_config(tmp_path):
 
 
 def test_round_trip_through_to_dict():
-    cfg = with_overrides(Config(), {"model.residual": True, "training.optimizer": "radam"})
+    cfg = with_overrides(Config(), {"model.output": "warp", "training.optimizer": "radam"})
     assert config_from_dict(json.loads(json.dumps(cfg.to_dict()))) == cfg
 
 
@@ -92,13 +92,18 @@ BAD_CONFIGS = [
     ({"model": {"image_width": 168}}, "config key 'model.patch_size': 16 does not divide model.image_width 168"),
     ({"model": {"channels": 100, "num_heads": 3}},
      "config key 'model.channels': 100 is not divisible by model.num_heads 3"),
-    ({"model": {"residual": True, "num_frames": 1}}, "config key 'model.residual': needs model.num_frames > 1"),
+    ({"model": {"output": "residual", "num_frames": 1}}, "config key 'model.output': 'residual' needs model.num_frames > 1"),
+    ({"model": {"output": "flow"}}, "config key 'model.output': 'flow' is not one of frame, residual, warp"),
+    ({"model": {"warp_radius": 2}}, "config key 'model.warp_radius': applies to model.output 'warp' only"),
+    ({"model": {"output": "warp", "warp_radius": 0}}, "config key 'model.warp_radius': must lie between 1"),
     ({"model": {"num_frames": 1, "mask_percentage": 0.001}},
      "config key 'model.mask_percentage': 0.001 masks no patch"),
-    ({"model": {"residual": True, "change_radius": -1}}, "config key 'model.change_radius': must not be negative"),
-    ({"model": {"change_radius": 4}}, "config key 'model.change_radius': 4 needs model.residual true"),
-    ({"model": {"residual": True, "num_frames": 2, "change_radius": 4}},
-     "config key 'model.change_radius': 4 needs model.residual true and model.num_frames > 2"),
+    ({"model": {"output": "residual", "change_radius": -1}}, "config key 'model.change_radius': must not be negative"),
+    ({"model": {"change_radius": 4}}, "config key 'model.change_radius': 4 needs model.output 'residual' or 'warp'"),
+    ({"model": {"output": "residual", "num_frames": 2, "change_radius": 4}},
+     "config key 'model.change_radius': 4 needs model.output 'residual' or 'warp' and model.num_frames > 2"),
+    ({"data": {"validation_fraction": 0.5, "test_fraction": 0.5}},
+     "config key 'data.test_fraction': 0.5 and data.validation_fraction 0.5 leave no frames to train on"),
     ({"data": {"validation_fraction": 1.0}}, "config key 'data.validation_fraction': must lie in [0, 1), got 1.0"),
     ({"training": {"optimizer": "sgd"}}, "config key 'training.optimizer': 'sgd' is not one of adamw, radam"),
     ({"model_path": "runs/vit"}, "config key 'model_path': 'runs/vit' must be a plain name"),
@@ -173,3 +178,29 @@ def test_the_config_knows_the_losses_nn_implements():
     from model import config
     from nn import loss
     assert config.LOSSES == loss.LOSSES
+
+
+def test_a_config_can_start_from_a_base_and_replace_keys_section_by_section(tmp_path):
+    write(tmp_path, '{"model_path": "base", "learning_rate": 0.01, "model": {"layers": 2, "channels": 32}}',
+          name="base.json")
+    (tmp_path / "exp").mkdir()
+    path = write(tmp_path / "exp", '{"base": "../base.json", "model_path": "child", "model": {"layers": 3}}',
+                 name="child.json")
+    cfg = load_config(path)
+    assert (cfg.model_path, cfg.learning_rate, cfg.model.layers, cfg.model.channels) == ("child", 0.01, 3, 32)
+    loop = write(tmp_path, '{"base": "loop.json"}', name="loop.json")
+    with pytest.raises(ConfigError, match="leads back to"):
+        load_config(loop)
+    missing = write(tmp_path, '{"base": "nothere.json"}', name="orphan.json")
+    with pytest.raises(ConfigError, match="config file not found: .*nothere.json"):
+        load_config(missing)
+
+
+def test_every_config_file_in_the_repository_loads():
+    for path in sorted(Path("config").rglob("*.json")):
+        load_config(path)
+
+
+def test_the_warp_radius_is_stored_resolved():
+    assert with_overrides(Config(), {"model.output": "warp"}).model.warp_radius == 2
+    assert Config().model.warp_radius is None

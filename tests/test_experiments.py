@@ -30,19 +30,21 @@ def write_video(path, count=80):
 
 @pytest.fixture
 def tiny_configs(tmp_path):
+    """config/vit_cpu.json shrunk to the tiny video, with the variant files that start from it."""
     video = tmp_path / "video.hdf5"
     write_video(video)
+    raw = json.loads(strip_json_comments(Path("config/vit_cpu.json").read_text()))
+    raw["data"]["hdf5_file"] = str(video)
+    raw["data"]["validation_fraction"] = 0.25
+    raw["num_workers"] = 0
+    raw["model"].update(TINY_MODEL)
+    raw["training"]["validation_batches"] = 2
+    (tmp_path / "config" / "short").mkdir(parents=True)
+    (tmp_path / "config" / "vit_cpu.json").write_text(json.dumps(raw))
     for variant in ("full", "noattention", "nopos", "masked"):
-        source = Path(run_experiments.VARIANTS[variant][0])
-        raw = json.loads(strip_json_comments(source.read_text()))
-        raw["data"]["hdf5_file"] = str(video)
-        raw["data"]["validation_fraction"] = 0.25
-        raw["num_workers"] = 0
-        raw["model"].update(TINY_MODEL)
-        raw["training"]["validation_batches"] = 2
-        target = tmp_path / source
-        target.parent.mkdir(exist_ok=True)
-        target.write_text(json.dumps(raw))
+        source = run_experiments.variant_file(variant)
+        assert json.loads(strip_json_comments(source.read_text()))["base"] == "../vit_cpu.json"
+        (tmp_path / source).write_text(source.read_text())
     return tmp_path
 
 
@@ -104,9 +106,9 @@ def test_tune_shares_a_journal_study_and_writes_the_best_config(tiny_configs):
     assert facts["trials"] == 3 and facts["steps_per_trial"] == 3 and facts["best"]["params"]
     best = load_config(root / "best.json")
     assert best.model_path == "vit_best" and best.model.channels in (32, 64, 96)
-    params = facts["best"]["params"]  # the output choice becomes two config keys
-    assert best.model.residual == (params["output"] != "frame")
-    assert best.model.warp_radius == (2 if params["output"] == "warp" else 0)
+    params = facts["best"]["params"]  # the output choice is one config key
+    assert best.model.output == params["output"]
+    assert best.model.warp_radius == (2 if params["output"] == "warp" else None)
     assert best.training.loss == params["loss"] and "objective: one-step L1 on the held-out part" in summary
 
 
@@ -117,16 +119,19 @@ def test_tune_output_choices_are_valid_configs():
     for output, overrides in tune.OUTPUTS.items():
         cfg = with_overrides(base, tune.overrides_of({"output": output, "loss": "l1", "layers": 2}))
         assert cfg.model.layers == 2 and cfg.training.loss == "l1"
-        assert (cfg.model.residual, cfg.model.warp_radius) == (overrides["model.residual"], overrides["model.warp_radius"])
+        assert (cfg.model.output, cfg.model.warp_radius) == (overrides["model.output"], overrides["model.warp_radius"])
 
 
 def test_every_variant_and_set_builds_a_valid_config():
-    for variant in run_experiments.VARIANTS:
-        cfg = run_experiments.run_config(variant, 600)
-        assert cfg.model_path == variant and cfg.training.max_steps >= 600
-    assert {v for variants in run_experiments.SETS.values() for v in variants} <= set(run_experiments.VARIANTS)
-    gated = run_experiments.run_config("pong_best_gate", 600)
+    names = run_experiments.variant_names()
+    for variant in names:
+        cfg = run_experiments.run_config(variant)
+        assert cfg.model_path == variant and cfg.training.max_steps >= 600  # each file holds its own budget
+        assert run_experiments.run_config(variant, 60).training.max_steps == 60
+    assert {v for variants in run_experiments.SETS.values() for v in variants} <= names
+    gated = run_experiments.run_config("pong_best_gate")
     assert gated.model.change_radius == 6 and gated.data.hdf5_file == "out/data/pong.hdf5"
+    assert run_experiments.run_config("noattention").model.attention is False
 
 
 def test_tables_give_small_l1_values_six_decimals():

@@ -10,10 +10,10 @@ import pytest
 import torch
 from PIL import Image
 
-from model import main as train_cli
 from model.config import Config, with_overrides
 from model.data import (DataError, FrameWindows, WindowSampler, check_frames, evaluation_indices, load_frames,
-                        load_metadata, needs_default_video, resolve_data_path, split_frames)
+                        load_metadata, load_video, needs_default_video, part_windows, resolve_data_path,
+                        split_video)
 
 
 def colour_video(num_frames=12, size=16, seed=0):
@@ -127,17 +127,25 @@ def test_frames_must_fit_the_config():
         check_frames(np.zeros((2, 32, 32), np.uint8), "v.hdf5", model_cfg)
 
 
-def test_temporal_split_holds_out_the_end():
+def test_temporal_split_is_train_then_validation_then_test():
     frames = np.arange(100, dtype=np.uint8)[:, None, None].repeat(2, 1).repeat(2, 2)  # frame i is all i
-    train, validation = split_frames(frames, 0.1, num_frames=3)
-    assert len(train) == 90 and len(validation) == 10
-    assert set(train[:, 0, 0]).isdisjoint(validation[:, 0, 0])
-    assert validation[0, 0, 0] == 90
-    # no window crosses the boundary: the last training window ends with frame 89
-    assert FrameWindows(train, 3).batch(torch.tensor([len(train) - 3]))[0, -1, 0, 0] * 255 == 89
-    assert split_frames(frames, 0.0, 3)[1] is None
-    with pytest.raises(DataError, match="the validation part of the video has 2 frames, fewer than"):
-        split_frames(frames, 0.02, 3)
+    parts = split_video(len(frames), 0.1, 0.1, num_frames=3)
+    assert parts == {"train": range(0, 80), "val": range(80, 90), "test": range(90, 100)}
+    windows = {part: part_windows(frames, part, parts, 3) for part in parts}
+    predicted = {part: {int(w.batch(torch.tensor([i]))[0, -1, 0, 0] * 255) for i in range(len(w))}
+                 for part, w in windows.items()}
+    # Each part's windows predict exactly that part's frames (the first two frames have no window) ...
+    assert predicted == {"train": set(range(2, 80)), "val": set(range(80, 90)), "test": set(range(90, 100))}
+    # ... and no training window reaches into the later parts: the last one ends with frame 79.
+    assert windows["train"].batch(torch.tensor([len(windows["train"]) - 1]))[0, :, 0, 0].mul(255).tolist() == [77, 78, 79]
+    # A validation window sees the training frames before it (inputs only); every model scores the same frames.
+    assert windows["val"].batch(torch.tensor([0]))[0, :, 0, 0].mul(255).tolist() == [78, 79, 80]
+    assert len(part_windows(frames, "test", parts, 5)) == len(windows["test"]) == 10
+    assert split_video(len(frames), 0.1, 0.0, 3)["test"] == range(100, 100)
+    with pytest.raises(DataError, match=r"the test part of the video is empty \(data.test_fraction is 0\)"):
+        part_windows(frames, "test", split_video(len(frames), 0.1, 0.0, 3), 3)
+    with pytest.raises(DataError, match="the training part of the video has 2 frames, fewer than"):
+        split_video(10, 0.4, 0.4, 3)
 
 
 def test_batch_equals_naive_slicing():
@@ -213,11 +221,11 @@ def test_default_video_is_rendered_only_for_the_default_path(tmp_path, monkeypat
     monkeypatch.setitem(sys.modules, "model.gameplay", fake)
     monkeypatch.setattr("model.gameplay", fake, raising=False)
     cfg = with_overrides(Config(), {"model.image_height": 32, "model.image_width": 32, "model.patch_size": 8})
-    frames = train_cli.load_video(cfg)
+    frames = load_video(cfg)
     assert calls == [Path("gameplay-data.hdf5")] and frames.shape == (5, 32, 32)
     assert "rendering the built-in gameplay video" in capsys.readouterr().out
-    train_cli.load_video(cfg)  # exists now: read, not rendered again
+    load_video(cfg)  # exists now: read, not rendered again
     assert len(calls) == 1
     other = with_overrides(cfg, {"data.hdf5_file": "./missing.hdf5"})
     with pytest.raises(DataError, match="data file not found: missing.hdf5"):
-        train_cli.load_video(other)
+        load_video(other)

@@ -10,6 +10,7 @@ from PIL import Image
 
 from model.config import load_config
 from model.data import load_frames
+from model.rollout import rollout
 from model.engine import train
 from model.scripts import predict
 from model.vit import VisionTransformer
@@ -32,7 +33,7 @@ def trained(tmp_path_factory):
     config = folder / "tiny.json"
     config.write_text(json.dumps({
         "model_path": "tiny", "num_workers": 0,
-        "data": {"hdf5_file": str(folder / "video.hdf5"), "validation_fraction": 0.5},
+        "data": {"hdf5_file": str(folder / "video.hdf5"), "validation_fraction": 0.5, "test_fraction": 0.0},
         "model": {"batch_size": 4, "image_height": 32, "image_width": 32, "num_frames": 3, "channels": 16,
                   "num_heads": 2, "layers": 1, "patch_size": 8},
         "training": {"max_steps": 3, "warmup_steps": 1}}))
@@ -46,7 +47,7 @@ def test_rollout_feeds_back_quantised_predictions():
                               num_heads=2, layers=1).eval()
     context = torch.rand(2, 2, 16, 16)
     with torch.no_grad():
-        frames = predict.rollout(model, context, steps=3)
+        frames = rollout(model, context, steps=3)
         assert frames.shape == (2, 3, 16, 16)
         assert torch.equal(frames * 255, (frames * 255).round())  # 8-bit values
         window = context
@@ -67,7 +68,7 @@ def test_predict_writes_pngs_gif_and_metrics(trained, tmp_path, capsys):
     assert len(pngs) == 8
     for sample in metrics["samples"]:
         first = sample["first_predicted_frame"]
-        assert first == sample["first_context_frame"] + 2 and first >= 17  # inside the held-out half
+        assert first == sample["first_context_frame"] + 2 and first >= 15  # predicted frames in the validation half
         for i in range(4):
             assert f"prediction_{sample['sample']:05d}_{i:05d}_frame_{first + i:05d}.png" in pngs
         for kind in ("rollout", "copy_last"):
@@ -99,8 +100,8 @@ def test_predict_errors(trained, tmp_path, capsys):
                          "--output", str(tmp_path / "s")]) == 1
     assert "error: checkpoint not found" in capsys.readouterr().err
     assert predict.main(["-cfg", str(config), "--load", str(checkpoint), "--output", str(tmp_path / "s"),
-                         "--steps", "14"]) == 1
-    assert "the validation part of the video has 15 frames; 14 steps from 2 context frames need 16" in \
+                         "--steps", "16"]) == 1
+    assert "the validation part of the video has 15 frames; 1 rollouts of 16 steps need at least 16" in \
         capsys.readouterr().err
     blocked = tmp_path / "file"
     blocked.write_text("not a folder")

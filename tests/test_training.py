@@ -41,7 +41,7 @@ def tiny_setup(tmp_path, model=None, training=None, **top):
         with h5py.File(video, "w") as file:
             file.create_dataset("rgb_images", data=bouncing_square())
     raw = {"model_path": "tiny", "num_workers": 0, "learning_rate": 3e-3,
-           "data": {"hdf5_file": str(video), "validation_fraction": 0.2},
+           "data": {"hdf5_file": str(video), "validation_fraction": 0.2, "test_fraction": 0.0},
            "model": {"batch_size": 4, "image_height": 32, "image_width": 32, "num_frames": 3, "channels": 16,
                      "num_heads": 2, "layers": 1, "patch_size": 8, **(model or {})},
            "training": {"warmup_steps": 2, "max_steps": 8, "quicksave_every": 4, "validate_every": 4,
@@ -142,8 +142,8 @@ def test_non_finite_loss_stops_and_keeps_the_last_checkpoint(tmp_path, monkeypat
     config = tiny_setup(tmp_path, training={"quicksave_every": 2})
     loss_fn, calls = engine.masked_loss, []
 
-    def failing_loss(kind, prediction, target, mask):
-        loss, l1, ssim_value = loss_fn(kind, prediction, target, mask)
+    def failing_loss(kind, prediction, target, mask, **options):
+        loss, l1, ssim_value = loss_fn(kind, prediction, target, mask, **options)
         if torch.is_grad_enabled():  # training steps only, not validation
             calls.append(1)
             if len(calls) == 5:
@@ -203,8 +203,8 @@ def test_validate_writes_the_metrics(tmp_path, capsys):
     assert cli(config, tmp_path / "out", "--train", "--max-steps", "2") == 0
     best = tmp_path / "out" / "tiny.device0" / "best.ckpt"
     assert cli(config, tmp_path / "out", "--validate", "--load", str(best)) == 0
-    result = json.loads((best.parent / "validation.json").read_text())
-    assert result["windows"] == 6  # all windows of the 8 held-out frames
+    result = json.loads((best.parent / "validation_val.json").read_text())  # next to the checkpoint
+    assert result["windows"] == 8 and result["split"] == "val"  # every frame of the 8-frame validation part
     assert result["step"] == 2 and result["checkpoint"] == str(best)
     expected = {"loss", "l1", "mse", "psnr", "ssim", "copy_last_l1", "copy_last_psnr", "mean_frame_ssim"}
     assert expected <= set(result)
@@ -239,18 +239,32 @@ def test_warmup_then_cosine():
     assert factor(110) == pytest.approx(0.1) and factor(500) == pytest.approx(0.1)
 
 
-@pytest.mark.parametrize("key", ["warp_radius", "change_radius"])
-def test_a_checkpoint_from_before_an_output_option_loads_as_0(tmp_path, capsys, key):
-    config = tiny_setup(tmp_path, model={"residual": True})
+def test_a_format_1_checkpoint_is_refused_with_a_hint_and_converts_to_the_same_predictions(tmp_path, capsys):
+    from model.scripts import convert_checkpoint
+
+    config = tiny_setup(tmp_path, model={"output": "warp"})
     assert cli(config, tmp_path / "out", "--train", "--max-steps", "1") == 0
     good = tmp_path / "out" / "tiny.device0" / "quicksave.ckpt"
-    payload = load_checkpoint(good)
-    del payload["model_kwargs"][key]  # as written before the option existed
-    old = tmp_path / "old.ckpt"
-    save_checkpoint(old, payload)
-    assert cli(config, tmp_path / "out", "--validate", "--load", str(old)) == 0
-    (tmp_path / "option").mkdir()
-    with_option = tiny_setup(tmp_path / "option", model={"residual": True, key: 1})
+    assert cli(config, tmp_path / "out", "--validate", "--load", str(good)) == 0
+    expected = json.loads((good.parent / "validation_val.json").read_text())
+    payload = load_checkpoint(good)  # written as format 1 did: residual + warp_radius, the warp under warp.*
+    kwargs = {k: v for k, v in payload["model_kwargs"].items() if k != "output"}
+    model_section = {k: v for k, v in payload["config"]["model"].items() if k != "output"}
+    old = {**payload, "format_version": 1,
+           "model": {key.removeprefix("head."): value for key, value in payload["model"].items()},
+           "model_kwargs": {**kwargs, "residual": True, "zero_init_output": True},
+           "config": {**payload["config"], "model": {**model_section, "residual": True, "zero_init_output": True}}}
+    old_path = tmp_path / "old.ckpt"
+    save_checkpoint(old_path, old)
     capsys.readouterr()
-    assert cli(with_option, tmp_path / "out", "--validate", "--load", str(old)) == 1
-    assert f"model.{key} 0 (checkpoint) vs 1 (config)" in capsys.readouterr().err
+    assert cli(config, tmp_path / "out", "--validate", "--load", str(old_path)) == 1
+    assert "has checkpoint format 1, this version reads format 2 (convert it with" in capsys.readouterr().err
+    assert convert_checkpoint.main([str(old_path)]) == 0
+    assert cli(config, tmp_path / "out", "--validate", "--load", str(old_path)) == 0
+    converted = json.loads((tmp_path / "validation_val.json").read_text())
+    assert {k: v for k, v in converted.items() if k != "checkpoint"} == \
+        {k: v for k, v in expected.items() if k != "checkpoint"}
+    assert convert_checkpoint.main([str(old_path)]) == 0  # already converted: left as it is
+    assert "already format 2" in capsys.readouterr().out
+
+

@@ -6,7 +6,7 @@ import torch
 
 from model.config import Config, with_overrides
 from model.metrics import shift_frame
-from model.vit import WARP_IDENTITY_LOGIT, VisionTransformer, change_support, model_kwargs
+from model.vit import WARP_IDENTITY_LOGIT, VisionTransformer, change_support
 
 TINY = dict(num_frames=3, image_height=16, image_width=24, patch_size=8, channels=16, num_heads=2, layers=2)
 
@@ -78,15 +78,15 @@ def test_fused_and_written_out_attention_share_weights():
 
 
 def test_residual_starts_as_the_copy_of_the_last_seen_frame():
-    model = tiny(residual=True)
+    model = tiny(output="residual")
     x = frames()
     torch.testing.assert_close(model(x)["prediction"][:, -1], x[:, -2])
     loss = (model.train()(x)["prediction"][:, -1] - x[:, -1]).abs().mean()
     loss.backward()
     assert all(p.grad is not None for p in model.reverse_embedding.parameters())
     assert model.reverse_embedding.to_pixels.weight.grad.abs().sum() > 0  # it can learn from zero
-    with pytest.raises(ValueError, match="residual=True needs num_frames > 1"):
-        tiny(num_frames=1, residual=True)
+    with pytest.raises(ValueError, match="output 'residual' needs num_frames > 1"):
+        tiny(num_frames=1, output="residual")
 
 
 def test_predict_next_frame_uses_a_blank_last_frame_and_clamps():
@@ -107,13 +107,13 @@ def test_from_config():
     cfg = with_overrides(Config(), {"model.channels": 32, "model.layers": 1, "model.positional_embedding": False})
     model = VisionTransformer.from_config(cfg.model)
     assert len(model.blocks) == 1 and model.embedding.positional_embedding is None
-    assert model_kwargs(cfg.model)["channels"] == 32
+    assert cfg.model.model_kwargs()["channels"] == 32
     out = model(torch.rand(1, 3, 144, 160))
     assert out["prediction"].shape == (1, 3, 144, 160)
 
 
 def test_positional_init_std_sets_the_spread_and_defaults_to_vit():
-    assert model_kwargs(Config().model)["positional_init_std"] == 0.02
+    assert Config().model.model_kwargs()["positional_init_std"] == 0.02
     torch.manual_seed(0)
     default = VisionTransformer(**TINY).embedding.positional_embedding
     torch.manual_seed(0)
@@ -124,13 +124,13 @@ def test_positional_init_std_sets_the_spread_and_defaults_to_vit():
     with pytest.raises(ValueError, match="positional_init_std must be positive"):
         tiny(positional_init_std=0.0)
     cfg = with_overrides(Config(), {"model.positional_init_std": 1.0})
-    assert model_kwargs(cfg.model)["positional_init_std"] == 1.0
+    assert cfg.model.model_kwargs()["positional_init_std"] == 1.0
 
 
-def test_zero_init_output_only_with_residual_and_switchable():
+def test_the_reverse_embedding_starts_at_zero_only_for_the_change_outputs():
     head = lambda model: torch.cat([p.flatten() for p in model.reverse_embedding.parameters()])  # noqa: E731
-    assert head(tiny(residual=True)).abs().max() == 0
-    assert head(tiny(residual=True, zero_init_output=False)).abs().max() > 0
+    assert head(tiny(output="residual")).abs().max() == 0
+    assert head(tiny(output="warp")).abs().max() == 0
     assert head(tiny()).abs().max() > 0
 
 
@@ -138,40 +138,40 @@ def one_hot_warp(model, shift):
     """Set the warp head so that every pixel takes the shift (dy, dx) alone."""
     pixels = model.embedding.patch_size ** 2
     with torch.no_grad():
-        model.warp.weight.zero_()
-        bias = torch.full((len(model.shifts), pixels), -1e4, dtype=model.warp.bias.dtype)
-        bias[model.shifts.index(shift)] = 0
-        model.warp.bias.copy_(bias.flatten())
+        model.head.warp.weight.zero_()
+        bias = torch.full((len(model.head.shifts), pixels), -1e4, dtype=model.head.warp.bias.dtype)
+        bias[model.head.shifts.index(shift)] = 0
+        model.head.warp.bias.copy_(bias.flatten())
 
 
 def test_warp_with_one_chosen_shift_equals_moving_the_frame():
-    model = tiny(residual=True, warp_radius=2).double()
+    model = tiny(output="warp", warp_radius=2).double()
     x = frames().double()
     tokens = torch.randn(2, 6, 16, dtype=torch.float64)  # 2 x 3 patches of the target frame
-    assert len(model.shifts) == 25
-    for shift in model.shifts:
+    assert len(model.head.shifts) == 25
+    for shift in model.head.shifts:
         one_hot_warp(model, shift)
-        torch.testing.assert_close(model.warp_frame(x[:, -2], tokens), shift_frame(x[:, -2], *shift))
+        torch.testing.assert_close(model.head.base(x[:, -2], tokens), shift_frame(x[:, -2], *shift))
         # The zero-initialised change is added to the moved frame.
         torch.testing.assert_close(model(x)["prediction"][:, -1], shift_frame(x[:, -2], *shift))
 
 
 def test_warp_starts_near_the_copy_and_learns_the_shift_weights():
-    model = tiny(residual=True, warp_radius=1)
+    model = tiny(output="warp", warp_radius=1)
     x = frames()
-    weights = model.warp_weights(torch.zeros(2, 6, 16))  # (B, 9, H, W)
+    weights = model.head.weights(torch.zeros(2, 6, 16))  # (B, 9, H, W)
     torch.testing.assert_close(weights.sum(dim=1), torch.ones(2, 16, 24))
     identity = WARP_IDENTITY_LOGIT
-    assert torch.allclose(weights[:, model.shifts.index((0, 0))], torch.tensor(
+    assert torch.allclose(weights[:, model.head.shifts.index((0, 0))], torch.tensor(
         math.exp(identity) / (math.exp(identity) + 8)))
     prediction = model.train()(x)["prediction"][:, -1]
     assert (prediction - x[:, -2]).abs().mean() < 0.1
     (prediction - shift_frame(x[:, -2], 1, 0)).abs().mean().backward()
-    assert model.warp.weight.grad.abs().sum() > 0  # the zero-initialised head learns from the first step
+    assert model.head.warp.weight.grad.abs().sum() > 0  # the zero-initialised head learns from the first step
 
 
 def test_the_hidden_frame_cannot_leak_into_the_warp():
-    model = tiny(residual=True, warp_radius=2)
+    model = tiny(output="warp", warp_radius=2)
     with torch.no_grad():  # weights away from their start, so that the warp depends on the tokens
         for parameter in model.parameters():
             parameter.add_(0.1 * torch.randn_like(parameter))
@@ -183,12 +183,17 @@ def test_the_hidden_frame_cannot_leak_into_the_warp():
     assert not torch.allclose(model(x)["prediction"][:, -1], model(changed)["prediction"][:, -1])
 
 
-def test_warp_needs_the_residual_output():
-    with pytest.raises(ValueError, match="warp_radius > 0 needs residual=True"):
+def test_the_warp_radius_belongs_to_the_warp_output():
+    with pytest.raises(ValueError, match="warp_radius applies to output 'warp' only"):
         tiny(warp_radius=2)
-    with pytest.raises(ValueError, match="warp_radius must be a non-negative integer"):
-        tiny(residual=True, warp_radius=-1)
-    assert tiny(residual=True).warp is None  # radius 0 is the plain residual
+    with pytest.raises(ValueError, match="warp_radius applies to output 'warp' only"):
+        tiny(output="residual", warp_radius=2)
+    with pytest.raises(ValueError, match="warp_radius must be a positive integer"):
+        tiny(output="warp", warp_radius=-1)
+    assert len(tiny(output="warp").head.shifts) == 25  # the default radius 2
+    assert not hasattr(tiny(output="residual").head, "warp")
+    with pytest.raises(ValueError, match="output must be one of frame, residual, warp"):
+        tiny(output="flow")
 
 
 def test_change_support_is_the_square_around_each_changed_pixel():
@@ -214,11 +219,11 @@ def test_change_support_equals_the_square_maximum_for_any_radius():
 
 
 def test_outside_the_change_support_the_prediction_is_the_last_frame_exactly():
-    gated = tiny(residual=True, warp_radius=1, change_radius=1)
+    gated = tiny(output="warp", warp_radius=1, change_radius=1)
     with torch.no_grad():  # an output that is not the copy anywhere
         for parameter in gated.parameters():
             parameter.add_(0.1 * torch.randn_like(parameter))
-    ungated = tiny(residual=True, warp_radius=1)
+    ungated = tiny(output="warp", warp_radius=1)
     ungated.load_state_dict(gated.state_dict())
     x = frames()
     x[:, -3] = x[:, -2]
@@ -232,17 +237,17 @@ def test_outside_the_change_support_the_prediction_is_the_last_frame_exactly():
 
 
 def test_the_hidden_frame_cannot_leak_into_the_change_gate():
-    model = tiny(residual=True, warp_radius=1, change_radius=2)
+    model = tiny(output="warp", warp_radius=1, change_radius=2)
     x = frames()
     changed = x.clone()
     changed[:, -1] = torch.rand_like(changed[:, -1])
     torch.testing.assert_close(model(x)["prediction"], model(changed)["prediction"], rtol=0, atol=0)
 
 
-def test_the_change_gate_needs_the_residual_output_and_two_seen_frames():
-    with pytest.raises(ValueError, match="change_radius > 0 needs residual=True and num_frames > 2"):
+def test_the_change_gate_needs_a_change_output_and_two_seen_frames():
+    with pytest.raises(ValueError, match="change_radius > 0 needs output 'residual' or 'warp'"):
         tiny(change_radius=2)
-    with pytest.raises(ValueError, match="change_radius > 0 needs residual=True and num_frames > 2"):
-        tiny(residual=True, num_frames=2, change_radius=2)
+    with pytest.raises(ValueError, match="change_radius > 0 needs num_frames > 2"):
+        tiny(output="residual", num_frames=2, change_radius=2)
     with pytest.raises(ValueError, match="change_radius must be a non-negative integer"):
-        tiny(residual=True, change_radius=-1)
+        tiny(output="residual", change_radius=-1)

@@ -11,6 +11,7 @@ import argparse
 import sys
 
 from model.checkpoint import REQUIRED_KEYS, CheckpointError, load_checkpoint, save_checkpoint
+from model.cli import fail
 
 KEPT_KEYS = REQUIRED_KEYS + ("seed", "best_val_loss", "seconds", "epoch")
 
@@ -25,8 +26,7 @@ def main(argv=None):
         payload = load_checkpoint(args.source)
         save_checkpoint(args.target, {key: payload[key] for key in KEPT_KEYS if key in payload})
     except (CheckpointError, OSError) as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 1
+        return fail(error, 1)
     print(f"wrote {args.target} (step {payload['step']})")
     return 0
 

@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
-from model.scripts import non_negative_int, positive_int
+from model.cli import fail, non_negative_int, positive_int
 from model.video_io import VideoIOError, VideoWriter
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff"}
@@ -237,11 +237,9 @@ def main(argv=None):
         count = convert(frames, args.out, args.height, args.width, args.resize, args.resample,
                         args.max_frames, args.every, attrs, meta)
     except VideoIOError as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 1
+        return fail(error, 1)
     except OSError as error:
-        print(f"error: cannot write {args.out}: {error}", file=sys.stderr)
-        return 1
+        return fail(f"cannot write {args.out}: {error}", 1)
     print(f"wrote {args.out}: {count} frames of {args.height}x{args.width}")
     return 0
 

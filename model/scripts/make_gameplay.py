@@ -13,7 +13,7 @@ import time
 from pathlib import Path
 
 from model import gameplay
-from model.scripts import non_negative_int, positive_int
+from model.cli import fail, non_negative_int, positive_int
 from model.video_io import VideoIOError, write_gif
 
 
@@ -40,8 +40,7 @@ def main(argv=None):
     try:
         gameplay.write_gameplay_hdf5(args.out, args.frames, args.seed)
     except (OSError, VideoIOError) as error:
-        print(f"error: cannot write {args.out}: {error}", file=sys.stderr)
-        return 1
+        return fail(f"cannot write {args.out}: {error}", 1)
     seconds = time.perf_counter() - start
     megabytes = Path(args.out).stat().st_size / 2**20
     print(f"wrote {args.out}: {args.frames} frames of {gameplay.SCREEN_HEIGHT}x{gameplay.SCREEN_WIDTH}, "
@@ -53,8 +52,7 @@ def main(argv=None):
         try:
             write_gif(args.gif, frames[args.gif_start:stop], fps=gameplay.FPS, scale=2)
         except (OSError, VideoIOError) as error:
-            print(f"error: cannot write {args.gif}: {error}", file=sys.stderr)
-            return 1
+            return fail(f"cannot write {args.gif}: {error}", 1)
         print(f"wrote {args.gif}: frames {args.gif_start}..{stop - 1}, "
               f"{Path(args.gif).stat().st_size / 2**20:.2f} MiB")
     return 0

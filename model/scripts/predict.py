@@ -21,18 +21,19 @@ import torch
 from PIL import Image
 
 from model.checkpoint import CheckpointError
+from model.cli import CliParser, describe_os_error, fail, pick_device
 from model.config import ConfigError, load_config
-from model.data import DataError, split_frames
+from model.data import PART_NAMES, PARTS, DataError, load_video, split_video
 from model.engine import load_model
-from model.main import CliParser, load_video, pick_device
-from model.metrics import frame_metrics, psnr
+from model.metrics import frame_metrics
+from model.rollout import closed_loop, per_step_means
 
 UPSCALE = 4
 GIF_FRAME_MS = 250
 
 
 def parse_args(argv=None):
-    parser = CliParser(prog="python -m model.scripts.predict", allow_abbrev=False,
+    parser = CliParser(prog="python -m model.scripts.predict",
                        description="Closed-loop rollout of a trained predictive ViT.")
     parser.add_argument("-cfg", "--cfg", required=True, metavar="CONFIG", help="config file of the model")
     parser.add_argument("-load", "--load", required=True, metavar="CKPT", help="checkpoint to predict with")
@@ -45,8 +46,8 @@ def parse_args(argv=None):
                         help="folder holding the data file: a leading './' of data.hdf5_file becomes DIR/")
     parser.add_argument("-steps", "--steps", type=int, default=10, metavar="N",
                         help="frames to predict per sample")
-    parser.add_argument("-split", "--split", choices=("val", "train"), default="val",
-                        help="part of the video the start frames come from")
+    parser.add_argument("-split", "--split", choices=PARTS, default="val",
+                        help="part of the video whose frames are predicted")
     args = parser.parse_args(argv)
     for name in ("num_samples", "steps"):
         if getattr(args, name) < 1:
@@ -60,11 +61,11 @@ def main(argv=None):
     try:
         return run(args)
     except ConfigError as error:
-        return _fail(error, 2)
+        return fail(error, 2)
     except (DataError, CheckpointError) as error:
-        return _fail(error, 1)
+        return fail(error, 1)
     except OSError as error:
-        return _fail(f"{error.strerror or error}: {error.filename}" if error.filename else error, 1)
+        return fail(describe_os_error(error), 1)
 
 
 def run(args):
@@ -76,37 +77,27 @@ def run(args):
     device = pick_device(args.device)
     model, payload = load_model(args.load, cfg.model, device)
     frames = load_video(cfg, args.scratch)
-    train_frames, val_frames = split_frames(frames, cfg.data.validation_fraction, num_frames)
-    if args.split == "val" and val_frames is None:
-        raise ConfigError("config key 'data.validation_fraction': is 0, so there is no held-out part; "
-                          "use --split train")
-    part, first_frame = (val_frames, len(train_frames)) if args.split == "val" else (train_frames, 0)
-    starts = pick_starts(len(part), num_frames - 1, args.steps, args.num_samples, args.seed, args.split)
+    parts = split_video(len(frames), cfg.data.validation_fraction, cfg.data.test_fraction, num_frames)
+    first_predicted = pick_first_predicted(parts[args.split], num_frames - 1, args.steps, args.num_samples,
+                                           args.seed, args.split)
+    starts = first_predicted - (num_frames - 1)  # first context frames (they may lie in the part before)
 
     output = Path(args.output)
     output.mkdir(parents=True, exist_ok=True)
-    video = torch.as_tensor(part).to(device).float() / 255  # (N, H, W)
-    offsets = torch.arange(num_frames - 1 + args.steps, device=device)
-    clips = video[starts.to(device)[:, None] + offsets]  # (S, T-1+steps, H, W)
-    context, truth = clips[:, : num_frames - 1], clips[:, num_frames - 1:]
-    with torch.no_grad():
-        predictions = rollout(model, context, args.steps)  # (S, steps, H, W)
-    held = context[:, -1:].expand_as(truth)  # copy-last-frame baseline in closed loop
+    truth, predictions, held = closed_loop(model, torch.as_tensor(frames).to(device), starts, args.steps)
 
     samples = []
     for s, start in enumerate(starts.tolist()):
-        first_predicted = first_frame + start + num_frames - 1  # index in the whole video
+        first = start + num_frames - 1  # index in the whole video
         for i in range(args.steps):
-            save_png(output / f"prediction_{s:05d}_{i:05d}_frame_{first_predicted + i:05d}.png", predictions[s, i])
+            save_png(output / f"prediction_{s:05d}_{i:05d}_frame_{first + i:05d}.png", predictions[s, i])
         save_gif(output / f"rollout_{s:05d}.gif", truth[s], predictions[s])
-        samples.append({"sample": s, "first_context_frame": first_frame + start,
-                        "first_predicted_frame": first_predicted,
+        samples.append({"sample": s, "first_context_frame": start, "first_predicted_frame": first,
                         "rollout": step_metrics(predictions[s], truth[s]),
                         "copy_last": step_metrics(held[s], truth[s])})
     summary = {"checkpoint": str(args.load), "checkpoint_step": payload["step"], "config": str(args.cfg),
                "split": args.split, "steps": args.steps, "num_samples": args.num_samples,
-               "mean": {"rollout": mean_step_metrics(predictions, truth),
-                        "copy_last": mean_step_metrics(held, truth)},
+               "mean": {"rollout": per_step_means(predictions, truth), "copy_last": per_step_means(held, truth)},
                "samples": samples}
     (output / "metrics.json").write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
     print_table(summary["mean"])
@@ -114,44 +105,27 @@ def run(args):
     return 0
 
 
-def rollout(model, context, steps):
-    """context (B, T-1, H, W) in [0, 1] -> predicted frames (B, steps, H, W).
+def pick_first_predicted(part, context_frames, steps, num_samples, seed, split_name):
+    """The first predicted frame (video index) of each sample (num_samples,), fixed by the seed alone.
 
-    Each prediction is quantised to 8 bit (what a saved frame holds) and becomes the newest frame of
-    the next step's context; the oldest frame drops out.
+    A seeded random order of the part's frames is walked and every frame from which ``steps`` predicted
+    frames stay inside the part is taken: more samples add rollouts without moving the first ones, and
+    fewer steps keep the same starts.
     """
-    window, predicted = context, []
-    for _ in range(steps):
-        frame = torch.round(model.predict_next_frame(window) * 255) / 255  # (B, H, W)
-        predicted.append(frame)
-        window = torch.cat([window[:, 1:], frame[:, None]], dim=1)
-    return torch.stack(predicted, dim=1)
-
-
-def pick_starts(length, context_frames, steps, num_samples, seed, split_name):
-    """Random first context frames (num_samples,) such that every rollout stays inside the part."""
-    needed = context_frames + steps
-    if length < needed:
-        raise DataError(f"the {'validation' if split_name == 'val' else 'training'} part of the video has "
-                        f"{length} frames; {steps} steps from {context_frames} context frames need {needed} "
-                        f"(use fewer --steps or the other --split)")
-    generator = torch.Generator().manual_seed(seed)
-    return torch.randint(0, length - needed + 1, (num_samples,), generator=generator)
+    first_possible = max(part.start, context_frames)  # a window needs context_frames frames before it
+    candidates = part.stop - steps - first_possible + 1
+    if candidates < num_samples:
+        raise DataError(f"the {PART_NAMES[split_name]} part of the video has {len(part)} frames; {num_samples} "
+                        f"rollouts of {steps} steps need at least {steps + num_samples - 1} "
+                        f"(use fewer --steps or --num_samples, or another --split)")
+    order = torch.randperm(len(part), generator=torch.Generator().manual_seed(seed)) + part.start
+    return order[(order >= first_possible) & (order < first_possible + candidates)][:num_samples]
 
 
 def step_metrics(prediction, truth):
     """prediction, truth (steps, H, W) -> {"l1": [...], "psnr": [...], "ssim": [...]} per step."""
     metrics = frame_metrics(prediction, truth)
     return {key: metrics[key].tolist() for key in ("l1", "psnr", "ssim")}
-
-
-def mean_step_metrics(prediction, truth):
-    """prediction, truth (S, steps, H, W) -> per step means over the samples (PSNR of the mean MSE)."""
-    samples, steps = truth.shape[:2]
-    metrics = {key: value.view(samples, steps) for key, value in
-               frame_metrics(prediction.flatten(0, 1), truth.flatten(0, 1)).items()}
-    return {"l1": metrics["l1"].mean(0).tolist(), "psnr": psnr(metrics["mse"].mean(0)).tolist(),
-            "ssim": metrics["ssim"].mean(0).tolist()}
 
 
 def to_image(frame, scale=UPSCALE):
@@ -179,11 +153,6 @@ def print_table(mean):
     for i in range(len(rollout_["l1"])):
         print(f"{i + 1:4d}   {rollout_['l1'][i]:.4f}  {rollout_['psnr'][i]:6.2f}  {rollout_['ssim'][i]:.4f} | "
               f"{held['l1'][i]:.4f}        {held['psnr'][i]:6.2f}  {held['ssim'][i]:.4f}")
-
-
-def _fail(message, code):
-    print(f"error: {message}", file=sys.stderr)
-    return code
 
 
 if __name__ == "__main__":

@@ -1,0 +1,46 @@
+"""Closed-loop prediction: the model sees its own predictions, step after step.
+
+Each rollout starts from num_frames - 1 real frames, predicts the next frame, quantises it to 8 bit
+(what a saved frame holds), appends it to the window and drops the oldest frame. The baseline it is
+compared with is the copy of the last real frame, held still.
+"""
+import torch
+
+from model.metrics import frame_metrics, psnr
+
+
+def rollout(model, context, steps):
+    """context (B, T-1, H, W) in [0, 1] -> predicted frames (B, steps, H, W)."""
+    window, predicted = context, []
+    for _ in range(steps):
+        frame = torch.round(model.predict_next_frame(window) * 255) / 255  # (B, H, W)
+        predicted.append(frame)
+        window = torch.cat([window[:, 1:], frame[:, None]], dim=1)
+    return torch.stack(predicted, dim=1)
+
+
+@torch.no_grad()
+def closed_loop(model, video, starts, steps):
+    """Rollouts from the given first context frames of a video -> (truth, prediction, held), each (S, steps, H, W).
+
+    video: uint8 or float frames (N, H, W) on the model's device; starts (S,) long; ``held`` is the
+    copy-last-frame baseline (the last real frame of each context, held still).
+    """
+    context_frames = model.num_frames - 1
+    video = video.float() / 255 if video.dtype == torch.uint8 else video
+    clips = video[starts.to(video.device)[:, None] + torch.arange(context_frames + steps, device=video.device)]
+    context, truth = clips[:, :context_frames], clips[:, context_frames:]
+    return truth, rollout(model, context, steps), context[:, -1:].expand_as(truth)
+
+
+def per_step_means(prediction, truth):
+    """prediction, truth (S, steps, H, W) -> per step means over the samples: lists l1, mse, psnr, ssim.
+
+    PSNR is that of the mean MSE over the samples (as everywhere in the project).
+    """
+    samples, steps = truth.shape[:2]
+    metrics = {key: value.view(samples, steps) for key, value in
+               frame_metrics(prediction.flatten(0, 1), truth.flatten(0, 1)).items()}
+    mse = metrics["mse"].mean(0)
+    return {"l1": metrics["l1"].mean(0).tolist(), "mse": mse.tolist(), "psnr": psnr(mse).tolist(),
+            "ssim": metrics["ssim"].mean(0).tolist()}

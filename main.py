@@ -10,12 +10,15 @@ Written to --out (default out/timeseries):
     {task}_{model}_losses.png        training and validation loss per epoch, validation accuracy
     {task}_{model}_prediction.png    one validation sequence: its tokens over time, the target, the predicted
                                      class probabilities (with several seeds, these two go into seed{S}/)
-    {task}_accuracy_by_position.png  validation accuracy against the token's position, one line per model
+    {task}_accuracy_by_position.png  validation accuracy against the token's position, one line per model,
+                                     and how many validation samples have their token at each position
     results.json                     the configuration and, per run, histories and final numbers
-    summary.md                       mean ± std over seeds per task and model (also printed)
+    summary.md                       per task and model the final numbers, mean ± std over several seeds
+                                     (also printed)
+
+Progress bars are shown on a terminal; in a log file (stderr not a terminal) each run is one line.
 """
 
-import argparse
 import json
 import multiprocessing
 import shlex
@@ -31,6 +34,7 @@ import torch.nn.functional as F
 from tqdm import tqdm
 
 from data import TASKS, generate_memory_task_data, make_task, token_positions
+from model.cli import CliParser, plural
 from net import IMPLS, LSTM, RNN, TCN
 
 # The template's hidden sizes, chosen for similar parameter counts of the recurrent models.
@@ -90,6 +94,11 @@ def accuracy_by_position(correct, positions, sequence_length):
     has its token at that position (memorygen validates on half of them)."""
     hits = [correct[positions == p] for p in range(sequence_length - 1)]
     return [float(h.mean()) if h.size else None for h in hits]
+
+
+def count_by_position(positions, sequence_length):
+    """How many samples have their token at each position 0..T-2, from positions (N,) -> list of ints."""
+    return np.bincount(positions, minlength=sequence_length - 1).tolist()
 
 
 @dataclass(frozen=True)
@@ -152,7 +161,8 @@ def train_run(cfg):
     probabilities = probabilities.cpu().numpy()  # (N, O)
     correct = probabilities.argmax(axis=1) == y_val  # (N,)
 
-    per_position = accuracy_by_position(correct, token_positions(x_val), cfg.sequence_length)
+    token_steps = token_positions(x_val)  # (N,) where each validation sequence has its token
+    per_position = accuracy_by_position(correct, token_steps, cfg.sequence_length)
     record = {
         "task": cfg.task,
         "model": cfg.model,
@@ -162,6 +172,7 @@ def train_run(cfg):
         **history,
         "final_accuracy": accuracy,
         "val_accuracy_by_position": per_position,
+        "val_count_by_position": count_by_position(token_steps, cfg.sequence_length),
         "wall_seconds": wall_seconds,  # of the training loop (data generation and figures not included)
     }
     example = {"x": x_val[0].copy(), "target": int(y_val[0]), "probabilities": probabilities[0].copy()}
@@ -266,22 +277,34 @@ LINE_STYLES = {
 
 
 def plot_accuracy_by_position(task, records, sequence_length, num_tokens, path):
-    """Validation accuracy against the token's position, one line per model: mean over seeds, band ± std."""
+    """Validation accuracy against the token's position, one line per model: mean over seeds, band ± std;
+    behind them, on the right axis, how many validation samples have their token at each position (a
+    position with few samples can drop far on a handful of mistakes)."""
     plt = pyplot()
     train_positions, val_positions = make_task(task, sequence_length)
     fig, ax = plt.subplots(figsize=(9, 4), constrained_layout=True)
+    counts_ax = ax.twinx()
+    ax.set_zorder(counts_ax.get_zorder() + 1)  # the accuracy lines in front of the count bars
+    ax.patch.set_visible(False)
+    positions = np.arange(sequence_length - 1)
+    # Every model of a seed validates on the same samples: the counts of one model's runs, mean over seeds.
+    seed_runs = [r for r in records if r["model"] == records[0]["model"]]
+    counts = np.mean([r["val_count_by_position"] for r in seed_runs], axis=0)  # (T - 1,)
+    counts_ax.bar(positions, counts, width=0.8, fill=False, hatch="///", edgecolor="0.7", linewidth=0.5,
+                  label="validation samples (right axis)")
+    counts_ax.set_ylim(0, 3 * max(counts.max(), 1))  # the bars in the lower third
+    counts_ax.set_ylabel("validation samples at the position" + ("\n(mean over seeds)" if len(seed_runs) > 1 else ""))
     if train_positions != val_positions:
-        ax.axvspan(
+        counts_ax.axvspan(
             train_positions[0] - 0.5, train_positions[-1] + 0.5, color="0.92", label="token positions in training"
         )
-    positions = np.arange(sequence_length - 1)
     models = [m for m in MODELS if any(r["model"] == m for r in records)]
     for i, model in enumerate(models):
         runs = [r for r in records if r["model"] == model]
         by_seed = np.array([[np.nan if a is None else a for a in r["val_accuracy_by_position"]] for r in runs])
-        counts = (~np.isnan(by_seed)).sum(axis=0)  # (T - 1,) seeds with a validation token at each position
-        seen = counts > 0
-        accuracy, n = by_seed[:, seen], counts[seen]
+        seeds_seen = (~np.isnan(by_seed)).sum(axis=0)  # (T - 1,) seeds with a validation token at each position
+        seen = seeds_seen > 0
+        accuracy, n = by_seed[:, seen], seeds_seen[seen]
         mean = np.nansum(accuracy, axis=0) / n
         std = np.sqrt(np.nansum((accuracy - mean) ** 2, axis=0) / np.maximum(n - 1, 1))  # sample std; 0 for one
         ax.plot(positions[seen], mean, color=f"C{i}", label=model.upper(), **LINE_STYLES[model])
@@ -295,7 +318,9 @@ def plot_accuracy_by_position(task, records, sequence_length, num_tokens, path):
         ylim=(0, 1.05),
         title=f"{task}: validation accuracy by token position ({over_seeds(records)})",
     )
-    ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1), fontsize="small")
+    handles, labels = ax.get_legend_handles_labels()
+    bar_handles, bar_labels = counts_ax.get_legend_handles_labels()
+    ax.legend(handles + bar_handles, labels + bar_labels, loc="upper left", bbox_to_anchor=(1.15, 1), fontsize="small")
     fig.savefig(path, dpi=110)
     plt.close(fig)
 
@@ -304,12 +329,14 @@ def plot_accuracy_by_position(task, records, sequence_length, num_tokens, path):
 
 
 def summarize(records):
-    """A Markdown table, per task and model: final accuracy and losses, mean ± sample std over seeds."""
+    """A Markdown table, per task and model: final accuracy and losses, mean ± sample std over several
+    seeds (the value alone for one seed)."""
 
     def mean_std(values):
         values = np.asarray(values, dtype=float)
-        std = values.std(ddof=1) if len(values) > 1 else 0.0  # sample standard deviation over seeds
-        return f"{values.mean():.3f} ± {std:.3f}"
+        if len(values) == 1:
+            return f"{values[0]:.3f}"
+        return f"{values.mean():.3f} ± {values.std(ddof=1):.3f}"  # sample standard deviation over seeds
 
     lines = [
         "| task | model | parameters | seeds | final val. accuracy | final val. loss | final train loss "
@@ -333,9 +360,7 @@ def summarize(records):
 
 
 def parse_args(argv=None):
-    parser = argparse.ArgumentParser(
-        description=__doc__.split("\n")[0], formatter_class=argparse.ArgumentDefaultsHelpFormatter
-    )
+    parser = CliParser(prog="python main.py", description=__doc__.split("\n")[0])
     parser.add_argument("--tasks", nargs="+", choices=TASKS, default=["memory", "memorygen"], help="tasks to train on")
     parser.add_argument("--models", nargs="+", choices=MODELS, default=list(MODELS), help="models to train")
     parser.add_argument("--epochs", type=int, default=50, help="epochs per run")
@@ -400,7 +425,7 @@ def run_all(configs, jobs, report):
         threads = torch.get_num_threads()
         torch.set_num_threads(1)
         try:
-            for cfg in tqdm(configs, desc="runs", unit="run"):
+            for cfg in tqdm(configs, desc="runs", unit="run", disable=not show_bars()):
                 records.append(run(cfg))
                 report(records[-1])
         finally:
@@ -411,12 +436,18 @@ def run_all(configs, jobs, report):
     by_cost = sorted(configs, key=lambda c: -RELATIVE_COST[c.model] * c.epochs)  # stable: ties keep their order
     with ProcessPoolExecutor(min(jobs, len(configs)), mp_context=context, initializer=init_worker) as pool:
         futures = {pool.submit(train_run, cfg): cfg for cfg in by_cost}
-        for future in tqdm(as_completed(futures), total=len(futures), desc="runs", unit="run"):
+        runs = tqdm(as_completed(futures), total=len(futures), desc="runs", unit="run", disable=not show_bars())
+        for future in runs:
             record, example = future.result()
             draw_run_figures(futures[future], record, example)
             records.append(record)
             report(record)
     return records
+
+
+def show_bars():
+    """Progress bars on a terminal only: in a log file their updates would run into the result lines."""
+    return sys.stderr.isatty()
 
 
 def main(argv=None):
@@ -445,7 +476,7 @@ def main(argv=None):
             device=args.device,
             # one seed: the template's file names; several: one folder per seed
             figure_dir=str(out if len(args.seeds) == 1 else out / f"seed{seed}"),
-            show_progress=args.jobs == 1,
+            show_progress=args.jobs == 1 and show_bars(),
         )
         for task in args.tasks
         for model in args.models
@@ -455,7 +486,7 @@ def main(argv=None):
     def report(record):
         line = (
             f"Final accuracy of {record['model']} ({record['num_params']} parameters) "
-            f"on {record['task']} task: {record['final_accuracy']}"
+            f"on {record['task']} task: {record['final_accuracy']:.3f}"
         )
         tqdm.write(line + (f" (seed {record['seed']})" if len(args.seeds) > 1 else ""))
 
@@ -476,11 +507,13 @@ def main(argv=None):
     results = {"command": command, "config": vars(args), "wall_seconds": wall_seconds, "runs": records}
     (out / "results.json").write_text(json.dumps(results, indent=1) + "\n")
     summary = summarize(records)
+    seeds = " ".join(map(str, args.seeds))
     settings = (
-        f"impl {args.impl}, {args.epochs} epochs, {args.num_samples} training and {args.num_samples} validation "
-        f"samples, sequence length {args.sequence_length}, {args.num_tokens} tokens, Adam lr {args.lr}, "
-        f"batch size {args.batch_size}; mean ± sample std over seeds {args.seeds}; "
-        f"grid wall time {wall_seconds:.0f} s with --jobs {args.jobs}."
+        f"impl {args.impl}, {plural(args.epochs, 'epoch')}, {args.num_samples} training and "
+        f"{plural(args.num_samples, 'validation sample')}, sequence length {args.sequence_length}, "
+        f"{plural(args.num_tokens, 'token')}, Adam lr {args.lr}, batch size {args.batch_size}; "
+        + (f"seed {seeds}" if len(args.seeds) == 1 else f"mean ± sample std over seeds {seeds}")
+        + f"; grid wall time {wall_seconds:.0f} s with --jobs {args.jobs}."
     )
     figures = (
         "Figures: `{task}_accuracy_by_position.png` here; per run `{task}_{model}_losses.png` and "

@@ -250,7 +250,7 @@ class TCN(nn.Module):
 
     def forward(self, x):
         if x.shape[1] != self.sequence_length:
-            raise ValueError(f"TCN built for sequence_length {self.sequence_length}, got {x.shape[1]} steps")
+            raise ValueError(f"TCN built for sequence_length {self.sequence_length}, got {x.shape[1]} step{'s' if x.shape[1] != 1 else ''}")
         x = rearrange(x, "b t i -> b i t")  # (B, I, T): channels first, as Conv1d expects
         for conv in self.convs:
             x = F.pad(x, (0, -x.shape[-1] % self.kernel_size))  # (B, C, 3 * ceil(L / 3)), zeros at the end

@@ -27,7 +27,7 @@ from pathlib import Path
 
 import torch
 
-from model.config import ARCHITECTURE_KEYS
+from model.config import ARCHITECTURE_KEYS, config_from_dict
 
 # 2: the output as one choice (model.output) and its head's weights under head.*;
 # model/scripts/convert_checkpoint.py turns a format-1 checkpoint into this one.
@@ -61,7 +61,7 @@ def load_checkpoint(path, map_location="cpu", check_format=True):
     """Read a checkpoint written by save_checkpoint -> payload dict (of FORMAT_VERSION unless not check_format)."""
     path = Path(path)
     if not path.is_file():
-        raise CheckpointError(f"checkpoint not found: {path}")
+        raise CheckpointError(f"checkpoint not found: {path}{_missing_best_hint(path)}")
     try:
         payload = torch.load(path, map_location=map_location, weights_only=True)
     except (RuntimeError, EOFError, pickle.UnpicklingError, zipfile.BadZipFile, ValueError, OSError) as error:
@@ -95,6 +95,21 @@ def load_model_state(model, payload, path):
     except RuntimeError as error:
         detail = " ".join(str(error).split())
         raise CheckpointError(f"checkpoint {path} does not fit the model: {detail[:300]}") from None
+
+
+def checkpoint_config(path):
+    """The config a checkpoint was trained with (stored in it), validated as a config file is -> Config."""
+    return config_from_dict(load_checkpoint(path)["config"])
+
+
+def _missing_best_hint(path):
+    """For a missing best.ckpt: when it appears, and what to use until then."""
+    if path.name != "best.ckpt":
+        return ""
+    quicksave = path.with_name("quicksave.ckpt")
+    instead = quicksave if quicksave.is_file() else "the run's quicksave.ckpt"
+    return (f" (a run writes best.ckpt at its first validation, after training.validate_every steps; "
+            f"until then load {instead})")
 
 
 def _sync_folder(folder):

@@ -1,29 +1,44 @@
-"""What the command lines of Exercise 2 share: the argument parser, the argument types, the error exit
-and the choice of device. Entry points (model.main, model.scripts.*, scripts.*) import from here.
+"""What the command lines share: the argument parser (of both exercises), the argument types, the error
+exit, plurals, the choice of device, the stop signals. Entry points (main.py, model.main, model.scripts.*,
+scripts.*) import from here.
 """
 import argparse
 import difflib
+import signal
 import sys
+from contextlib import contextmanager
 
 import torch
 
 from model.config import ConfigError
 
+STOP_SIGNALS = ("SIGINT", "SIGTERM", "SIGUSR1")  # finish the step, quicksave, exit 128 + N
+
+
+class HelpFormatter(argparse.RawDescriptionHelpFormatter, argparse.ArgumentDefaultsHelpFormatter):
+    """--help with the description as written and each flag's default, except where there is none to
+    show (None, False)."""
+
+    def _get_help_string(self, action):
+        if action.default is None or action.default is False:
+            return action.help
+        return super()._get_help_string(action)
+
 
 class CliParser(argparse.ArgumentParser):
-    """argparse, but a usage error ends with the project's one line `error: <message>` (exit 2), and an
-    unknown flag is named with the closest known one."""
+    """argparse, but a usage error ends with the project's one line `error: <message>` (exit 2), an
+    unknown flag is named with the closest known one, flags are never abbreviated and --help shows the
+    defaults. Every command line of the project (both exercises) is one of these."""
 
     def __init__(self, *args, **kwargs):
         kwargs.setdefault("allow_abbrev", False)  # one convention for every command: flags are spelled out
-        kwargs.setdefault("formatter_class", argparse.ArgumentDefaultsHelpFormatter)
+        kwargs.setdefault("formatter_class", HelpFormatter)
         super().__init__(*args, **kwargs)
 
     def parse_args(self, args=None, namespace=None):
         parsed, unknown = self.parse_known_args(args, namespace)
         if unknown:
-            flags = [flag for action in self._actions for flag in action.option_strings]
-            close = difflib.get_close_matches(unknown[0].split("=")[0], flags, n=1, cutoff=0.6)
+            close = difflib.get_close_matches(unknown[0].split("=")[0], sorted(self._flags()), n=1, cutoff=0.6)
             hint = f"; did you mean {close[0]}?" if close else ""
             self.error(f"unrecognized arguments: {unknown[0]}{hint}")
         return parsed
@@ -31,13 +46,27 @@ class CliParser(argparse.ArgumentParser):
     def parse_known_args(self, args=None, namespace=None):
         # A misspelt flag is named before the missing required ones, which it may be meant to be.
         argv = sys.argv[1:] if args is None else list(args)
-        flags = {flag for action in self._actions for flag in action.option_strings}
+        flags = self._flags()
         for arg in argv:
+            if arg == "--":  # everything after it is a value
+                break
             name = arg.split("=")[0]
-            if arg.startswith("-") and len(arg) > 1 and not _is_number(arg) and name not in flags:
+            known = name in flags or (not name.startswith("--") and name[:2] in flags)  # -n3 is -n 3
+            if arg.startswith("-") and len(arg) > 1 and not _is_number(arg) and not known:
                 close = difflib.get_close_matches(name, sorted(flags), n=1, cutoff=0.6)
                 self.error(f"unrecognized arguments: {arg}" + (f"; did you mean {close[0]}?" if close else ""))
         return super().parse_known_args(argv, namespace)
+
+    def _flags(self):
+        """Every flag of this parser and of its sub-commands."""
+        flags = set()
+        for action in self._actions:
+            flags.update(action.option_strings)
+            if isinstance(action, argparse._SubParsersAction):
+                for sub in action.choices.values():
+                    flags.update(sub._flags() if isinstance(sub, CliParser) else
+                                 {flag for a in sub._actions for flag in a.option_strings})
+        return flags
 
     def error(self, message):
         self.print_usage(sys.stderr)
@@ -75,6 +104,11 @@ def non_negative_int(text):
     return value
 
 
+def plural(count, noun, nouns=None):
+    """'1 step', '2 steps' (nouns: the plural when it is not noun + 's')."""
+    return f"{count} {noun if count == 1 else nouns or noun + 's'}"
+
+
 def fail(message, code):
     """Print the project's one-line error to stderr -> code (the exit status to return)."""
     print(f"error: {message}", file=sys.stderr)
@@ -95,3 +129,25 @@ def pick_device(index, log=print):
         raise ConfigError(f"--device {index}: there are {torch.cuda.device_count()} CUDA devices")
     torch.cuda.set_device(index)
     return torch.device("cuda", index)
+
+
+@contextmanager
+def stop_on_signals(stop):
+    """While active, SIGINT/SIGTERM/SIGUSR1 ask the loop to stop after its step; a second Ctrl-C aborts.
+
+    A repeated SIGTERM or SIGUSR1 (a cluster may send one to every process and the job script forward
+    another) keeps the request to quicksave.
+    """
+    def handler(signum, frame):
+        if stop and signum == signal.SIGINT:
+            raise KeyboardInterrupt
+        if not stop:
+            stop.request(signal.Signals(signum).name)
+
+    signals = [getattr(signal, name) for name in STOP_SIGNALS if hasattr(signal, name)]
+    previous = {number: signal.signal(number, handler) for number in signals}
+    try:
+        yield stop
+    finally:
+        for number, old in previous.items():
+            signal.signal(number, old)

@@ -108,6 +108,10 @@ class TrainingConfig:
     validation_batches: typing.Optional[int] = 50  # batches per validation, spread over the split; null: all
     log_every: int = 100  # steps between metrics.jsonl records
     min_lr_ratio: float = 0.1  # the cosine decay ends at learning_rate * min_lr_ratio
+    # true: the training steps run the model through torch.compile (about a minute of compiling first;
+    # then 1.27x the steps per second of config/vit_best.json on one CPU thread, docs/bench.md).
+    # Validation, checkpoints and the weights are those of the plain model either way.
+    compile: bool = False
 
 
 @dataclass(frozen=True)

@@ -17,6 +17,7 @@ import numpy as np
 import torch
 from PIL import Image
 
+from model.cli import plural
 from model.config import DEFAULT_HDF5_FILE
 
 # ITU-R 601-2 luma in Pillow's fixed-point form, so raw RGB frames match decoded ones exactly.
@@ -93,7 +94,7 @@ def check_frames(frames, path, model_cfg):
                         f"model.image_height {model_cfg.image_height} and model.image_width "
                         f"{model_cfg.image_width}")
     if count < model_cfg.num_frames:
-        raise DataError(f"{path} holds {count} frames, fewer than model.num_frames {model_cfg.num_frames}")
+        raise DataError(f"{path} holds {plural(count, 'frame')}, fewer than model.num_frames {model_cfg.num_frames}")
 
 
 PARTS = ("train", "val", "test")
@@ -116,11 +117,11 @@ def split_video(num_video_frames, validation_fraction, test_fraction, num_frames
              "test": range(train_end + val, num_video_frames)}
     for key, fraction, count in (("validation_fraction", validation_fraction, val), ("test_fraction", test_fraction, test)):
         if fraction > 0 and count == 0:
-            raise DataError(f"data.{key} {fraction} of a video of {num_video_frames} frames is no frame; use a "
-                            f"longer video or a larger fraction (0 leaves that part out)")
+            raise DataError(f"data.{key} {fraction} of a video of {plural(num_video_frames, 'frame')} is no frame; "
+                            f"use a longer video or a larger fraction (0 leaves that part out)")
     if train_end < num_frames:
-        raise DataError(f"the training part of the video has {train_end} frames, fewer than model.num_frames "
-                        f"{num_frames} (video of {num_video_frames} frames, data.validation_fraction "
+        raise DataError(f"the training part of the video has {plural(train_end, 'frame')}, fewer than model.num_frames "
+                        f"{num_frames} (video of {plural(num_video_frames, 'frame')}, data.validation_fraction "
                         f"{validation_fraction}, data.test_fraction {test_fraction})")
     return parts
 
@@ -184,7 +185,7 @@ class WindowSampler:
         self.rank, self.world_size = rank, world_size
         self.batches_per_epoch = num_windows // world_size // batch_size
         if self.batches_per_epoch == 0:
-            raise DataError(f"the training part of the video has {num_windows} windows, fewer than one "
+            raise DataError(f"the training part of the video has {plural(num_windows, 'window')}, fewer than one "
                             f"batch of model.batch_size {batch_size}"
                             + (f" per process ({world_size} processes)" if world_size > 1 else ""))
         self.generator = torch.Generator().manual_seed(seed)

@@ -38,6 +38,12 @@ from nn.loss import masked_loss
 QUICKSAVE = "quicksave.ckpt"
 BEST = "best.ckpt"
 METRICS = "metrics.jsonl"
+SPEED_STEPS = 3  # steps timed for train(on_speed=...)
+
+
+def run_name(cfg, device, run_number=None):
+    """The run folder's name, as in the course template: {model_path}.device{N}[.runK]."""
+    return f"{cfg.model_path}.device{device}" + (f".run{run_number}" if run_number is not None else "")
 
 
 class TrainingError(Exception):
@@ -58,7 +64,7 @@ class StopFlag:
 
 
 def train(cfg, frames, run_dir, *, device="cpu", seed=1234, resume=None, stop=None, rank=0, world_size=1,
-          log=None, on_record=None):
+          log=None, on_record=None, on_speed=None):
     """Train on a video and write cfg.json, metrics.jsonl, quicksave.ckpt and best.ckpt into run_dir.
 
     cfg: Config; frames: uint8 (N, H, W) of the whole video (checked against the config);
@@ -67,6 +73,8 @@ def train(cfg, frames, run_dir, *, device="cpu", seed=1234, resume=None, stop=No
     log: callable for one-line messages (default: written above the progress bar);
     on_record: called with every metrics.jsonl record (a dict); it may call stop.request(reason),
     e.g. to prune a hyperparameter trial, and the run then ends after this step with a quicksave.
+    on_speed: called once on rank 0 as on_speed(seconds_per_step, steps_left) when SPEED_STEPS steps after
+    the first (which warms up) have been timed, e.g. to print how long the run will take.
     Returns a summary dict: step, total_steps, best_val_loss, val (last validation or None),
     stopped (the stop reason or None), seconds, quicksave (path).
     """
@@ -96,6 +104,8 @@ def train(cfg, frames, run_dir, *, device="cpu", seed=1234, resume=None, stop=No
     net = model
     if world_size > 1:  # averages the gradients over the ranks during backward()
         net = DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
+    if t.compile:  # the training forward only; evaluation and checkpoints use the plain model
+        net = torch.compile(net)
     optimizer = make_optimizer(model, cfg)
     scheduler = LambdaLR(optimizer, warmup_cosine(t.warmup_steps, total_steps, t.min_lr_ratio))
     autocast, scaler = mixed_precision(device, m.mixed_precision)
@@ -140,6 +150,7 @@ def train(cfg, frames, run_dir, *, device="cpu", seed=1234, resume=None, stop=No
     sums, summed_steps = {}, 0  # train_loss, train_l1, train_mse, grad_norm since the last record
     last_val = None
     start = time.perf_counter()
+    first_step, speed_from = step, None  # timing of the steps after the first, for on_speed
     model.train()
     while step < total_steps and not stop:
         lr = scheduler.get_last_lr()[0]
@@ -148,7 +159,7 @@ def train(cfg, frames, run_dir, *, device="cpu", seed=1234, resume=None, stop=No
         for micro_step in range(accumulation):
             batch = train_windows.batch(sampler.next_batch())  # (B, T, H, W)
             # DDP averages gradients across ranks once per optimizer step, on the last micro-batch.
-            sync = nullcontext() if net is model or micro_step == accumulation - 1 else net.no_sync()
+            sync = nullcontext() if world_size == 1 or micro_step == accumulation - 1 else net.no_sync()
             with sync:
                 with autocast():
                     out = net(batch, generator=mask_generator)
@@ -180,6 +191,10 @@ def train(cfg, frames, run_dir, *, device="cpu", seed=1234, resume=None, stop=No
         scaler.update()
         scheduler.step()
         step += 1
+        if step == first_step + 1:
+            speed_from = time.perf_counter()
+        elif on_speed is not None and is_main and step == first_step + 1 + SPEED_STEPS:
+            on_speed((time.perf_counter() - speed_from) / SPEED_STEPS, total_steps - step)
 
         step_values = {"train_loss": loss, "train_l1": l1, "train_mse": mse}
         if ssim_value is not None:  # computed by the template's loss only
@@ -362,6 +377,26 @@ def load_model(checkpoint_path, model_cfg, device="cpu"):
     model = VisionTransformer.from_config(model_cfg)
     load_model_state(model, payload, checkpoint_path)
     return model.to(device).eval(), payload
+
+
+def step_flops(cfg):
+    """Floating-point operations of one training step of cfg's model (forward, loss, backward) at its batch size.
+
+    Counted by torch.utils.flop_counter (matrix products and attention; element-wise work is not counted),
+    on a random batch on the CPU; the optimizer's update is not counted either.
+    """
+    from torch.utils.flop_counter import FlopCounterMode
+
+    m = cfg.model
+    torch.manual_seed(0)
+    model = VisionTransformer.from_config(m)
+    frames = torch.rand(m.batch_size * m.gradient_accumulation_steps, m.num_frames, m.image_height, m.image_width)
+    with FlopCounterMode(display=False) as counter:
+        out = model(frames, generator=torch.Generator().manual_seed(0))
+        loss, _, _ = masked_loss(cfg.training.loss, out["prediction"][:, -1:], frames[:, -1:],
+                                 out["pixel_mask"][:, -1:], with_ssim=False)
+        loss.backward()
+    return counter.get_total_flops()
 
 
 def describe_metrics(metrics):

@@ -13,7 +13,9 @@ DistributedDataParallel: NCCL on GPUs (process k on cuda:device+k), gloo on the 
 prints, logs and writes; the checkpoints are those of one process.
 
 A run writes into out/{model_path}.device{N}[.runK]/: cfg.json, metrics.jsonl, quicksave.ckpt,
-best.ckpt (and validation.json for --validate).
+best.ckpt (from the first validation on). --validate writes validation_{split}.json next to the checkpoint
+(or to --output FILE). After its first few steps a run prints how long a step takes and how long the rest
+will take; on the CPU, for a run of more than an hour, it points to config/vit_cpu.json.
 
 Ctrl-C, SIGTERM or SIGUSR1 finish the current step, write quicksave.ckpt and exit with 128 + the
 signal's number (130, 143, 138), so a job script can tell a stopped run from a finished one (0);
@@ -31,16 +33,23 @@ from pathlib import Path
 
 import torch
 import torch.distributed as dist
+from tqdm import tqdm
 
 from model.checkpoint import CheckpointError
-from model.cli import CliParser, describe_os_error, fail, pick_device, positive_int
+from model.cli import (STOP_SIGNALS, CliParser, describe_os_error, fail, pick_device, plural, positive_int,
+                       stop_on_signals)
 from model.config import ConfigError, load_config, with_overrides
 from model.data import PART_NAMES, PARTS, DataError, load_video, part_windows, split_video
-from model.engine import (QUICKSAVE, StopFlag, TrainingError, describe_metrics, evaluate, load_model,
-                          mixed_precision, stop_code, train, write_json_atomically)
+from model.engine import (QUICKSAVE, SPEED_STEPS, StopFlag, TrainingError, describe_metrics, evaluate, load_model,
+                          mixed_precision, run_name, stop_code, train, write_json_atomically)
 from model.metrics import mean_frame_baseline
 
-STOP_SIGNALS = ("SIGINT", "SIGTERM", "SIGUSR1")
+CPU_CONFIG = "config/vit_cpu.json"
+# Measured, not estimated (tests/test_training.py checks it against the file): the training command's
+# whole 2000-step run of config/vit_cpu.json on 2 shared cores (results/vit/study/results.json, run "long").
+CPU_CONFIG_RUN_MINUTES = 11
+CPU_ADVICE_SECONDS = 3600  # a CPU run that would take longer than this is pointed to CPU_CONFIG
+
 
 
 def parse_args(argv=None):
@@ -142,14 +151,15 @@ def run(args, argv):
     stop = StopFlag()
     with stop_on_signals(stop), process_group(device, world_size):
         summary = train(cfg, frames, run_dir, device=device, seed=args.seed, resume=resume, stop=stop,
-                        rank=rank, world_size=world_size)
+                        rank=rank, world_size=world_size,
+                        on_speed=lambda seconds, left: tqdm.write(speed_note(seconds, left, device, args.cfg)))
     if summary["stopped"]:
         print(f"stopped by {summary['stopped']} after step {summary['step']} of {summary['total_steps']}; "
               f"saved {summary['quicksave']}")
         print(f"resume with: python -m model.main {resume_command(argv, summary['quicksave'])}")
         code = stop_code(summary["stopped"])
         return 128 + code if code > 1 else 1
-    print(f"trained {summary['step']} steps in {summary['seconds']:.0f} s; run folder {run_dir}")
+    print(f"trained {plural(summary['step'], 'step')} in {summary['seconds']:.0f} s; run folder {run_dir}")
     if summary["val"] is not None:
         print(f"final {describe_metrics(summary['val'])}")
     return 0
@@ -169,7 +179,7 @@ def validate(cfg, frames, checkpoint_path, device, split="val", output=None):
                        mean_frame=mean_frame_baseline(video[:len(parts["train"])]).to(device), autocast=autocast,
                        loss=cfg.training.loss, progress=True)
     print(f"{checkpoint_path} (step {payload['step']}), {PART_NAMES[split]} part "
-          f"({metrics['windows']} windows): {describe_metrics(metrics)}")
+          f"({plural(metrics['windows'], 'window')}): {describe_metrics(metrics)}")
     output = Path(output) if output is not None else Path(checkpoint_path).with_name(f"validation_{split}.json")
     output.parent.mkdir(parents=True, exist_ok=True)
     write_json_atomically(output, {"checkpoint": str(checkpoint_path), "step": payload["step"], "split": split,
@@ -178,9 +188,25 @@ def validate(cfg, frames, checkpoint_path, device, split="val", output=None):
     return 0
 
 
-def run_name(cfg, device, run_number=None):
-    """{model_path}.device{N}[.runK], as in the course template."""
-    return f"{cfg.model_path}.device{device}" + (f".run{run_number}" if run_number is not None else "")
+def speed_note(seconds_per_step, steps_left, device, config_path):
+    """The line printed after the first timed steps: the measured time of a step and of the rest of the
+    run; on the CPU, for a run of more than CPU_ADVICE_SECONDS, also what to run instead."""
+    line = (f"note: a step takes {seconds_per_step:.2f} s on {device} (measured over {SPEED_STEPS} steps): "
+            f"about {describe_duration(seconds_per_step * steps_left)} for the {plural(steps_left, 'step')} left")
+    is_cpu_config = Path(config_path).resolve() == Path(CPU_CONFIG).resolve()
+    if device.type == "cpu" and seconds_per_step * steps_left > CPU_ADVICE_SECONDS and not is_cpu_config:
+        line += (f"; for a CPU use -cfg {CPU_CONFIG}: its 2000 steps took {CPU_CONFIG_RUN_MINUTES} min on 2 "
+                 f"cores (results/vit/study)")
+    return line
+
+
+def describe_duration(seconds):
+    """'40 s', '12 min', '3.5 h'."""
+    if seconds < 120:
+        return f"{seconds:.0f} s"
+    if seconds < 7200:
+        return f"{seconds / 60:.0f} min"
+    return f"{seconds / 3600:.1f} h"
 
 
 def resume_command(argv, checkpoint):
@@ -260,28 +286,6 @@ def _spawned(argv, environment):
     os.setpgrp()
     os.environ.update(environment)
     sys.exit(main(argv))
-
-
-@contextmanager
-def stop_on_signals(stop):
-    """While active, SIGINT/SIGTERM/SIGUSR1 ask the loop to stop after its step; a second Ctrl-C aborts.
-
-    A repeated SIGTERM or SIGUSR1 (a cluster may send one to every process and the job script forward
-    another) keeps the request to quicksave.
-    """
-    def handler(signum, frame):
-        if stop and signum == signal.SIGINT:
-            raise KeyboardInterrupt
-        if not stop:
-            stop.request(signal.Signals(signum).name)
-
-    signals = [getattr(signal, name) for name in STOP_SIGNALS if hasattr(signal, name)]
-    previous = {number: signal.signal(number, handler) for number in signals}
-    try:
-        yield stop
-    finally:
-        for number, old in previous.items():
-            signal.signal(number, old)
 
 
 if __name__ == "__main__":

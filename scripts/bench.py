@@ -15,7 +15,12 @@ Sections:
     attention  SelfAttentionLayer hand-written vs scaled_dot_product_attention, forward + backward
     vit        ViT training step: FLOPs (FlopCounterMode), achieved FLOP/s vs a measured fp32 matmul FLOP/s,
                the data pipeline's share of the step, peak memory (max RSS growth of a fresh process)
-    predict    frames per second of the closed-loop rollout (model.scripts.predict.rollout)
+    train      the training command's own loop (model.engine.train) on config/vit_cpu.json and
+               config/vit_best.json: a profile of its steps (matrix products, attention, element-wise work,
+               loss, optimizer) and of one validation pass, and side by side the plain fp32 loop, the loop
+               with training.compile, two threads in one process against two one-thread processes, and the
+               validation pass's share of training at the configs' validate_every
+    predict    frames per second of the closed-loop rollout (model.rollout.rollout)
     gpu        bf16 autocast, fused attention, torch.compile (only when CUDA is available)
 """
 import argparse
@@ -35,18 +40,21 @@ ROOT = Path(__file__).resolve().parent.parent
 import torch
 import torch.nn.functional as F
 from torch import nn as tnn
+from torch.profiler import ProfilerActivity, profile
 from torch.utils.flop_counter import FlopCounterMode
 
 from main import HIDDEN_SIZES, build_model
+from model.cli import CliParser
 from model.config import load_config, with_overrides
-from model.data import FrameWindows, WindowSampler
-from model.engine import make_optimizer
+from model.data import FrameWindows, WindowSampler, evaluation_indices
+from model.engine import baseline_metrics, evaluate, make_optimizer, train
+from model.metrics import mean_frame_baseline
 from model.rollout import rollout
 from model.vit import VisionTransformer
 from nn.attention import SelfAttentionLayer
 from nn.loss import masked_l1_ssim_loss
 
-SECTIONS = ("ex1", "attention", "vit", "predict", "gpu")
+SECTIONS = ("ex1", "attention", "vit", "train", "predict", "gpu")
 VIT_CONFIGS = {"vit_cpu": ROOT / "config/vit_cpu.json", "vit": ROOT / "config/vit.json"}
 NUM_TOKENS, SEQUENCE_LENGTH, EX1_BATCH = 3, 30, 32  # the template's memory task
 VIDEO_FRAMES = 6000  # about the built-in video's length; the gather cost does not depend on it
@@ -348,6 +356,135 @@ def bench_vit(table, quick):
                                         "peak_rss_bytes": memory}
 
 
+# --- the training loop --------------------------------------------------------------------------------------
+
+TRAIN_CONFIGS = {"vit_cpu": ROOT / "config/vit_cpu.json", "vit_best": ROOT / "config/vit_best.json"}
+PROFILE_GROUPS = (  # profiler op name (substring) -> what the time is spent on; the first match counts
+    ("attention", ("scaled_dot_product", "_flash_attention", "softmax_backward", "_softmax")),
+    ("matrix products", ("aten::mm", "aten::addmm", "aten::bmm", "aten::linear", "aten::matmul")),
+    ("optimizer", ("Optimizer.step", "_foreach", "adamw")),
+    ("loss and metrics", ("avg_pool2d", "reflection_pad", "aten::abs", "aten::sgn", "log10")),
+    ("copies and layout", ("aten::copy_", "aten::cat", "aten::stack", "aten::clone", "aten::contiguous",
+                           "aten::index", "aten::constant_pad", "replication_pad")),
+    ("element-wise", ("aten::mul", "aten::add", "aten::sub", "aten::div", "aten::silu", "aten::gelu",
+                      "layer_norm", "aten::sum", "aten::mean", "aten::where", "aten::fill_", "aten::zero_",
+                      "aten::clamp", "aten::pow", "aten::exp", "aten::sqrt", "aten::rsqrt", "aten::neg")),
+)
+
+
+def synthetic_video(cfg, frames):
+    generator = torch.Generator().manual_seed(0)
+    return torch.randint(256, (frames, cfg.model.image_height, cfg.model.image_width), generator=generator,
+                         dtype=torch.uint8).numpy()
+
+
+def train_seconds_per_step(cfg, steps, skip, compile_=False, threads=None):
+    """Median wall seconds per step of model.engine.train over steps, the first skip (warm-up, compiling) left out.
+
+    No validation (no validation or test part); one metrics.jsonl record per step gives each step's time.
+    """
+    run_cfg = with_overrides(cfg, {"data.validation_fraction": 0.0, "data.test_fraction": 0.0,
+                                   "training.max_steps": steps, "training.log_every": 1,
+                                   "training.quicksave_every": steps, "training.compile": compile_})
+    previous = torch.get_num_threads()
+    if threads:
+        torch.set_num_threads(threads)
+    try:
+        with tempfile.TemporaryDirectory() as folder:
+            train(run_cfg, synthetic_video(cfg, 40 * cfg.model.batch_size), folder, log=lambda line: None)
+            seconds = [json.loads(line)["seconds"] for line in (Path(folder) / "metrics.jsonl").read_text().splitlines()]
+    finally:
+        torch.set_num_threads(previous)
+    return statistics.median(b - a for a, b in zip(seconds[skip:], seconds[skip + 1:]))
+
+
+def profile_shares(cfg, steps):
+    """Shares of the self CPU time of model.engine.train's steps by PROFILE_GROUPS -> (dict, seconds per step)."""
+    run_cfg = with_overrides(cfg, {"data.validation_fraction": 0.0, "data.test_fraction": 0.0,
+                                   "training.max_steps": steps, "training.quicksave_every": steps})
+    video = synthetic_video(cfg, 40 * cfg.model.batch_size)
+    with tempfile.TemporaryDirectory() as folder:
+        train(with_overrides(run_cfg, {"training.max_steps": 2}), video, folder, log=lambda line: None)  # warm-up
+    with tempfile.TemporaryDirectory() as folder, profile(activities=[ProfilerActivity.CPU]) as profiler:
+        start = time.perf_counter()
+        train(run_cfg, video, folder, log=lambda line: None)
+        wall = time.perf_counter() - start
+    return group_profile(profiler.key_averages(), wall), wall / steps
+
+
+def group_profile(events, wall):
+    """Profiler key averages -> share of the wall time per PROFILE_GROUPS group, 'other ops' and 'Python and
+    framework' (the wall time no op accounts for: the loop, the data order, checkpoints, dispatch)."""
+    totals = {name: 0.0 for name, _ in PROFILE_GROUPS}
+    other = 0.0
+    threads = torch.get_num_threads()
+    for event in events:
+        seconds = event.self_cpu_time_total / 1e6
+        group = next((name for name, keys in PROFILE_GROUPS if any(key in event.key for key in keys)), None)
+        if group is None:
+            other += seconds
+        else:
+            totals[group] += seconds
+    shares = {name: seconds / wall for name, seconds in totals.items()}
+    shares["other ops"] = other / wall
+    shares["Python and framework"] = max(0.0, 1 - sum(shares.values()))
+    shares["threads"] = threads
+    return shares
+
+
+def validation_seconds(cfg):
+    """Wall seconds of one validation pass as the training loop runs it (validation_batches of the val part),
+    baselines computed once before (as train does)."""
+    m, t = cfg.model, cfg.training
+    torch.manual_seed(0)
+    model = VisionTransformer.from_config(m)
+    video = torch.as_tensor(synthetic_video(cfg, 700))
+    windows = FrameWindows(video, m.num_frames)
+    indices = evaluation_indices(len(windows), m.batch_size, t.validation_batches)
+    baselines = baseline_metrics(windows, indices, m.batch_size, mean_frame_baseline(video))
+    times = interleaved({"val": lambda: evaluate(model, windows, batch_size=m.batch_size,
+                                                 max_batches=t.validation_batches, baselines=baselines,
+                                                 loss=t.loss)}, reps=2, warmup=1)
+    return times["val"], len(indices)
+
+
+def one_thread_pair(name, steps):
+    """Steps per second of two one-thread processes training at once (each its own model.engine.train)."""
+    command = [sys.executable, "-m", "scripts.bench", "--train-probe", name, str(steps)]
+    processes = [subprocess.Popen(command, cwd=ROOT, stdout=subprocess.PIPE, text=True,
+                                  env={**os.environ, "OMP_NUM_THREADS": "1"}) for _ in range(2)]
+    per_step = [float(process.communicate()[0].split()[-1]) for process in processes]
+    return sum(1 / seconds for seconds in per_step)
+
+
+def bench_train(table, quick):
+    threads = torch.get_num_threads()
+    steps, skip = (8, 3) if quick else (40, 10)
+    for name, path in TRAIN_CONFIGS.items():
+        cfg = load_config(path)
+        label = f"{name}.json, batch {cfg.model.batch_size}"
+        shares, profiled = profile_shares(cfg, 4 if quick else 12)
+        table.add("train", f"{label}: profile of the training loop ({threads} threads, {ms(profiled)} per step "
+                  "under the profiler)", ", ".join(f"{key} {100 * value:.0f}%" for key, value in shares.items()
+                                                  if key != "threads"), "info")
+        plain = train_seconds_per_step(cfg, steps, skip)
+        compiled = train_seconds_per_step(cfg, steps + (10 if quick else 20), skip + (10 if quick else 20),
+                                          compile_=True)
+        table.add("train", f"{label}: training step, fp32 eager, {threads} threads", ms(plain), "reference")
+        table.check("train", f"{label}: training.compile ({ms(compiled)} per step) over fp32 eager",
+                    plain / compiled, 2, True)
+        pair = one_thread_pair(name, steps)
+        table.add("train", f"{label}: two 1-thread processes ({pair:.2f} steps/s together) over one "
+                  f"{threads}-thread process", f"{pair * plain:.2f}x", "info")
+        val, windows = validation_seconds(cfg)
+        share = val / (val + cfg.training.validate_every * plain)
+        table.check("train", f"{label}: validation pass ({windows} windows, {ms(val)}) share of training at "
+                    f"validate_every {cfg.training.validate_every}", 100 * share, 5, False, unit="%")
+        table.numbers[f"train.{name}"] = {"profile": shares, "eager_step_s": plain, "compiled_step_s": compiled,
+                                          "one_thread_pair_steps_per_s": pair, "validation_s": val,
+                                          "validation_windows": windows, "validation_share": share}
+
+
 # --- predict -----------------------------------------------------------------------------------------------
 
 
@@ -425,11 +562,12 @@ def machine():
 
 
 def parse_args(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser = CliParser(description=__doc__.split("\n")[0])
     parser.add_argument("--quick", action="store_true", help="small repetition counts (seconds, not minutes)")
     parser.add_argument("--only", nargs="+", choices=SECTIONS, default=list(SECTIONS), help="sections to run")
     parser.add_argument("--json", metavar="PATH", help="also write the numbers as JSON")
     parser.add_argument("--memory-probe", nargs=2, metavar=("CONFIG", "BATCH"), help=argparse.SUPPRESS)
+    parser.add_argument("--train-probe", nargs=2, metavar=("CONFIG", "STEPS"), help=argparse.SUPPRESS)
     return parser.parse_args(argv)
 
 
@@ -437,6 +575,10 @@ def main(argv=None):
     args = parse_args(argv)
     if args.memory_probe:
         memory_probe(args.memory_probe[0], int(args.memory_probe[1]))
+        return 0
+    if args.train_probe:  # one of one_thread_pair's processes: its seconds per step
+        steps = int(args.train_probe[1])
+        print(train_seconds_per_step(load_config(TRAIN_CONFIGS[args.train_probe[0]]), steps, steps // 4))
         return 0
     info = machine()
     load_before = os.getloadavg()

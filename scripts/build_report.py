@@ -15,7 +15,6 @@ Table, figure and authors placeholders stand alone on their line. HTML comments 
 anything else, so a placeholder whose results do not exist yet can wait inside <!-- -->.
 A missing file or key stops the build with one line naming the placeholder (exit 1), never a blank.
 """
-import argparse
 import json
 import os
 import re
@@ -29,7 +28,7 @@ import yaml
 from fpdf import FPDF, FontFace, TextStyle
 from PIL import Image
 
-from model.cli import fail
+from model.cli import CliParser, fail
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 FONT_DIR = Path(matplotlib.get_data_path()) / "fonts" / "ttf"
@@ -332,7 +331,7 @@ def render_pdf(text, out):
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser = CliParser(description=__doc__.split("\n")[0])
     parser.add_argument("--root", type=Path, default=REPO_ROOT, help="folder all other paths start from")
     parser.add_argument("--source", default="docs/report.md")
     parser.add_argument("--out", default="docs/report.pdf")

@@ -12,13 +12,12 @@ without its suffix) for each file and k:
   copy error in  share of the copy-last-frame L1 error |c - b| that falls inside the support: the part
                  of the error a gated model can still reduce; the rest it keeps as the copy does
 """
-import argparse
 import sys
 from pathlib import Path
 
 import torch
 
-from model.cli import fail
+from model.cli import CliParser, fail
 from model.data import DataError, load_frames, split_video
 from model.engine import write_json_atomically
 from model.vit import change_support
@@ -58,7 +57,7 @@ def markdown_table(results):
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = CliParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("videos", nargs="+", help="HDF5 videos in the course format")
     parser.add_argument("--out", help="file stem of the .json and .md results (default: print only)")
     args = parser.parse_args(argv)

@@ -33,7 +33,7 @@ import numpy as np
 import torch
 
 from model.checkpoint import CheckpointError
-from model.cli import fail, positive_int
+from model.cli import CliParser, fail, positive_int
 from model.config import ConfigError, config_from_dict, load_config, with_budget
 from model.data import DataError, load_metadata, load_video, part_windows, resolve_data_path, split_video
 from model.engine import QUICKSAVE, TrainingError, evaluate, load_model, train, write_json_atomically
@@ -47,6 +47,9 @@ VARIANT_FOLDERS = ("config/long", "config/short")
 SETS = {
     # Long runs: learning curves of the sheet's model and of the best configuration (30 000 steps).
     "long": ["sheet_cpu_long", "best_long"],
+    # 2 (d), (e) at 10 000 steps on the model that leaves the copy of the last frame; masked reconstruction.
+    "long_ablation": ["ablation10k_full", "ablation10k_noattention", "ablation10k_nopos"],
+    "long_masked": ["masked10k_full", "masked10k_noattention"],
     # The short study (600 steps unless the file says otherwise); an appendix, not the evidence.
     "ablation": ["full", "noattention", "nopos"],
     "ablation_warp": ["warp_l1", "warp_l1_noattention", "warp_l1_nopos"],
@@ -68,8 +71,7 @@ EVAL_BATCH = 32
 
 
 def parse_args(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = CliParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--set", choices=sorted(SETS), default="ablation", help="named list of variants")
     parser.add_argument("--runs", nargs="+", choices=sorted(variant_names()), help="variants to run (instead of --set)")
     parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])

@@ -22,7 +22,6 @@ that copy from the quicksave. The process exits with 128 + the signal's number. 
 array task's name) seeds the sampler and makes --trials count that worker's trials from before a
 requeue.
 """
-import argparse
 import csv
 import json
 import math
@@ -38,11 +37,10 @@ from optuna.storages.journal import JournalFileBackend
 from optuna.trial import TrialState
 
 from model.checkpoint import CheckpointError
+from model.cli import CliParser, fail, non_negative_int, plural, positive_int, stop_on_signals
 from model.config import ConfigError, load_config, with_budget, with_overrides
 from model.data import DataError, load_video
 from model.engine import QUICKSAVE, StopFlag, TrainingError, train
-from model.main import stop_on_signals
-from model.cli import fail, non_negative_int, positive_int
 
 SEARCH_SPACE = {  # parameter -> config key; the choices are in sample()
     "num_frames": "model.num_frames", "channels": "model.channels", "num_heads": "model.num_heads",
@@ -61,8 +59,7 @@ SHORT_NAMES = {"num_frames": "frames", "channels": "width", "num_heads": "heads"
 
 
 def parse_args(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = CliParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--config", default="config/vit_cpu.json", help="base config; the search overrides it")
     parser.add_argument("--study-name", default="vit_cpu")
     parser.add_argument("--storage", default="out/tune/vit_cpu.journal", help="Optuna journal file (shared)")
@@ -135,7 +132,7 @@ class TrialInterrupted(Exception):
 
 
 class StopSignals(StopFlag):
-    """The stop signals of the whole search (set by model.main.stop_on_signals); a signal also stops the
+    """The stop signals of the whole search (set by model.cli.stop_on_signals); a signal also stops the
     running trial, whose own StopFlag is ``trial``, after its step."""
 
     def __init__(self):
@@ -269,7 +266,7 @@ def write_report(study, base, args):
     seconds = sum(t.user_attrs.get("seconds", 0) for t in trials)
     pruned = sum(t.state == optuna.trial.TrialState.PRUNED for t in trials)
     lines = [f"# Hyperparameter search: {args.study_name}", "",
-             f"Base config {args.config}; {args.steps_per_trial} steps per trial; objective: one-step L1 on the "
+             f"Base config {args.config}; {plural(args.steps_per_trial, 'step')} per trial; objective: one-step L1 on the "
              f"held-out part (lower is better; copy-last: {_number(_first_attr(trials, 'val_copy_last_l1'), 4)}). Trials: {len(trials)} ({len(complete)} complete, "
              f"{pruned} pruned); training time {seconds:.0f} s. PSNR: one-step validation PSNR in dB "
              f"(copy-last: {_number(_first_attr(trials, 'val_copy_last_psnr'), 2)} dB).", "",
@@ -314,7 +311,7 @@ def _number(value, digits):
 def write_best_config(best, base, args):
     cfg = with_overrides(base, {**overrides_of(best.params), "model_path": "vit_best"})
     header = (f"// The best configuration of the Optuna study '{args.study_name}' (trial {best.number}, held-out "
-              f"L1 {best.value:.4f}\n// after {args.steps_per_trial} steps), written by python -m scripts.tune from "
+              f"L1 {best.value:.4f}\n// after {plural(args.steps_per_trial, 'step')}), written by python -m scripts.tune from "
               f"{args.config}. Train it longer with\n// python -m model.main -cfg {args.best_config} --train\n")
     Path(args.best_config).write_text(header + json.dumps(cfg.to_dict(), indent=2) + "\n", encoding="utf-8")
 

@@ -48,3 +48,22 @@ def test_jobs_grid_is_long_enough_to_measure_throughput():
     assert runs >= 16 and epochs >= 50 and len(seeds) > 1  # >= 40 s of training in one thread
     quick_args, quick_runs = bench.grid_args(quick=True)
     assert quick_runs >= 2 and "--seeds" in quick_args
+
+
+def test_the_training_loop_is_timed_and_its_profile_grouped():
+    from types import SimpleNamespace
+
+    from model.config import config_from_dict
+
+    bench = load_bench()
+    cfg = config_from_dict({"num_workers": 0, "model": {"batch_size": 2, "image_height": 16, "image_width": 16,
+                                                         "patch_size": 8, "channels": 8, "layers": 1}})
+    seconds = bench.train_seconds_per_step(cfg, steps=4, skip=1)
+    assert 0 < seconds < 10
+    events = [SimpleNamespace(key="aten::mm", self_cpu_time_total=2e5),
+              SimpleNamespace(key="aten::_scaled_dot_product_flash_attention_for_cpu", self_cpu_time_total=1e5),
+              SimpleNamespace(key="aten::mul", self_cpu_time_total=1e5),
+              SimpleNamespace(key="aten::something_else", self_cpu_time_total=1e5)]
+    shares = bench.group_profile(events, wall=1.0)
+    assert shares["matrix products"] == 0.2 and shares["attention"] == 0.1 and shares["element-wise"] == 0.1
+    assert shares["other ops"] == 0.1 and abs(shares["Python and framework"] - 0.5) < 1e-9

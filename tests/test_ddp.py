@@ -137,25 +137,3 @@ def test_batch_script_asks_for_a_warning_and_requeues(script):
     assert any(line.startswith("run_and_requeue ") for line in lines)
 
 
-@pytest.mark.parametrize("forward_as, child_gets", [("", "USR1"), ("TERM", "TERM")])
-def test_run_and_requeue_forwards_the_signal_waits_and_requeues(tmp_path, forward_as, child_gets):
-    (tmp_path / "bin").mkdir()
-    scontrol = tmp_path / "bin" / "scontrol"  # records its arguments instead of talking to SLURM
-    scontrol.write_text(f'#!/bin/bash\necho "$@" > {tmp_path}/scontrol.args\n')
-    scontrol.chmod(0o755)
-    # A stand-in for the training: on the signal it takes a moment to "save", then exits 99.
-    training = (f"for s in USR1 TERM; do trap \"sleep 0.5; echo $s > {tmp_path}/got; exit 99\" $s; done; "
-                f"touch {tmp_path}/started; sleep 10 & wait $!")
-    job = (f"source {REPO}/scripts/slurm/common.sh; run_and_requeue '{forward_as}' bash -c '{training}'; "
-           f"echo status $? > {tmp_path}/status")
-    process = subprocess.Popen(["bash", "-c", job], env={**os.environ, "SLURM_JOB_ID": "42",
-                                                          "PATH": f"{tmp_path / 'bin'}:{os.environ['PATH']}"})
-    deadline = time.monotonic() + 10
-    while not (tmp_path / "started").exists():
-        assert time.monotonic() < deadline
-        time.sleep(0.05)
-    process.send_signal(signal.SIGUSR1)
-    process.wait(timeout=20)
-    assert (tmp_path / "got").read_text().strip() == child_gets
-    assert (tmp_path / "status").read_text().strip() == "status 99"  # waited for the training's own exit
-    assert (tmp_path / "scontrol.args").read_text().strip() == "requeue 42"

@@ -124,6 +124,8 @@ def test_tune_output_choices_are_valid_configs():
 
 def test_every_variant_and_set_builds_a_valid_config():
     names = run_experiments.variant_names()
+    files = [path.stem for folder in run_experiments.VARIANT_FOLDERS for path in Path(folder).glob("*.json")]
+    assert len(files) == len(set(files)), "a variant name in two folders"
     for variant in names:
         cfg = run_experiments.run_config(variant)
         assert cfg.model_path == variant and cfg.training.max_steps >= 600  # each file holds its own budget

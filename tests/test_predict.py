@@ -1,5 +1,9 @@
-"""Closed-loop prediction: the rollout itself and the files the command writes."""
+"""Closed-loop prediction: the rollout itself, the files the command writes, its choice of model."""
 import json
+import os
+import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import h5py
@@ -14,6 +18,8 @@ from model.rollout import rollout
 from model.engine import train
 from model.scripts import predict
 from model.vit import VisionTransformer
+
+REPO = Path(__file__).resolve().parents[1]
 
 
 def stripes(num_frames=30, size=32):
@@ -64,7 +70,7 @@ def test_predict_writes_pngs_gif_and_metrics(trained, tmp_path, capsys):
                          "--num_samples", "2", "--steps", "4", "--seed", "3"]) == 0
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["split"] == "val" and metrics["steps"] == 4 and metrics["checkpoint_step"] == 3
-    pngs = sorted(p.name for p in out.glob("*.png"))
+    pngs = sorted(p.name for p in out.glob("prediction_*.png"))
     assert len(pngs) == 8
     for sample in metrics["samples"]:
         first = sample["first_predicted_frame"]
@@ -75,10 +81,99 @@ def test_predict_writes_pngs_gif_and_metrics(trained, tmp_path, capsys):
             assert {key: len(values) for key, values in sample[kind].items()} == {"l1": 4, "psnr": 4, "ssim": 4}
     with Image.open(out / pngs[0]) as image:
         assert image.size == (128, 128) and image.mode == "L"  # 4x nearest
-    with Image.open(out / "rollout_00000.gif") as gif:
-        assert gif.n_frames == 4 and gif.size == ((3 * 32 + 4) * 4, 32 * 4)
+    with Image.open(out / "rollout_00000.gif") as gif:  # truth | prediction | error, labels, error scale
+        assert gif.n_frames == 4 and gif.width == (3 * 32 + 4) * 4 and gif.height > 32 * 4
+        assert_labelled(gif.convert("L"), predict.label_font(predict.UPSCALE)[1])
+    for sample in range(2):  # every step of a sample in one labelled image
+        with Image.open(out / f"rollout_{sample:05d}.png") as sheet:
+            assert sheet.width == (3 * 32 + 4) * predict.SHEET_UPSCALE and sheet.height > 4 * 32 * predict.SHEET_UPSCALE
+            assert_labelled(sheet.convert("L"), predict.label_font(predict.SHEET_UPSCALE)[1])
     assert len(metrics["mean"]["rollout"]["l1"]) == 4
-    assert "wrote 8 PNGs, 2 GIFs and metrics.json" in capsys.readouterr().out
+    assert "wrote 8 prediction PNGs, 2 labelled rollout PNGs, 2 GIFs and metrics.json" in capsys.readouterr().out
+
+
+def assert_labelled(image, label_rows):
+    """The first rows of the image hold dark text on white (the labels above the panels)."""
+    strip = np.asarray(image)[:label_rows]
+    assert (strip == 255).mean() > 0.5 and (strip < 100).any()
+
+
+def test_predict_replaces_its_own_earlier_files_only(trained, tmp_path, capsys):
+    config, checkpoint = trained
+    out = tmp_path / "samples"
+    assert predict.main(["-cfg", str(config), "--load", str(checkpoint), "--output", str(out),
+                         "--num_samples", "2", "--steps", "3"]) == 0
+    (out / "notes.txt").write_text("mine")
+    (out / "prediction_mine.png").write_bytes(b"mine too")
+    assert predict.main(["-cfg", str(config), "--load", str(checkpoint), "--output", str(out), "--steps", "2"]) == 0
+    first = json.loads((out / "metrics.json").read_text())["samples"][0]["first_predicted_frame"]
+    assert sorted(p.name for p in out.iterdir()) == [
+        "metrics.json", "notes.txt", f"prediction_00000_00000_frame_{first:05d}.png",
+        f"prediction_00000_00001_frame_{first + 1:05d}.png", "prediction_mine.png", "rollout_00000.gif",
+        "rollout_00000.png"]
+    assert "wrote 2 prediction PNGs, 1 labelled rollout PNG, 1 GIF and metrics.json" in capsys.readouterr().out
+
+
+def test_start_frames_are_fixed_by_the_seed_alone(trained, tmp_path):
+    part = range(100, 200)
+    first = predict.pick_first_predicted(part, 2, 10, 5, 0, "val")
+    assert len(set(first.tolist())) == 5 and all(100 <= f <= 200 - 50 for f in first.tolist())
+    for steps in (1, 7, 50):  # up to half the part: the same starts
+        for num_samples in (1, 3, 5):  # more samples add rollouts after the same first ones
+            assert torch.equal(predict.pick_first_predicted(part, 2, steps, num_samples, 0, "val"), first[:num_samples])
+    assert not torch.equal(predict.pick_first_predicted(part, 2, 10, 5, 1, "val"), first)  # another seed
+    assert predict.pick_first_predicted(part, 2, 80, 5, 0, "val").max() <= 200 - 80  # longer: still inside
+
+    config, checkpoint = trained
+    runs = []
+    for num_samples, steps in ((1, 2), (3, 5)):
+        out = tmp_path / f"{num_samples}x{steps}"
+        assert predict.main(["-cfg", str(config), "--load", str(checkpoint), "--output", str(out),
+                             "--num_samples", str(num_samples), "--steps", str(steps)]) == 0
+        runs.append(json.loads((out / "metrics.json").read_text())["samples"])
+    assert runs[0][0]["first_predicted_frame"] == runs[1][0]["first_predicted_frame"]
+    assert runs[0][0]["rollout"]["l1"] == runs[1][0]["rollout"]["l1"][:2]  # the same rollout, only longer
+
+
+def test_predict_without_load_takes_the_run_folders_checkpoint(trained, tmp_path, capsys):
+    config, checkpoint = trained
+    run_dir = tmp_path / "out" / "tiny.device0"
+    argv = ["-cfg", str(config), "--out-dir", str(tmp_path / "out"), "--output", str(tmp_path / "s"), "--steps", "2"]
+    assert predict.main(argv) == 1
+    assert f"error: no checkpoint in {run_dir} (train with python -m model.main -cfg {config} --train" in \
+        capsys.readouterr().err
+    run_dir.mkdir(parents=True)
+    shutil.copy(checkpoint, run_dir / "quicksave.ckpt")
+    assert predict.main(argv) == 0
+    assert f"using {config} and {run_dir / 'quicksave.ckpt'}" in capsys.readouterr().out
+    shutil.copy(checkpoint, run_dir / "best.ckpt")  # the best validation wins over the latest step
+    cfg, config_name, chosen, line = predict.choose_model(None, None, tmp_path / "out", sheet_config=str(config))
+    assert chosen == run_dir / "best.ckpt" and cfg.model_path == "tiny" and config_name == str(config)
+    assert line == f"using {config} and {chosen}"
+    # --load alone: the config stored in the checkpoint
+    assert predict.main(["--load", str(checkpoint), "--output", str(tmp_path / "s"), "--steps", "2"]) == 0
+    assert f"using {checkpoint} and the config stored in it" in capsys.readouterr().out
+    assert json.loads((tmp_path / "s" / "metrics.json").read_text())["config"] == f"stored in {checkpoint}"
+
+
+def test_bare_predict_works_on_a_fresh_clone(tmp_path):
+    """No arguments, no run folder: the published checkpoint with its own config, saying so."""
+    clone = tmp_path / "clone"
+    clone.mkdir()
+    for name in ("config", "results"):  # what a clone holds (read only here); out/ and samples/ do not exist
+        (clone / name).symlink_to(REPO / name)
+    if (REPO / "gameplay-data.hdf5").exists():  # else rendered on first use, as on a fresh clone
+        (clone / "gameplay-data.hdf5").symlink_to(REPO / "gameplay-data.hdf5")
+    result = subprocess.run([sys.executable, "-m", "model.scripts.predict"], cwd=clone, capture_output=True,
+                            text=True, timeout=300, env={**os.environ, "PYTHONPATH": str(REPO)})
+    assert result.returncode == 0, result.stderr
+    assert ("no run of config/vit.json in out/vit.device0 yet: using the published "
+            "results/vit/vit_best_long.ckpt and the config stored in it") in result.stdout
+    out = clone / "samples" / "best_long"  # samples/{model_path}/ of the config used
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["checkpoint"] == "results/vit/vit_best_long.ckpt" and metrics["steps"] == 10
+    assert metrics["config"] == "stored in results/vit/vit_best_long.ckpt"
+    assert len(list(out.glob("prediction_00000_*.png"))) == 10 and (out / "rollout_00000.png").is_file()
 
 
 def test_copy_last_metrics_hold_the_last_real_frame(trained, tmp_path):
@@ -101,7 +196,7 @@ def test_predict_errors(trained, tmp_path, capsys):
     assert "error: checkpoint not found" in capsys.readouterr().err
     assert predict.main(["-cfg", str(config), "--load", str(checkpoint), "--output", str(tmp_path / "s"),
                          "--steps", "16"]) == 1
-    assert "the validation part of the video has 15 frames; 1 rollouts of 16 steps need at least 16" in \
+    assert "the validation part of the video has 15 frames, too few for 1 rollout of 16 steps" in \
         capsys.readouterr().err
     blocked = tmp_path / "file"
     blocked.write_text("not a folder")
@@ -122,3 +217,12 @@ def test_exported_checkpoint_predicts_the_same_and_is_smaller(trained, tmp_path)
         assert predict.main(["-cfg", str(config), "--load", str(path), "--output", str(out), "--steps", "2"]) == 0
         runs.append(json.loads((out / "metrics.json").read_text())["samples"][0]["rollout"])
     assert runs[0] == runs[1]
+
+
+@pytest.mark.parametrize("module", ["model.scripts.predict", "model.main"])
+def test_help_shows_the_defaults(module, capsys):
+    import importlib
+    with pytest.raises(SystemExit):
+        importlib.import_module(module).parse_args(["--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    assert "(default: 1234)" in text and "(default: None)" not in text and "(default: False)" not in text

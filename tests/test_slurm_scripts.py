@@ -15,8 +15,9 @@ REPO = Path(__file__).resolve().parents[1]
 COMMON = REPO / "scripts" / "slurm" / "common.sh"
 
 
-def run_job(tmp_path, *signals):
-    """run_and_requeue '' <training> in a batch shell that gets the signals -> (what the training got, status line)."""
+def run_job(tmp_path, *signals, forward_as=""):
+    """run_and_requeue FORWARD_AS <training> in a batch shell that gets the signals
+    -> (what the training got, status line, scontrol's arguments or None)."""
     (tmp_path / "bin").mkdir()
     scontrol = tmp_path / "bin" / "scontrol"
     scontrol.write_text(f'#!/bin/bash\necho "$@" >> {tmp_path}/scontrol.args\n')
@@ -28,7 +29,7 @@ trap 'save TERM 143' TERM
 touch {tmp_path}/started
 sleep 10 & wait $!
 """)
-    job = f"source {COMMON}; run_and_requeue '' bash {training}; echo status $? > {tmp_path}/status"
+    job = f"source {COMMON}; run_and_requeue '{forward_as}' bash {training}; echo status $? > {tmp_path}/status"
     process = subprocess.Popen(["bash", "-c", job], env={**os.environ, "SLURM_JOB_ID": "42",
                                                           "PATH": f"{tmp_path / 'bin'}:{os.environ['PATH']}"})
     deadline = time.monotonic() + 10
@@ -50,6 +51,11 @@ sleep 10 & wait $!
 ], ids=["warning", "cancel", "warning-then-cancel"])
 def test_only_the_warning_requeues(tmp_path, signals, child_gets, status, requeued):
     assert run_job(tmp_path, *signals) == (child_gets, status, requeued)
+
+
+def test_the_warning_can_reach_the_training_as_another_signal(tmp_path):
+    """multinode.sbatch forwards the warning as SIGTERM (what srun passes on to every task); it still requeues."""
+    assert run_job(tmp_path, signal.SIGUSR1, forward_as="TERM") == ("TERM", "status 143", "requeue 42")
 
 
 def copy_data(tmp_path, data):

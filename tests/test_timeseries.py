@@ -27,7 +27,7 @@ def one_thread():
     torch.set_num_threads(threads)
 
 
-TEMPLATE_LINE = re.compile(r"^Final accuracy of (rnn|lstm|tcn) \(\d+ parameters\) on \w+ task: [0-9.]+", re.M)
+TEMPLATE_LINE = re.compile(r"^Final accuracy of (rnn|lstm|tcn) \(\d+ parameters\) on \w+ task: \d\.\d{3}$", re.M)
 
 
 @pytest.mark.parametrize("model", main.MODELS)
@@ -61,8 +61,10 @@ def test_cli_template_run_writes_results_and_figures(tmp_path, capsys):
     argv = ["--epochs", "2", "--num-samples", "64", "--out", str(out), "--impl", "torch"]
     assert main.main(argv) == 0
 
-    printed = capsys.readouterr().out
-    assert len(TEMPLATE_LINE.findall(printed)) == 6  # tasks memory, memorygen x models rnn, lstm, tcn
+    captured = capsys.readouterr()
+    printed = captured.out
+    assert len(TEMPLATE_LINE.findall(printed)) == 6  # tasks memory, memorygen x models rnn, lstm, tcn: 0.363, 1.000
+    assert captured.err == ""  # not a terminal: no progress bars running into the result lines
     results = json.loads((out / "results.json").read_text())
     assert len(results["runs"]) == 6
     run = results["runs"][0]
@@ -71,7 +73,11 @@ def test_cli_template_run_writes_results_and_figures(tmp_path, capsys):
     assert len(run["val_accuracy_by_position"]) == 29 and run["num_params"] > 0 and run["wall_seconds"] > 0
     memorygen = results["runs"][3]["val_accuracy_by_position"]
     assert memorygen[:15] == [None] * 15 and None not in memorygen[15:]  # validated on the second half only
-    assert "| memorygen | tcn |" in (out / "summary.md").read_text()
+    counts = results["runs"][3]["val_count_by_position"]  # what the figure shows behind the accuracies
+    assert sum(counts) == 64 and counts[:15] == [0] * 15 and min(counts[15:]) > 0
+    summary = (out / "summary.md").read_text()
+    assert re.search(r"\| memorygen \| tcn \| \d+ \| 1 \| \d\.\d{3} \| \d+\.\d{3} \|", summary)
+    assert "±" not in summary and "; seed 0;" in summary and "2 epochs" in summary  # one seed: no spread
     for task in ("memory", "memorygen"):
         assert (out / f"{task}_accuracy_by_position.png").is_file()
         for model in main.MODELS:  # the template's file names
@@ -96,6 +102,24 @@ def test_cli_parallel_seeds_match_a_sequential_run(tmp_path, capsys):
         assert p["val_loss"] == s["val_loss"] and p["train_loss"] == s["train_loss"]
     assert (tmp_path / "parallel" / "seed1" / "memorygen_reverse_tcn_prediction.png").is_file()
     assert (tmp_path / "parallel" / "memorygen_reverse_accuracy_by_position.png").is_file()
+    summary = (tmp_path / "parallel" / "summary.md").read_text()
+    assert " ± " in summary and "impl own, 1 epoch, 32 training and 32 validation samples" in summary
+    assert "mean ± sample std over seeds 0 1;" in summary
+
+
+def test_cli_flags_are_spelled_out_and_a_mistyped_one_is_named(capsys):
+    """One convention with model.main: no abbreviations, the closest flag suggested."""
+    for argv, message in ((["--epoch", "2"], "unrecognized arguments: --epoch; did you mean --epochs?"),
+                          (["--sequence", "5"], "unrecognized arguments: --sequence; did you mean --sequence-length?")):
+        with pytest.raises(SystemExit) as exit_info:
+            main.main(argv)
+        assert exit_info.value.code == 2 and capsys.readouterr().err.splitlines()[-1] == f"error: {message}"
+
+
+def test_help_shows_the_defaults(capsys):
+    with pytest.raises(SystemExit):
+        main.main(["--help"])
+    assert "(default: 50)" in capsys.readouterr().out
 
 
 def test_training_does_not_import_matplotlib():

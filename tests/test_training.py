@@ -15,7 +15,7 @@ import torch
 import model.engine as engine
 from model import main as train_cli
 from model.checkpoint import load_checkpoint, save_checkpoint
-from model.config import config_from_dict, load_config
+from model.config import config_from_dict, load_config, with_overrides
 from model.data import FrameWindows, load_frames
 
 REPO = Path(__file__).resolve().parents[1]
@@ -117,6 +117,27 @@ def test_resume_reproduces_the_uninterrupted_run(tmp_path):
     assert all(torch.equal(final_whole[name], final_resumed[name]) for name in final_whole)
 
 
+def test_compiled_training_matches_the_plain_model(tmp_path):
+    """training.compile runs the same steps: the same losses and validation metrics within float noise,
+    checkpoints with the plain model's parameter names (loadable without compiling)."""
+    config = tiny_setup(tmp_path, model={"output": "warp", "gradient_accumulation_steps": 2},
+                        training={"max_steps": 6}, learning_rate=3e-4)
+    cfg, frames = load_config(config), load_frames(tmp_path / "video.hdf5")
+    summaries = {}
+    for compiled in (False, True):
+        run_cfg = with_overrides(cfg, {"training.compile": compiled})
+        summaries[compiled] = engine.train(run_cfg, frames, tmp_path / str(compiled), log=lambda line: None)
+    plain, compiled = records(tmp_path / "False"), records(tmp_path / "True")
+    assert [r["step"] for r in compiled] == [r["step"] for r in plain] == list(range(1, 7))
+    # Fused kernels round differently, so the runs drift apart by float noise only.
+    for a, b in zip(plain, compiled):
+        assert b["train_loss"] == pytest.approx(a["train_loss"], rel=1e-3)
+    for key in ("loss", "l1", "psnr", "ssim"):
+        assert summaries[True]["val"][key] == pytest.approx(summaries[False]["val"][key], rel=1e-3)
+    state = load_checkpoint(tmp_path / "True" / "quicksave.ckpt")["model"]
+    assert set(state) == set(load_checkpoint(tmp_path / "False" / "quicksave.ckpt")["model"])
+
+
 @pytest.mark.parametrize("signal_name, exit_code", [("SIGINT", 130), ("SIGTERM", 143)])
 def test_a_signal_finishes_the_step_and_quicksaves(tmp_path, signal_name, exit_code):
     config = tiny_setup(tmp_path, training={"quicksave_every": 100000, "validate_every": 100000})
@@ -209,6 +230,69 @@ def test_validate_writes_the_metrics(tmp_path, capsys):
     expected = {"loss", "l1", "mse", "psnr", "ssim", "copy_last_l1", "copy_last_psnr", "mean_frame_ssim"}
     assert expected <= set(result)
     assert "copy-last" in capsys.readouterr().out
+
+
+def test_validate_writes_next_to_a_checkpoint_elsewhere_or_to_output(tmp_path, capsys):
+    config = tiny_setup(tmp_path)
+    assert cli(config, tmp_path / "out", "--train", "--max-steps", "1") == 0
+    run_dir = tmp_path / "out" / "tiny.device0"
+    assert "trained 1 step in" in capsys.readouterr().out
+    published = tmp_path / "published" / "model.ckpt"  # outside the config's run folder
+    published.parent.mkdir()
+    published.write_bytes((run_dir / "quicksave.ckpt").read_bytes())
+    capsys.readouterr()
+    assert cli(config, tmp_path / "out", "--validate", "--load", str(published), "--split", "test") == 1  # no test part
+    capsys.readouterr()
+    assert cli(config, tmp_path / "out", "--validate", "--load", str(published)) == 0
+    assert (published.parent / "validation_val.json").is_file()
+    assert not any(p.name.startswith("validation") for p in run_dir.iterdir())  # the run folder is left alone
+    printed = capsys.readouterr().out
+    assert " MSE " in printed and f"wrote {published.parent / 'validation_val.json'}" in printed
+    output = tmp_path / "metrics" / "mine.json"
+    assert cli(config, tmp_path / "out", "--validate", "--load", str(published), "--output", str(output)) == 0
+    assert json.loads(output.read_text())["checkpoint"] == str(published)
+
+
+def test_a_missing_best_checkpoint_points_to_the_quicksave(tmp_path, capsys):
+    config = tiny_setup(tmp_path)
+    assert cli(config, tmp_path / "out", "--train", "--max-steps", "1") == 0
+    run_dir = tmp_path / "out" / "tiny.device0"
+    (run_dir / "best.ckpt").unlink()  # as before the first validation (training.validate_every steps)
+    capsys.readouterr()
+    assert cli(config, tmp_path / "out", "--validate", "--load", str(run_dir / "best.ckpt")) == 1
+    assert capsys.readouterr().err == (
+        f"error: checkpoint not found: {run_dir / 'best.ckpt'} (a run writes best.ckpt at its first validation, "
+        f"after training.validate_every steps; until then load {run_dir / 'quicksave.ckpt'})\n")
+
+
+def test_a_run_says_how_long_a_step_takes_and_points_a_cpu_to_the_cpu_config(tmp_path, capsys, monkeypatch):
+    cpu, gpu = torch.device("cpu"), torch.device("cuda", 0)
+    sheet = train_cli.speed_note(2.5, 167_997, cpu, REPO / "config/vit.json")
+    assert sheet.startswith("note: a step takes 2.50 s on cpu (measured over 3 steps): about 116.7 h for the "
+                            "167997 steps left; for a CPU use -cfg config/vit_cpu.json")
+    assert "vit_cpu.json" not in train_cli.speed_note(2.5, 167_997, gpu, REPO / "config/vit.json")
+    assert "for a CPU" not in train_cli.speed_note(0.11, 100_000, cpu, train_cli.CPU_CONFIG)  # already the CPU config
+    assert train_cli.speed_note(0.1, 1, cpu, "x.json").endswith("about 0 s for the 1 step left")
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)  # the CPU, also on a machine with a GPU
+    config = tiny_setup(tmp_path)
+    assert cli(config, tmp_path / "out", "--train", "--max-steps", "6") == 0
+    lines = [line for line in capsys.readouterr().out.splitlines() if "a step takes" in line]
+    assert len(lines) == 1 and lines[0].startswith("note: a step takes ")
+    assert "on cpu (measured over 3 steps)" in lines[0]
+    assert lines[0].endswith("for the 2 steps left") and "vit_cpu.json" not in lines[0]  # a short run: no advice
+    monkeypatch.setattr(train_cli, "CPU_ADVICE_SECONDS", 0)  # as if the run took hours
+    assert cli(config, tmp_path / "out", "--train", "--max-steps", "6") == 0
+    line = next(line for line in capsys.readouterr().out.splitlines() if "a step takes" in line)
+    assert line.endswith("; for a CPU use -cfg config/vit_cpu.json: its 2000 steps took 11 min on 2 cores "
+                         "(results/vit/study)")
+
+
+def test_the_cpu_configs_figure_is_the_measured_one():
+    study = json.loads((REPO / "results/vit/study/results.json").read_text())
+    run = study["runs"]["long"]["0"]
+    assert study["configs"]["long"]["file"] == train_cli.CPU_CONFIG and run["steps"] == 2000
+    assert round(run["train_seconds"] / 60) == train_cli.CPU_CONFIG_RUN_MINUTES
 
 
 def test_missing_video_exits_1(tmp_path, capsys):

@@ -10,13 +10,12 @@ The weights are the same numbers: a converted checkpoint predicts exactly what i
 converted quicksave resumes exactly (the parameters keep their order, so the optimizer state fits).
 Files already in format 2 are left as they are. Every file is written atomically.
 """
-import argparse
 import json
 import sys
 from pathlib import Path
 
 from model.checkpoint import FORMAT_VERSION, CheckpointError, load_checkpoint, save_checkpoint
-from model.cli import fail
+from model.cli import CliParser, fail
 from model.engine import write_json_atomically
 
 
@@ -68,7 +67,7 @@ def convert_file(path):
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(prog="python -m model.scripts.convert_checkpoint",
+    parser = CliParser(prog="python -m model.scripts.convert_checkpoint",
                                      description=__doc__.split("\n\n")[0])
     parser.add_argument("paths", nargs="+", help="checkpoints (.ckpt) or run folders (cfg.json and *.ckpt)")
     args = parser.parse_args(argv)

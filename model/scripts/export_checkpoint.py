@@ -7,17 +7,16 @@ scheduler and random states (about two thirds of the file). The result loads wit
 ``python -m model.scripts.predict --load`` and ``python -m model.main --validate --load``, but it cannot
 resume training. Written atomically.
 """
-import argparse
 import sys
 
 from model.checkpoint import REQUIRED_KEYS, CheckpointError, load_checkpoint, save_checkpoint
-from model.cli import fail
+from model.cli import CliParser, fail
 
 KEPT_KEYS = REQUIRED_KEYS + ("seed", "best_val_loss", "seconds", "epoch")
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(prog="python -m model.scripts.export_checkpoint",
+    parser = CliParser(prog="python -m model.scripts.export_checkpoint",
                                      description=__doc__.split("\n\n")[0])
     parser.add_argument("source", help="training checkpoint (quicksave.ckpt or best.ckpt)")
     parser.add_argument("target", help="where the stripped checkpoint goes")

@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
-from model.cli import fail, non_negative_int, positive_int
+from model.cli import CliParser, fail, non_negative_int, plural, positive_int
 from model.video_io import VideoIOError, VideoWriter
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff"}
@@ -187,7 +187,7 @@ def convert(frames, out, height, width, resize, resample, max_frames=None, every
 
 
 def parse_args(argv=None):
-    parser = argparse.ArgumentParser(prog="python -m model.scripts.import_video", description=__doc__.splitlines()[0])
+    parser = CliParser(prog="python -m model.scripts.import_video", description=__doc__.splitlines()[0])
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--out", required=True, help="HDF5 file to write")
     common.add_argument("--height", type=positive_int, default=144, help="frame height (default: %(default)s)")
@@ -240,7 +240,7 @@ def main(argv=None):
         return fail(error, 1)
     except OSError as error:
         return fail(f"cannot write {args.out}: {error}", 1)
-    print(f"wrote {args.out}: {count} frames of {args.height}x{args.width}")
+    print(f"wrote {args.out}: {plural(count, 'frame')} of {args.height}x{args.width}")
     return 0
 
 

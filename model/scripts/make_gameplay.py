@@ -7,18 +7,17 @@ The defaults give the video that training creates by itself when ./gameplay-data
 the command above also writes the preview in the docs (a walk into a house, a chat and out again).
 The layout of the file (frames and per-frame metadata) is described in model/gameplay.py.
 """
-import argparse
 import sys
 import time
 from pathlib import Path
 
 from model import gameplay
-from model.cli import fail, non_negative_int, positive_int
+from model.cli import CliParser, fail, non_negative_int, plural, positive_int
 from model.video_io import VideoIOError, write_gif
 
 
 def parse_args(argv=None):
-    parser = argparse.ArgumentParser(prog="python -m model.scripts.make_gameplay", description=__doc__.splitlines()[0])
+    parser = CliParser(prog="python -m model.scripts.make_gameplay", description=__doc__.splitlines()[0])
     parser.add_argument("--out", default="./gameplay-data.hdf5", help="HDF5 file to write (default: %(default)s)")
     parser.add_argument("--frames", type=positive_int, default=gameplay.DEFAULT_NUM_FRAMES,
                         help="number of frames (default: %(default)s)")
@@ -43,7 +42,7 @@ def main(argv=None):
         return fail(f"cannot write {args.out}: {error}", 1)
     seconds = time.perf_counter() - start
     megabytes = Path(args.out).stat().st_size / 2**20
-    print(f"wrote {args.out}: {args.frames} frames of {gameplay.SCREEN_HEIGHT}x{gameplay.SCREEN_WIDTH}, "
+    print(f"wrote {args.out}: {plural(args.frames, 'frame')} of {gameplay.SCREEN_HEIGHT}x{gameplay.SCREEN_WIDTH}, "
           f"seed {args.seed}, {megabytes:.1f} MiB in {seconds:.1f} s")
     if args.gif:
         # The preview renders the game again up to its last frame: cheaper than decoding the PNGs.

@@ -1,46 +1,80 @@
 """Closed-loop prediction with a trained predictive ViT, as in the course template.
 
+    python -m model.scripts.predict                      # a fresh clone: the published checkpoint
     python -m model.scripts.predict -cfg config/vit.json --load out/vit.device0/quicksave.ckpt
+
+Which model (the command says which it used):
+    --load CKPT with -cfg CONFIG, or with the config stored in the checkpoint;
+    without --load the best.ckpt (else quicksave.ckpt) of the config's run folder
+    OUT_DIR/{model_path}.device{N}/, the config being -cfg or, by default, the sheet's config/vit.json;
+    with neither flag and no run of config/vit.json yet, the published results/vit/vit_best_long.ckpt
+    with the config stored in it (that of config/vit_best.json).
 
 Each sample starts from num_frames - 1 real frames of the video (from the held-out part by default),
 predicts the next frame, quantises it to 8 bit, appends it to the window and drops the oldest frame,
-for --steps steps: after the first step the model sees its own predictions. Written to --output:
+for --steps steps: after the first step the model sees its own predictions. The start frames are fixed
+by --seed alone (see pick_first_predicted), so runs with other --steps or --num_samples can be compared.
+
+Written to --output (default samples/{model_path}/ of the config used); the files an earlier run of
+predict wrote there (the four kinds below, nothing else) are removed first:
 
     prediction_{sample:05d}_{i:05d}_frame_{frame:05d}.png   step i of a sample, 4x upscaled (nearest);
                                                             frame is the true frame's index in the video
-    rollout_{sample:05d}.gif                                per step: truth | prediction | absolute error
+    rollout_{sample:05d}.png                                every step of a sample in one labelled image:
+                                                            truth | prediction | absolute error, error scale
+    rollout_{sample:05d}.gif                                the same, one GIF frame per step
     metrics.json                                            per step L1, PSNR, SSIM of the rollout and of
                                                             the copy-last-frame baseline (the last real
                                                             frame held still)
 """
 import json
+import re
 import sys
 from pathlib import Path
 
+import numpy as np
 import torch
-from PIL import Image
+from PIL import Image, ImageDraw, ImageFont
 
-from model.checkpoint import CheckpointError
-from model.cli import CliParser, describe_os_error, fail, pick_device
+from model.checkpoint import CheckpointError, checkpoint_config
+from model.cli import CliParser, describe_os_error, fail, pick_device, plural
 from model.config import ConfigError, load_config
 from model.data import PART_NAMES, PARTS, DataError, load_video, split_video
-from model.engine import load_model
+from model.engine import BEST, QUICKSAVE, load_model, run_name
 from model.metrics import frame_metrics
 from model.rollout import closed_loop, per_step_means
 
-UPSCALE = 4
+SHEET_CONFIG = "config/vit.json"
+PUBLISHED_CHECKPOINT = "results/vit/vit_best_long.ckpt"
+# The files predict writes, and the only ones it removes from an earlier run.
+OUTPUT_FILES = re.compile(r"prediction_\d{5,}_\d{5,}_frame_\d{5,}\.png|rollout_\d{5,}\.(png|gif)|metrics\.json")
+
+UPSCALE = 4  # the template-named PNGs and the GIF
+SHEET_UPSCALE = 2  # the labelled rollout PNG, all steps in one image
+GAP = 2  # pixels between the panels, before upscaling
 GIF_FRAME_MS = 250
+# Labels: Pillow's default font, 6 pixels per upscaling step; a label line is 1.5 font sizes high.
+FONT_SIZE = 6
+BAR_HEIGHT = 4  # of the error scale, pixels per upscaling step
 
 
 def parse_args(argv=None):
     parser = CliParser(prog="python -m model.scripts.predict",
                        description="Closed-loop rollout of a trained predictive ViT.")
-    parser.add_argument("-cfg", "--cfg", required=True, metavar="CONFIG", help="config file of the model")
-    parser.add_argument("-load", "--load", required=True, metavar="CKPT", help="checkpoint to predict with")
-    parser.add_argument("-output", "--output", default="samples", metavar="DIR", help="output folder")
+    parser.add_argument("-cfg", "--cfg", metavar="CONFIG",
+                        help=f"config file of the model (default: the one stored in --load; without --load "
+                             f"{SHEET_CONFIG})")
+    parser.add_argument("-load", "--load", metavar="CKPT",
+                        help=f"checkpoint to predict with (default: best.ckpt, else quicksave.ckpt, of the "
+                             f"config's run folder; without -cfg and without that run, {PUBLISHED_CHECKPOINT})")
+    parser.add_argument("-out-dir", "--out-dir", default="out", metavar="DIR",
+                        help="where the run folders are (as for model.main)")
+    parser.add_argument("-output", "--output", metavar="DIR",
+                        help="output folder (default: samples/{model_path}/ of the config used)")
     parser.add_argument("-num_samples", "--num_samples", "--num-samples", type=int, default=1, metavar="N",
                         dest="num_samples", help="rollouts, each from a random start")
-    parser.add_argument("-device", "--device", type=int, default=0, metavar="N", help="CUDA device index")
+    parser.add_argument("-device", "--device", type=int, default=0, metavar="N",
+                        help="CUDA device index, also part of the run folder's name")
     parser.add_argument("-seed", "--seed", type=int, default=1234, help="seed of the start frames")
     parser.add_argument("-scratch", "--scratch", metavar="DIR",
                         help="folder holding the data file: a leading './' of data.hdf5_file becomes DIR/")
@@ -69,21 +103,24 @@ def main(argv=None):
 
 
 def run(args):
-    cfg = load_config(args.cfg)
+    cfg, config_name, checkpoint, choice = choose_model(args.cfg, args.load, args.out_dir, args.device)
+    if choice:
+        print(choice)
     num_frames = cfg.model.num_frames
     if num_frames < 2:
         raise ConfigError("config key 'model.num_frames': predicting frames needs at least 2 (1 is masked "
                           "reconstruction)")
     device = pick_device(args.device)
-    model, payload = load_model(args.load, cfg.model, device)
+    model, payload = load_model(checkpoint, cfg.model, device)
     frames = load_video(cfg, args.scratch)
     parts = split_video(len(frames), cfg.data.validation_fraction, cfg.data.test_fraction, num_frames)
     first_predicted = pick_first_predicted(parts[args.split], num_frames - 1, args.steps, args.num_samples,
                                            args.seed, args.split)
     starts = first_predicted - (num_frames - 1)  # first context frames (they may lie in the part before)
 
-    output = Path(args.output)
+    output = Path(args.output) if args.output is not None else Path("samples") / cfg.model_path
     output.mkdir(parents=True, exist_ok=True)
+    remove_earlier_output(output)
     truth, predictions, held = closed_loop(model, torch.as_tensor(frames).to(device), starts, args.steps)
 
     samples = []
@@ -91,35 +128,73 @@ def run(args):
         first = start + num_frames - 1  # index in the whole video
         for i in range(args.steps):
             save_png(output / f"prediction_{s:05d}_{i:05d}_frame_{first + i:05d}.png", predictions[s, i])
-        save_gif(output / f"rollout_{s:05d}.gif", truth[s], predictions[s])
+        save_rollout_png(output / f"rollout_{s:05d}.png", truth[s], predictions[s], first)
+        save_gif(output / f"rollout_{s:05d}.gif", truth[s], predictions[s], first)
         samples.append({"sample": s, "first_context_frame": start, "first_predicted_frame": first,
                         "rollout": step_metrics(predictions[s], truth[s]),
                         "copy_last": step_metrics(held[s], truth[s])})
-    summary = {"checkpoint": str(args.load), "checkpoint_step": payload["step"], "config": str(args.cfg),
-               "split": args.split, "steps": args.steps, "num_samples": args.num_samples,
+    summary = {"checkpoint": str(checkpoint), "checkpoint_step": payload["step"],
+               "config": config_name,
+               "split": args.split, "steps": args.steps, "num_samples": args.num_samples, "seed": args.seed,
                "mean": {"rollout": per_step_means(predictions, truth), "copy_last": per_step_means(held, truth)},
                "samples": samples}
     (output / "metrics.json").write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
     print_table(summary["mean"])
-    print(f"wrote {args.num_samples * args.steps} PNGs, {args.num_samples} GIFs and metrics.json to {output}")
+    print(f"wrote {plural(args.num_samples * args.steps, 'prediction PNG')}, "
+          f"{plural(args.num_samples, 'labelled rollout PNG')}, {plural(args.num_samples, 'GIF')} and "
+          f"metrics.json to {output}")
     return 0
+
+
+def choose_model(config_path, checkpoint, out_dir="out", device=0, sheet_config=SHEET_CONFIG,
+                 published=PUBLISHED_CHECKPOINT):
+    """The config and checkpoint to predict with -> (cfg, where the config came from, checkpoint path,
+    a line saying which were chosen, or None when both were given). See the module's docstring for the
+    order in which they are looked for."""
+    if checkpoint is not None:
+        if config_path is not None:
+            return load_config(config_path), str(config_path), Path(checkpoint), None
+        return (checkpoint_config(checkpoint), f"stored in {checkpoint}", Path(checkpoint),
+                f"using {checkpoint} and the config stored in it")
+    given, config_path = config_path is not None, config_path or sheet_config
+    cfg = load_config(config_path)
+    run_dir = Path(out_dir) / run_name(cfg, device)
+    for name in (BEST, QUICKSAVE):
+        if (run_dir / name).is_file():
+            return cfg, str(config_path), run_dir / name, f"using {config_path} and {run_dir / name}"
+    if given:  # that config's own run, or nothing
+        raise CheckpointError(f"no checkpoint in {run_dir} (train with python -m model.main -cfg {config_path} "
+                              f"--train, or pass --load CKPT)")
+    return (checkpoint_config(published), f"stored in {published}", Path(published),
+            f"no run of {sheet_config} in {run_dir} yet: using the published {published} and the config "
+            f"stored in it")
 
 
 def pick_first_predicted(part, context_frames, steps, num_samples, seed, split_name):
     """The first predicted frame (video index) of each sample (num_samples,), fixed by the seed alone.
 
-    A seeded random order of the part's frames is walked and every frame from which ``steps`` predicted
-    frames stay inside the part is taken: more samples add rollouts without moving the first ones, and
-    fewer steps keep the same starts.
+    The starts are a seeded random order of the frames from which a rollout of half the part (or of
+    ``steps`` frames, when that is longer) stays inside the part: the same frames for every --steps up
+    to half the part, so those runs start where the seed says and no run depends on another's --steps;
+    more samples add rollouts without moving the first ones.
     """
     first_possible = max(part.start, context_frames)  # a window needs context_frames frames before it
-    candidates = part.stop - steps - first_possible + 1
+    usable = part.stop - first_possible
+    horizon = max(steps, usable // 2)
+    candidates = usable - horizon + 1
     if candidates < num_samples:
-        raise DataError(f"the {PART_NAMES[split_name]} part of the video has {len(part)} frames; {num_samples} "
-                        f"rollouts of {steps} steps need at least {steps + num_samples - 1} "
-                        f"(use fewer --steps or --num_samples, or another --split)")
-    order = torch.randperm(len(part), generator=torch.Generator().manual_seed(seed)) + part.start
-    return order[(order >= first_possible) & (order < first_possible + candidates)][:num_samples]
+        raise DataError(f"the {PART_NAMES[split_name]} part of the video has {plural(len(part), 'frame')}, too few for "
+                        f"{plural(num_samples, 'rollout')} of {plural(steps, 'step')} (use fewer --steps or "
+                        f"--num_samples, or another --split)")
+    order = torch.randperm(candidates, generator=torch.Generator().manual_seed(seed))
+    return order[:num_samples] + first_possible
+
+
+def remove_earlier_output(folder):
+    """Delete the files an earlier run of predict wrote into folder (OUTPUT_FILES), and nothing else."""
+    for path in Path(folder).iterdir():
+        if path.is_file() and OUTPUT_FILES.fullmatch(path.name):
+            path.unlink()
 
 
 def step_metrics(prediction, truth):
@@ -139,11 +214,74 @@ def save_png(path, frame):
     to_image(frame).save(path)
 
 
-def save_gif(path, truth, prediction):
-    """One GIF frame per step: truth | prediction | |error|, with mid-grey gaps in between."""
-    gap = torch.full((truth.shape[1], 2), 0.5, device=truth.device)  # (H, 2)
-    panels = [to_image(torch.cat([t, gap, p, gap, (p - t).abs()], dim=1))
-              for t, p in zip(truth, prediction)]
+def labelled_rows(truth, prediction, first_frame, scale):
+    """One image per step: truth | prediction | |prediction - truth|, each labelled above.
+
+    truth, prediction (steps, H, W) in [0, 1]; first_frame: the video index of the first predicted frame.
+    """
+    rows = []
+    for i, (t, p) in enumerate(zip(truth, prediction)):
+        panels = [to_image(frame, scale) for frame in (t, p, (p - t).abs())]
+        labels = [f"truth, frame {first_frame + i}", f"prediction, step {i + 1}", "|prediction - truth|"]
+        width, height = panels[0].size
+        font, label_height = label_font(scale)
+        row = Image.new("L", (3 * width + 2 * GAP * scale, label_height + height), 255)
+        draw = ImageDraw.Draw(row)
+        for k, (panel, label) in enumerate(zip(panels, labels)):
+            x = k * (width + GAP * scale)
+            row.paste(panel, (x, label_height))
+            draw.text((x + scale, scale), label, fill=0, font=font)
+            if k:  # a mid-grey gap marks the panels' edges
+                draw.rectangle((x - GAP * scale, label_height, x - 1, row.height - 1), fill=128)
+        rows.append(row)
+    return rows
+
+
+def error_scale(row_width, scale, frame_width):
+    """The error panels' scale, to go below a row: a black-to-white bar under the third panel, 0 to 1."""
+    width, bar_height = frame_width * scale, BAR_HEIGHT * scale
+    font, label_height = label_font(scale)
+    x = 2 * (width + GAP * scale)  # where the error panel starts
+    strip = Image.new("L", (row_width, bar_height + label_height), 255)
+    gradient = np.linspace(0, 255, width).round().astype(np.uint8)  # (width,) black to white
+    strip.paste(Image.fromarray(np.tile(gradient, (bar_height, 1))), (x, 0))
+    draw = ImageDraw.Draw(strip)
+    for value in (0, 0.5, 1):
+        text = f"{value:g}"
+        left = x + value * (width - draw.textlength(text, font=font))  # 0 at the left end, 1 at the right
+        draw.text((left, bar_height + scale), text, fill=0, font=font)
+    caption = "error scale:"
+    draw.text((x - 3 * scale - draw.textlength(caption, font=font), 0), caption, fill=0, font=font)
+    return strip
+
+
+def label_font(scale):
+    """-> (Pillow's default font at FONT_SIZE pixels per upscaling step, the height of a label line)."""
+    return ImageFont.load_default(size=FONT_SIZE * scale), round(1.5 * FONT_SIZE * scale)
+
+
+def stack_rows(rows):
+    """Images of one width -> one image, top to bottom."""
+    image = Image.new("L", (rows[0].width, sum(row.height for row in rows)), 255)
+    y = 0
+    for row in rows:
+        image.paste(row, (0, y))
+        y += row.height
+    return image
+
+
+def save_rollout_png(path, truth, prediction, first_frame):
+    """Every step of a rollout in one image, a labelled truth | prediction | |error| row per step, the
+    error scale below."""
+    rows = labelled_rows(truth, prediction, first_frame, SHEET_UPSCALE)
+    stack_rows(rows + [error_scale(rows[0].width, SHEET_UPSCALE, truth.shape[-1])]).save(path)
+
+
+def save_gif(path, truth, prediction, first_frame):
+    """One GIF frame per step: the labelled truth | prediction | |error| and the error scale."""
+    rows = labelled_rows(truth, prediction, first_frame, UPSCALE)
+    scale = error_scale(rows[0].width, UPSCALE, truth.shape[-1])
+    panels = [stack_rows([row, scale]) for row in rows]
     panels[0].save(path, save_all=True, append_images=panels[1:], duration=GIF_FRAME_MS, loop=0)
 
 

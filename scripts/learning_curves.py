@@ -1,0 +1,145 @@
+"""Learning curves of long runs: validation and training PSNR against steps, wall time and compute.
+
+    python -m scripts.learning_curves                                   # the runs of the 'long' set, seed 0
+    python -m scripts.learning_curves --variants best_long --seeds 0 1 2 --runs-dir out/experiments
+
+Reads each run folder's metrics.jsonl (written by model.engine.train while it trains; an unfinished
+run is drawn up to the step it reached) and writes into --out:
+
+    learning_curves.png   validation PSNR (every window of the validation part) and the PSNR of the
+                          training batches since the previous record, against steps (log axis) and wall
+                          time, with the copy-last, continue-motion and mean-frame baselines on the same
+                          validation windows
+    compute.png           validation PSNR against training compute (steps x FLOP per step, counted by
+                          model.engine.step_flops), with the compute of the sheet's budget (config/vit.json:
+                          its epochs of the same training part) marked
+    learning_curves.json  the curves, each run's last step and wall time, FLOP per step, and the sheet's budget
+
+PSNR is that of the mean MSE over the windows scored. The training-batch PSNR is measured on the batches
+trained in those steps, before each update: how well the model fits the training part.
+"""
+import json
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+
+from model.cli import CliParser, fail  # noqa: E402
+from model.config import ConfigError, config_from_dict, load_config  # noqa: E402
+from model.data import DataError, split_video  # noqa: E402
+from model.engine import METRICS, step_flops, write_json_atomically  # noqa: E402
+
+BASELINES = {"copy_last": ("copy-last frame", "0.45"), "continue_motion": ("continue motion", "0.2"),
+             "mean_frame": ("mean frame", "0.7")}
+SHEET_CONFIG = "config/vit.json"
+
+
+def read_run(run_dir):
+    """A run folder -> (its Config, the records of metrics.jsonl)."""
+    cfg = config_from_dict(json.loads((run_dir / "cfg.json").read_text(encoding="utf-8")))
+    lines = (run_dir / METRICS).read_text(encoding="utf-8").splitlines()
+    return cfg, [json.loads(line) for line in lines if line.strip()]
+
+
+def curves(records):
+    """Records -> {"step": [...], "seconds": [...], "train_psnr": [...]} and the validation records' columns."""
+    train = {key: [r[key] for r in records] for key in ("step", "seconds", "train_psnr")}
+    validated = [r for r in records if "val_psnr" in r]
+    val = {key: [r[key] for r in validated] for key in ("step", "seconds", "val_psnr", "val_l1")}
+    for name in BASELINES:
+        if validated and f"val_{name}_psnr" in validated[0]:
+            val[f"{name}_psnr"] = validated[0][f"val_{name}_psnr"]  # the same windows at every validation
+    return train, val
+
+
+def sheet_budget(num_video_frames, cfg):
+    """Steps and FLOP of the sheet's budget: config/vit.json's epochs of the same training part."""
+    sheet = load_config(SHEET_CONFIG)
+    parts = split_video(num_video_frames, cfg.data.validation_fraction, cfg.data.test_fraction, sheet.model.num_frames)
+    windows = len(parts["train"]) - sheet.model.num_frames + 1
+    steps = sheet.epochs * (windows // sheet.model.batch_size) // sheet.model.gradient_accumulation_steps
+    flops = step_flops(sheet)
+    return {"config": SHEET_CONFIG, "epochs": sheet.epochs, "steps": steps, "flop_per_step": flops,
+            "flop": steps * flops}
+
+
+def plot(runs, budget, out):
+    fig, (steps_ax, time_ax) = plt.subplots(1, 2, figsize=(11, 4.2))
+    compute_fig, compute_ax = plt.subplots(figsize=(6, 4.2))
+    drawn = set()
+    for i, (name, run) in enumerate(runs.items()):
+        colour = f"C{i}"
+        train, val = run["train"], run["val"]
+        steps_ax.plot(val["step"], val["val_psnr"], color=colour, marker=".", label=f"{name}: validation")
+        steps_ax.plot(train["step"], train["train_psnr"], color=colour, ls=":", lw=1, label=f"{name}: training batches")
+        time_ax.plot([s / 3600 for s in val["seconds"]], val["val_psnr"], color=colour, marker=".", label=name)
+        compute_ax.plot([s * run["flop_per_step"] for s in val["step"]], val["val_psnr"], color=colour, marker=".",
+                        label=name)
+        for key, (label, grey) in BASELINES.items():
+            if f"{key}_psnr" in val and key not in drawn:
+                for ax in (steps_ax, time_ax, compute_ax):
+                    ax.axhline(val[f"{key}_psnr"], color=grey, ls="--", lw=1, label=f"{label} (validation)")
+                drawn.add(key)
+    compute_ax.axvline(budget["flop"], color="k", ls="-.", lw=1,
+                       label=f"sheet's budget ({budget['epochs']} epochs of vit.json)")
+    steps_ax.set(xscale="log", xlabel="optimizer step", ylabel="PSNR (dB)", title="against steps")
+    time_ax.set(xlabel="wall time (h, 1 CPU thread per run)", ylabel="PSNR (dB)", title="against wall time")
+    compute_ax.set(xscale="log", xlabel="training compute (FLOP: steps x FLOP per step)", ylabel="validation PSNR (dB)")
+    for ax in (steps_ax, time_ax, compute_ax):
+        ax.grid(alpha=0.3)
+    steps_ax.legend(fontsize=7)
+    compute_ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(out / "learning_curves.png", dpi=130)
+    compute_fig.tight_layout()
+    compute_fig.savefig(out / "compute.png", dpi=130)
+    plt.close(fig)
+    plt.close(compute_fig)
+
+
+def main(argv=None):
+    parser = CliParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--variants", nargs="+", default=["sheet_cpu_long", "best_long"])
+    parser.add_argument("--seeds", nargs="+", type=int, default=[0])
+    parser.add_argument("--runs-dir", default="out/experiments", help="run folders {variant}.seed{S}/")
+    parser.add_argument("--out", default="results/vit/long", help="where the figures and the JSON go")
+    parser.add_argument("--video-frames", type=int, default=6000, help="frames of the video the runs trained on")
+    args = parser.parse_args(argv)
+    out = Path(args.out)
+    try:
+        runs, flops = {}, {}
+        for variant in args.variants:
+            for seed in args.seeds:
+                run_dir = Path(args.runs_dir) / f"{variant}.seed{seed}"
+                if not (run_dir / METRICS).exists():
+                    print(f"{run_dir}: no {METRICS}, left out")
+                    continue
+                cfg, records = read_run(run_dir)
+                if variant not in flops:
+                    flops[variant] = step_flops(cfg)
+                train, val = curves(records)
+                runs[f"{variant} seed {seed}"] = {
+                    "run_dir": str(run_dir), "steps_reached": records[-1]["step"] if records else 0,
+                    "max_steps": cfg.training.max_steps, "seconds": records[-1]["seconds"] if records else 0.0,
+                    "epochs": records[-1]["epoch"] if records else 0.0, "flop_per_step": flops[variant],
+                    "train": train, "val": val}
+        if not runs:
+            return fail(f"no run folder with {METRICS} under {args.runs_dir}", 1)
+        budget = sheet_budget(args.video_frames, cfg)
+        out.mkdir(parents=True, exist_ok=True)
+        plot(runs, budget, out)
+        write_json_atomically(out / "learning_curves.json", {"runs": runs, "sheet_budget": budget})
+    except (ConfigError, DataError) as error:
+        return fail(error, 2 if isinstance(error, ConfigError) else 1)
+    for name, run in runs.items():
+        last = run["val"]["val_psnr"][-1] if run["val"]["val_psnr"] else float("nan")
+        print(f"{name}: step {run['steps_reached']} of {run['max_steps']} ({run['seconds'] / 3600:.2f} h), "
+              f"validation PSNR {last:.2f} dB, {run['flop_per_step'] / 1e9:.1f} GFLOP per step")
+    print(f"wrote {out / 'learning_curves.png'}, {out / 'compute.png'}, {out / 'learning_curves.json'}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -134,8 +134,6 @@ def run(args, argv):
     if world_size > 1 and args.validate:
         raise ConfigError("--validate runs in one process; start it without torchrun")
     device = pick_device(args.device + int(os.environ.get("LOCAL_RANK", 0)))
-    if cfg.model.mixed_precision and device.type != "cuda":
-        print("note: model.mixed_precision applies on CUDA only; the CPU trains in float32")
     frames = load_video(cfg, args.scratch)
     run_dir = Path(args.run_dir) if args.run_dir else Path(args.out_dir) / run_name(cfg, args.device, args.run_number)
     if args.validate:

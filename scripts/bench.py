@@ -378,14 +378,15 @@ def synthetic_video(cfg, frames):
                          dtype=torch.uint8).numpy()
 
 
-def train_seconds_per_step(cfg, steps, skip, compile_=False, threads=None):
+def train_seconds_per_step(cfg, steps, skip, compile_=False, threads=None, bf16=False):
     """Median wall seconds per step of model.engine.train over steps, the first skip (warm-up, compiling) left out.
 
     No validation (no validation or test part); one metrics.jsonl record per step gives each step's time.
     """
     run_cfg = with_overrides(cfg, {"data.validation_fraction": 0.0, "data.test_fraction": 0.0,
                                    "training.max_steps": steps, "training.log_every": 1,
-                                   "training.quicksave_every": steps, "training.compile": compile_})
+                                   "training.quicksave_every": steps, "training.compile": compile_,
+                                   "model.mixed_precision": bf16})
     previous = torch.get_num_threads()
     if threads:
         torch.set_num_threads(threads)
@@ -473,6 +474,13 @@ def bench_train(table, quick):
         table.add("train", f"{label}: training step, fp32 eager, {threads} threads", ms(plain), "reference")
         table.check("train", f"{label}: training.compile ({ms(compiled)} per step) over fp32 eager",
                     plain / compiled, 2, True)
+        bf16 = train_seconds_per_step(cfg, steps, skip, bf16=True)
+        table.add("train", f"{label}: model.mixed_precision (bf16 autocast, {ms(bf16)} per step) over fp32 eager",
+                  f"{plain / bf16:.2f}x", "info")
+        one_thread = {variant: train_seconds_per_step(cfg, steps + extra, skip + extra, compile_=variant, threads=1)
+                      for variant, extra in ((False, 0), (True, 10 if quick else 20))}
+        table.add("train", f"{label}: training.compile over fp32 eager at 1 thread ({ms(one_thread[False])} vs "
+                  f"{ms(one_thread[True])} per step)", f"{one_thread[False] / one_thread[True]:.2f}x", "info")
         pair = one_thread_pair(name, steps)
         table.add("train", f"{label}: two 1-thread processes ({pair:.2f} steps/s together) over one "
                   f"{threads}-thread process", f"{pair * plain:.2f}x", "info")
@@ -481,6 +489,8 @@ def bench_train(table, quick):
         table.check("train", f"{label}: validation pass ({windows} windows, {ms(val)}) share of training at "
                     f"validate_every {cfg.training.validate_every}", 100 * share, 5, False, unit="%")
         table.numbers[f"train.{name}"] = {"profile": shares, "eager_step_s": plain, "compiled_step_s": compiled,
+                                          "bf16_step_s": bf16, "one_thread_eager_step_s": one_thread[False],
+                                          "one_thread_compiled_step_s": one_thread[True],
                                           "one_thread_pair_steps_per_s": pair, "validation_s": val,
                                           "validation_windows": windows, "validation_share": share}
 

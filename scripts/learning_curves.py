@@ -13,7 +13,9 @@ run is drawn up to the step it reached) and writes into --out:
     compute.png           validation PSNR against training compute (steps x FLOP per step, counted by
                           model.engine.step_flops), with the compute of the sheet's budget (config/vit.json:
                           its epochs of the same training part) marked
-    learning_curves.json  the curves, each run's last step and wall time, FLOP per step, and the sheet's budget
+    learning_curves.json  the curves, each run's last step and wall time, FLOP per step, the time to quality
+                          (the first validation at copy-last + 1 dB: step and training seconds), and the
+                          sheet's budget
 
 PSNR is that of the mean MSE over the windows scored. The training-batch PSNR is measured on the batches
 trained in those steps, before each update: how well the model fits the training part.
@@ -52,6 +54,16 @@ def curves(records):
         if validated and f"val_{name}_psnr" in validated[0]:
             val[f"{name}_psnr"] = validated[0][f"val_{name}_psnr"]  # the same windows at every validation
     return train, val
+
+
+def time_to_quality(val, margin=1.0):
+    """The first validation whose PSNR passes copy-last's by margin dB -> {"step", "seconds"} or None."""
+    if "copy_last_psnr" not in val:
+        return None
+    for step, seconds, value in zip(val["step"], val["seconds"], val["val_psnr"]):
+        if value >= val["copy_last_psnr"] + margin:
+            return {"step": step, "seconds": seconds, "margin_db": margin}
+    return None
 
 
 def sheet_budget(num_video_frames, cfg):
@@ -124,7 +136,7 @@ def main(argv=None):
                     "run_dir": str(run_dir), "steps_reached": records[-1]["step"] if records else 0,
                     "max_steps": cfg.training.max_steps, "seconds": records[-1]["seconds"] if records else 0.0,
                     "epochs": records[-1]["epoch"] if records else 0.0, "flop_per_step": flops[variant],
-                    "train": train, "val": val}
+                    "copy_last_plus_1db": time_to_quality(val), "train": train, "val": val}
         if not runs:
             return fail(f"no run folder with {METRICS} under {args.runs_dir}", 1)
         budget = sheet_budget(args.video_frames, cfg)
@@ -135,8 +147,11 @@ def main(argv=None):
         return fail(error, 2 if isinstance(error, ConfigError) else 1)
     for name, run in runs.items():
         last = run["val"]["val_psnr"][-1] if run["val"]["val_psnr"] else float("nan")
+        reached = run["copy_last_plus_1db"]
+        quality = (f"copy-last + 1 dB at step {reached['step']} ({reached['seconds']:.0f} s)" if reached
+                   else "not yet copy-last + 1 dB")
         print(f"{name}: step {run['steps_reached']} of {run['max_steps']} ({run['seconds'] / 3600:.2f} h), "
-              f"validation PSNR {last:.2f} dB, {run['flop_per_step'] / 1e9:.1f} GFLOP per step")
+              f"validation PSNR {last:.2f} dB, {quality}, {run['flop_per_step'] / 1e9:.1f} GFLOP per step")
     print(f"wrote {out / 'learning_curves.png'}, {out / 'compute.png'}, {out / 'learning_curves.json'}")
     return 0
 

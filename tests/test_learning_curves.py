@@ -1,0 +1,31 @@
+"""scripts/learning_curves.py: curves, time to quality and the sheet's budget from a run folder's metrics.jsonl."""
+import json
+
+from model.config import config_from_dict
+from scripts import learning_curves
+
+
+def test_curves_and_the_time_to_quality_come_from_the_run_folder(tmp_path):
+    run = tmp_path / "runs" / "tiny.seed0"
+    run.mkdir(parents=True)
+    cfg = config_from_dict({"model_path": "tiny", "model": {"batch_size": 2, "image_height": 16, "image_width": 16,
+                                                             "patch_size": 8, "channels": 8, "layers": 1},
+                            "training": {"max_steps": 30}})
+    (run / "cfg.json").write_text(json.dumps(cfg.to_dict()))
+    records = []
+    for step, psnr in ((10, 11.0), (20, 12.5), (30, 14.0)):
+        records.append({"step": step - 5, "seconds": step - 5.0, "epoch": 0.1, "train_psnr": psnr - 1})
+        records.append({"step": step, "seconds": float(step), "epoch": 0.2, "train_psnr": psnr, "val_psnr": psnr,
+                        "val_l1": 0.1, "val_copy_last_psnr": 12.0, "val_continue_motion_psnr": 20.0,
+                        "val_mean_frame_psnr": 9.0})
+    (run / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records))
+    out = tmp_path / "out"
+    assert learning_curves.main(["--variants", "tiny", "--runs-dir", str(tmp_path / "runs"), "--out", str(out)]) == 0
+    result = json.loads((out / "learning_curves.json").read_text())
+    entry = result["runs"]["tiny seed 0"]
+    assert entry["steps_reached"] == 30 and entry["val"]["val_psnr"] == [11.0, 12.5, 14.0]
+    assert entry["val"]["copy_last_psnr"] == 12.0 and entry["flop_per_step"] > 0
+    assert entry["copy_last_plus_1db"] == {"step": 30, "seconds": 30.0, "margin_db": 1.0}  # 12.5 < 12 + 1 <= 14
+    assert result["sheet_budget"]["epochs"] == 1000 and result["sheet_budget"]["flop"] > 0
+    assert (out / "learning_curves.png").stat().st_size > 0 and (out / "compute.png").stat().st_size > 0
+    assert learning_curves.main(["--variants", "none", "--runs-dir", str(tmp_path / "runs"), "--out", str(out)]) == 1

@@ -2,13 +2,14 @@
 # Regenerate every committed result, figure and the documentation PDF from a clean clone.
 #
 #   bash scripts/reproduce.sh                 # everything, at the budgets of the committed results
-#   STEPS=300 SEEDS="0" bash scripts/reproduce.sh   # smaller Exercise 2 budgets (other numbers than committed)
+#   STEPS=300 SEEDS="0" bash scripts/reproduce.sh   # smaller budgets of the short study (other numbers than committed)
 #
 # Expected wall time on 2 CPU cores: see README (measured)
 #
 # Environment overrides (defaults are the committed results' budgets):
 #   TS_SEEDS="0 1 2 3 4"  JOBS=2     Exercise 1 seeds and parallel processes
-#   STEPS=600                        optimizer steps per Exercise 2 run
+#   STEPS=                           optimizer steps of every run of the short study (default: each file's own
+#                                    budget, 600-3000 steps; the long runs always keep theirs)
 #   SEEDS="0 1 2"                    seeds of the ablation, ablation_warp, masked, best and gate sets (study, atari and atari_best_long: seed 0)
 #   TRIALS=10  TRIAL_STEPS=300       size of the Optuna study (sheet 2 (f))
 #   BENCH_ARGS=""                    extra flags of scripts/bench.py (e.g. --quick)
@@ -25,7 +26,9 @@ cd "$(dirname "$0")/.."
 
 read -ra TS_SEEDS <<< "${TS_SEEDS:-0 1 2 3 4}"
 JOBS=${JOBS:-2}
-STEPS=${STEPS:-600}
+# The short study's files hold their budgets; STEPS refits every run of it to another one.
+STEPS_FLAG=()
+[[ -n ${STEPS:-} ]] && STEPS_FLAG=(--steps "$STEPS")
 read -ra SEEDS <<< "${SEEDS:-0 1 2}"
 TRIALS=${TRIALS:-10}
 TRIAL_STEPS=${TRIAL_STEPS:-300}
@@ -56,32 +59,40 @@ echo "== Exercise 2: data (written only when missing)"
 echo "== Exercise 2 (f): hyperparameter search"
 python -m scripts.tune --config config/vit_cpu.json --until "$TRIALS" --steps-per-trial "$TRIAL_STEPS"
 
+echo "== Exercise 2 (c)-(f): the long runs (hours each; one thread per run)"
+# Learning curves of the sheet's model and of the best configuration, 30 000 steps, seed 0.
+python -m scripts.run_experiments --set long --seeds 0 --threads 1
+python -m scripts.learning_curves --runs-dir out/experiments --out results/vit/long
+# 2 (d), (e) and masked reconstruction at 10 000 steps, three seeds.
+python -m scripts.run_experiments --set long_ablation --seeds "${SEEDS[@]}" --threads 1
+python -m scripts.run_experiments --set long_masked --seeds "${SEEDS[@]}" --threads 1
+
 echo "== Exercise 2 (c): what makes the model beat copy-last-frame"
-python -m scripts.run_experiments --set study --steps "$STEPS" --seeds 0
+python -m scripts.run_experiments --set study ${STEPS_FLAG[@]+"${STEPS_FLAG[@]}"} --seeds 0
 python -m model.scripts.export_checkpoint out/experiments/long.seed0/quicksave.ckpt results/vit/vit_cpu_long.ckpt
 
 echo "== Exercise 2 (d), (e): without self-attention, without positional embeddings"
-python -m scripts.run_experiments --set ablation --steps "$STEPS" --seeds "${SEEDS[@]}"
+python -m scripts.run_experiments --set ablation ${STEPS_FLAG[@]+"${STEPS_FLAG[@]}"} --seeds "${SEEDS[@]}"
 
 echo "== Exercise 2 (d), (e): the same ablations on the learned-warp model"
-python -m scripts.run_experiments --set ablation_warp --steps "$STEPS" --seeds "${SEEDS[@]}"
+python -m scripts.run_experiments --set ablation_warp ${STEPS_FLAG[@]+"${STEPS_FLAG[@]}"} --seeds "${SEEDS[@]}"
 
 echo "== Exercise 2 (d): masked reconstruction"
-python -m scripts.run_experiments --set masked --steps "$STEPS" --seeds "${SEEDS[@]}"
+python -m scripts.run_experiments --set masked ${STEPS_FLAG[@]+"${STEPS_FLAG[@]}"} --seeds "${SEEDS[@]}"
 
 echo "== Exercise 2: other footage (Atari Pong)"
-python -m scripts.run_experiments --set atari --steps "$STEPS" --seeds 0
+python -m scripts.run_experiments --set atari ${STEPS_FLAG[@]+"${STEPS_FLAG[@]}"} --seeds 0
 
 echo "== Exercise 2 (f): the best configuration of the search, trained longer (1500 steps, its own budget)"
-python -m scripts.run_experiments --set best --steps 1500 --seeds "${SEEDS[@]}"
-python -m scripts.run_experiments --set atari_best --steps 1500 --seeds "${SEEDS[@]}"
-python -m scripts.run_experiments --set atari_best_long --steps 3000 --seeds 0
-python -m model.scripts.export_checkpoint out/experiments/best_long.seed0/quicksave.ckpt results/vit/vit_best_long.ckpt
+python -m scripts.run_experiments --set best --seeds "${SEEDS[@]}"
+python -m scripts.run_experiments --set atari_best --seeds "${SEEDS[@]}"
+python -m scripts.run_experiments --set atari_best_long --seeds 0
+python -m model.scripts.export_checkpoint out/experiments/best_1500.seed0/quicksave.ckpt results/vit/vit_best_long.ckpt
 
 echo "== Exercise 2 (f): the best configuration with the change gate (config/vit_best_gate.json)"
 once change_support python -m scripts.change_support gameplay-data.hdf5 out/data/pong.hdf5 --out results/vit/change_support
-python -m scripts.run_experiments --set best_gate --steps 1500 --seeds "${SEEDS[@]}"
-python -m scripts.run_experiments --set atari_best_gate --steps 1500 --seeds "${SEEDS[@]}"
+python -m scripts.run_experiments --set best_gate --seeds "${SEEDS[@]}"
+python -m scripts.run_experiments --set atari_best_gate --seeds "${SEEDS[@]}"
 python -m model.scripts.export_checkpoint out/experiments/best_gate.seed0/quicksave.ckpt results/vit/vit_best_gate.ckpt
 
 echo "== Performance"

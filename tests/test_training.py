@@ -352,3 +352,16 @@ def test_a_format_1_checkpoint_is_refused_with_a_hint_and_converts_to_the_same_p
     assert "already format 2" in capsys.readouterr().out
 
 
+
+
+def test_a_config_from_before_the_test_part_keeps_its_split_when_converted():
+    from model.scripts.convert_checkpoint import convert_config
+
+    old = {"model_path": "x", "data": {"validation_fraction": 0.1},
+           "model": {"residual": True, "warp_radius": 2, "zero_init_output": True}}
+    new = convert_config(old)
+    assert new["data"] == {"validation_fraction": 0.1, "test_fraction": 0.0}  # trained on all but the last 10 %
+    assert (new["model"]["output"], new["model"]["warp_radius"]) == ("warp", 2)
+    assert convert_config(new) == new
+    later = {"data": {"validation_fraction": 0.1, "test_fraction": 0.1}, "model": {"output": "frame"}}
+    assert convert_config(later) == later  # a config that has the test part is left as it is

@@ -5,7 +5,8 @@
 
 Format 1 described the output with model.residual, model.warp_radius (0: none) and
 model.zero_init_output; format 2 has the one choice model.output ("frame", "residual" or "warp"),
-model.warp_radius only for the warp, and the warp's weights under head.warp.* instead of warp.*.
+model.warp_radius only for the warp, and the warp's weights under head.warp.* instead of warp.*. A config
+from before the test part (no data.test_fraction) keeps the split it was trained with (test_fraction 0).
 The weights are the same numbers: a converted checkpoint predicts exactly what it did, and a
 converted quicksave resumes exactly (the parameters keep their order, so the optimizer state fits).
 Files already in format 2 are left as they are. Every file is written atomically.
@@ -34,8 +35,19 @@ def convert_model_section(model):
 
 
 def convert_config(config):
-    """A whole config dict (cfg.json, a checkpoint's "config") -> format 2."""
-    return {**config, "model": convert_model_section(config["model"])} if "model" in config else dict(config)
+    """A whole config dict (cfg.json, a checkpoint's "config") -> format 2.
+
+    A data section without test_fraction is from before the test part: its run trained on all but the
+    last validation_fraction, so it gets test_fraction 0 (the split it was trained with), never the
+    default, which would put its validation frames into the test part and its training frames into the
+    validation part.
+    """
+    config = dict(config)
+    if "model" in config:
+        config["model"] = convert_model_section(config["model"])
+    if isinstance(config.get("data"), dict) and "test_fraction" not in config["data"]:
+        config["data"] = {**config["data"], "test_fraction": 0.0}
+    return config
 
 
 def convert_payload(payload):
@@ -58,8 +70,12 @@ def convert_file(path):
         write_json_atomically(path, converted)
         return True
     payload = load_checkpoint(path, check_format=False)
-    if payload["format_version"] == FORMAT_VERSION:
-        return False
+    if payload["format_version"] == FORMAT_VERSION:  # the model is current; the config may predate the test part
+        config = convert_config(payload["config"])
+        if config == payload["config"]:
+            return False
+        save_checkpoint(path, {**payload, "config": config})
+        return True
     if payload["format_version"] != 1:
         raise CheckpointError(f"{path} has checkpoint format {payload['format_version']}; only format 1 converts")
     save_checkpoint(path, convert_payload(payload))

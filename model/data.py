@@ -126,6 +126,12 @@ def split_video(num_video_frames, validation_fraction, test_fraction, num_frames
     return parts
 
 
+def config_parts(cfg, num_video_frames, num_frames=None):
+    """split_video with the config's data fractions and, unless given, its model.num_frames."""
+    return split_video(num_video_frames, cfg.data.validation_fraction, cfg.data.test_fraction,
+                       cfg.model.num_frames if num_frames is None else num_frames)
+
+
 def part_windows(frames, part, parts, num_frames, device="cpu"):
     """FrameWindows predicting the frames of one part ('train', 'val' or 'test') of a split_video."""
     targets = parts[part]

@@ -29,7 +29,7 @@ from torch.optim.lr_scheduler import LambdaLR
 from tqdm import tqdm
 
 from model.checkpoint import FORMAT_VERSION, check_model_kwargs, load_checkpoint, load_model_state, save_checkpoint
-from model.data import WindowSampler, evaluation_indices, part_windows, split_video
+from model.data import WindowSampler, config_parts, evaluation_indices, part_windows
 from model.metrics import (continue_motion_baseline, copy_last_frame_baseline, frame_metrics, mean_frame_baseline,
                            psnr)
 from model.vit import VisionTransformer
@@ -90,7 +90,7 @@ def train(cfg, frames, run_dir, *, device="cpu", seed=1234, resume=None, stop=No
     torch.manual_seed(seed)
 
     # Data: the temporal split, windows on the device, a resumable shuffled order.
-    parts = split_video(len(frames), cfg.data.validation_fraction, cfg.data.test_fraction, m.num_frames)
+    parts = config_parts(cfg, len(frames))
     video = torch.as_tensor(frames).to(device)  # (N, H, W) uint8, shared by the parts' windows
     train_windows = part_windows(video, "train", parts, m.num_frames, device)
     val_windows = part_windows(video, "val", parts, m.num_frames, device) if len(parts["val"]) else None
@@ -155,7 +155,7 @@ def train(cfg, frames, run_dir, *, device="cpu", seed=1234, resume=None, stop=No
     while step < total_steps and not stop:
         lr = scheduler.get_last_lr()[0]
         optimizer.zero_grad(set_to_none=True)
-        step_parts = torch.zeros(3, device=device)  # loss, l1, masked mse of this step
+        step_parts = torch.zeros(4, device=device)  # loss, l1, masked mse, ssim (template loss only) of this step
         for micro_step in range(accumulation):
             batch = train_windows.batch(sampler.next_batch())  # (B, T, H, W)
             # DDP averages gradients across ranks once per optimizer step, on the last micro-batch.
@@ -170,10 +170,11 @@ def train(cfg, frames, run_dir, *, device="cpu", seed=1234, resume=None, stop=No
                 loss, l1, ssim_value = masked_loss(t.loss, prediction, target, pixel_mask, with_ssim=False)
                 scaler.scale(loss / accumulation).backward()
             mse = ((prediction.detach() - target) ** 2 * pixel_mask).sum() / pixel_mask.sum()
-            step_parts += torch.stack([loss.detach(), l1.detach(), mse]) / accumulation
+            ssim_part = ssim_value.detach() if ssim_value is not None else torch.zeros((), device=device)
+            step_parts += torch.stack([loss.detach(), l1.detach(), mse, ssim_part]) / accumulation
         if world_size > 1:
             step_parts = agree(step_parts, requested, stop, world_size)
-        loss, l1, mse = step_parts.tolist()  # one device sync per step
+        loss, l1, mse, ssim_mean = step_parts.tolist()  # one device sync per step
         if not math.isfinite(loss):
             progress.close()
             raise TrainingError(f"the loss became {loss} at step {step + 1}; training stopped, "
@@ -198,7 +199,7 @@ def train(cfg, frames, run_dir, *, device="cpu", seed=1234, resume=None, stop=No
 
         step_values = {"train_loss": loss, "train_l1": l1, "train_mse": mse}
         if ssim_value is not None:  # computed by the template's loss only
-            step_values["train_ssim"] = ssim_value.item()
+            step_values["train_ssim"] = ssim_mean
         if t.grad_clip > 0:
             step_values["grad_norm"] = grad_norm
         for key, value in step_values.items():

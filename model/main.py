@@ -39,7 +39,7 @@ from model.checkpoint import CheckpointError
 from model.cli import (STOP_SIGNALS, CliParser, describe_os_error, fail, pick_device, plural, positive_int,
                        stop_on_signals)
 from model.config import ConfigError, load_config, with_overrides
-from model.data import PART_NAMES, PARTS, DataError, load_video, part_windows, split_video
+from model.data import PART_NAMES, PARTS, DataError, config_parts, load_video, part_windows
 from model.engine import (QUICKSAVE, SPEED_STEPS, StopFlag, TrainingError, describe_metrics, evaluate, load_model,
                           mixed_precision, run_name, stop_code, train, write_json_atomically)
 from model.metrics import mean_frame_baseline
@@ -169,7 +169,7 @@ def validate(cfg, frames, checkpoint_path, device, split="val", output=None):
     The metrics go to ``output`` (default: validation_{split}.json next to the checkpoint).
     """
     model, payload = load_model(checkpoint_path, cfg.model, device)
-    parts = split_video(len(frames), cfg.data.validation_fraction, cfg.data.test_fraction, cfg.model.num_frames)
+    parts = config_parts(cfg, len(frames))
     video = torch.as_tensor(frames)
     windows = part_windows(video, split, parts, cfg.model.num_frames, device)
     autocast, _ = mixed_precision(device, cfg.model.mixed_precision)

@@ -20,11 +20,15 @@ Sections:
                loss, optimizer) and of one validation pass, and side by side the plain fp32 loop, the loop
                with training.compile, two threads in one process against two one-thread processes, and the
                validation pass's share of training at the configs' validate_every
+    quality    time to quality: config/vit_best.json trained (training.compile, the built-in video) until its
+               validation PSNR passes copy-last + 1 dB, at batch 16 and at batch 8 and 32 with the learning
+               rate scaled by the square root of the batch ratio (warm-up and budget kept in samples)
     predict    frames per second of the closed-loop rollout (model.rollout.rollout)
     gpu        bf16 autocast, fused attention, torch.compile (only when CUDA is available)
 """
 import argparse
 import json
+import math
 import os
 import platform
 import resource
@@ -47,14 +51,15 @@ from main import HIDDEN_SIZES, build_model
 from model.cli import CliParser
 from model.config import load_config, with_overrides
 from model.data import FrameWindows, WindowSampler, evaluation_indices
-from model.engine import baseline_metrics, evaluate, make_optimizer, train
+from model import gameplay
+from model.engine import StopFlag, baseline_metrics, evaluate, make_optimizer, train
 from model.metrics import mean_frame_baseline
 from model.rollout import rollout
 from model.vit import VisionTransformer
 from nn.attention import SelfAttentionLayer
 from nn.loss import masked_l1_ssim_loss
 
-SECTIONS = ("ex1", "attention", "vit", "train", "predict", "gpu")
+SECTIONS = ("ex1", "attention", "vit", "train", "quality", "predict", "gpu")
 VIT_CONFIGS = {"vit_cpu": ROOT / "config/vit_cpu.json", "vit": ROOT / "config/vit.json"}
 NUM_TOKENS, SEQUENCE_LENGTH, EX1_BATCH = 3, 30, 32  # the template's memory task
 VIDEO_FRAMES = 6000  # about the built-in video's length; the gather cost does not depend on it
@@ -493,6 +498,73 @@ def bench_train(table, quick):
                                           "one_thread_compiled_step_s": one_thread[True],
                                           "one_thread_pair_steps_per_s": pair, "validation_s": val,
                                           "validation_windows": windows, "validation_share": share}
+
+
+# --- quality ------------------------------------------------------------------------------------------------
+
+QUALITY_CONFIG = ROOT / "config/vit_best.json"
+QUALITY_MARGIN_DB = 1.0  # the bar: copy-last + this, on the same validation windows
+QUALITY_BATCHES = (16, 8, 32)  # the config's batch first: the reference
+
+
+def time_to_quality(cfg, frames, batch_size, validate_every, validation_batches, max_samples, compile_=True):
+    """Train cfg at batch_size (learning rate scaled by sqrt(batch_size / configured batch), warm-up and
+    budget kept in samples) until the validation PSNR passes copy-last + QUALITY_MARGIN_DB.
+
+    Returns a dict: reached (bool), step, samples, train_seconds (wall time of the training steps, the
+    validation passes left out), seconds (with them), psnr, bar (the threshold).
+    """
+    ratio = batch_size / cfg.model.batch_size
+    run_cfg = with_overrides(cfg, {
+        "model.batch_size": batch_size, "learning_rate": cfg.learning_rate * ratio ** 0.5,
+        "training.warmup_steps": max(1, round(cfg.training.warmup_steps / ratio)),
+        "training.max_steps": max(1, max_samples // batch_size), "training.compile": compile_,
+        "training.validate_every": max(1, round(validate_every / ratio)),
+        "training.validation_batches": max(1, round(validation_batches / ratio)),  # the same windows
+        "training.log_every": 10 ** 9, "training.quicksave_every": 10 ** 9})
+    found = {}
+
+    def on_record(record):
+        if "val_psnr" in record and record["val_psnr"] > record["val_copy_last_psnr"] + QUALITY_MARGIN_DB:
+            found.update(record)
+            stop.request("quality reached")
+
+    stop = StopFlag()
+    with tempfile.TemporaryDirectory() as folder:
+        summary = train(run_cfg, frames, folder, stop=stop, log=lambda line: None, on_record=on_record)
+        records = [json.loads(line) for line in (Path(folder) / "metrics.jsonl").read_text().splitlines()]
+    last = found or records[-1]
+    validation = sum(record.get("val_seconds", 0.0) for record in records if record["step"] <= last["step"])
+    return {"reached": bool(found), "step": last["step"], "samples": last["step"] * batch_size,
+            "seconds": last["seconds"], "train_seconds": last["seconds"] - validation,
+            "psnr": last.get("val_psnr"), "bar": last.get("val_copy_last_psnr", math.nan) + QUALITY_MARGIN_DB,
+            "learning_rate": run_cfg.learning_rate, "steps_budget": summary["total_steps"]}
+
+
+def bench_quality(table, quick):
+    cfg = load_config(QUALITY_CONFIG)
+    threads = torch.get_num_threads()
+    frames, _ = gameplay.render_gameplay(1200 if quick else 6000, gameplay.DEFAULT_SEED)
+    if quick:
+        settings = dict(validate_every=4, validation_batches=2, max_samples=8 * cfg.model.batch_size)
+    else:  # 160 validation windows every 800 samples; at most 4000 samples (250 steps of 16) more than needed
+        settings = dict(validate_every=50, validation_batches=10, max_samples=2000 * cfg.model.batch_size)
+    results = {}
+    for batch_size in QUALITY_BATCHES[:2] if quick else QUALITY_BATCHES:
+        result = results[batch_size] = time_to_quality(cfg, frames, batch_size, **settings)
+        what = (f"passed {result['bar']:.2f} dB at step {result['step']} ({result['samples']} windows, "
+                f"{result['psnr']:.2f} dB)" if result["reached"] else
+                f"did not pass {result['bar']:.2f} dB in {result['step']} steps")
+        table.add("quality", f"vit_best.json at batch {batch_size}, learning rate {result['learning_rate']:.2e}, "
+                  f"training.compile, {threads} threads: {what}; wall seconds of training "
+                  f"(+ validation passes {result['seconds'] - result['train_seconds']:.0f} s)",
+                  f"{result['train_seconds']:.0f} s" if result["reached"] else "not reached", "info")
+    reference = results[QUALITY_BATCHES[0]]
+    for batch_size, result in results.items():
+        if batch_size != QUALITY_BATCHES[0] and result["reached"] and reference["reached"]:
+            table.add("quality", f"time to quality at batch {batch_size} over batch {QUALITY_BATCHES[0]}",
+                      f"{reference['train_seconds'] / result['train_seconds']:.2f}x", "info")
+    table.numbers["quality"] = {str(batch_size): result for batch_size, result in results.items()}
 
 
 # --- predict -----------------------------------------------------------------------------------------------

@@ -11,7 +11,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
-from model.data import load_metadata, part_windows, resolve_data_path, split_video  # noqa: E402
+from model.data import config_parts, load_metadata, part_windows, resolve_data_path  # noqa: E402
 from model.engine import QUICKSAVE, load_model  # noqa: E402
 
 COLOURS = plt.rcParams["axes.prop_cycle"].by_key()["color"]
@@ -75,7 +75,7 @@ def pick_windows(cfg, frames):
     """Windows of the evaluation part to show: the first with scrolling, player and NPC motion (or evenly spread)."""
     from scripts.run_experiments import evaluation_part
     T = cfg.model.num_frames
-    parts = split_video(len(frames), cfg.data.validation_fraction, cfg.data.test_fraction, T)
+    parts = config_parts(cfg, len(frames))
     windows = part_windows(torch.as_tensor(frames), evaluation_part(cfg), parts, T)
     count = len(windows)
     meta = load_metadata(resolve_data_path(cfg.data.hdf5_file))

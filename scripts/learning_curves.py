@@ -30,7 +30,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 
 from model.cli import CliParser, fail  # noqa: E402
 from model.config import ConfigError, config_from_dict, load_config  # noqa: E402
-from model.data import DataError, split_video  # noqa: E402
+from model.data import DataError, config_parts  # noqa: E402
 from model.engine import METRICS, step_flops, write_json_atomically  # noqa: E402
 
 BASELINES = {"copy_last": ("copy-last frame", "0.45"), "continue_motion": ("continue motion", "0.2"),
@@ -69,7 +69,7 @@ def time_to_quality(val, margin=1.0):
 def sheet_budget(num_video_frames, cfg):
     """Steps and FLOP of the sheet's budget: config/vit.json's epochs of the same training part."""
     sheet = load_config(SHEET_CONFIG)
-    parts = split_video(num_video_frames, cfg.data.validation_fraction, cfg.data.test_fraction, sheet.model.num_frames)
+    parts = config_parts(cfg, num_video_frames, sheet.model.num_frames)
     windows = len(parts["train"]) - sheet.model.num_frames + 1
     steps = sheet.epochs * (windows // sheet.model.batch_size) // sheet.model.gradient_accumulation_steps
     flops = step_flops(sheet)

@@ -35,7 +35,7 @@ import torch
 from model.checkpoint import CheckpointError
 from model.cli import CliParser, fail, positive_int
 from model.config import ConfigError, config_from_dict, load_config, with_budget
-from model.data import DataError, load_metadata, load_video, part_windows, resolve_data_path, split_video
+from model.data import DataError, config_parts, load_metadata, load_video, part_windows, resolve_data_path
 from model.engine import QUICKSAVE, TrainingError, evaluate, load_model, train, write_json_atomically
 from model.metrics import continue_motion_baseline, frame_metrics, mean_frame_baseline, psnr
 from model.rollout import closed_loop, per_step_means
@@ -241,7 +241,7 @@ def evaluate_run(cfg, run_dir, frames, meta):
     done = json.loads((run_dir / "done.json").read_text(encoding="utf-8"))
     model, _ = load_model(run_dir / QUICKSAVE, cfg.model)
     T = cfg.model.num_frames
-    parts = split_video(len(frames), cfg.data.validation_fraction, cfg.data.test_fraction, T)
+    parts = config_parts(cfg, len(frames))
     part = evaluation_part(cfg)
     video = torch.as_tensor(frames)
     mean_frame = mean_frame_baseline(video[:len(parts["train"])])

@@ -67,3 +67,27 @@ def test_the_training_loop_is_timed_and_its_profile_grouped():
     shares = bench.group_profile(events, wall=1.0)
     assert shares["matrix products"] == 0.2 and shares["attention"] == 0.1 and shares["element-wise"] == 0.1
     assert shares["other ops"] == 0.1 and abs(shares["Python and framework"] - 0.5) < 1e-9
+
+
+def test_time_to_quality_stops_at_the_bar_and_keeps_samples_fixed(monkeypatch):
+    """The run stops at the first validation past copy-last + the margin; batch size scales the learning rate
+    by its square root and the step counts inversely, so the budget and the bar are the same in samples."""
+    import numpy as np
+
+    from model.config import config_from_dict
+
+    bench = load_bench()
+    cfg = config_from_dict({"num_workers": 0, "learning_rate": 1e-3,
+                            "model": {"batch_size": 4, "image_height": 16, "image_width": 16, "num_frames": 2,
+                                      "patch_size": 8, "channels": 8, "layers": 1},
+                            "training": {"warmup_steps": 4}})
+    frames = np.random.default_rng(0).integers(0, 256, (120, 16, 16), dtype=np.uint8)
+    settings = dict(validate_every=4, validation_batches=2, max_samples=48, compile_=False)
+    monkeypatch.setattr(bench, "QUALITY_MARGIN_DB", -100.0)  # every validation passes: stop at the first
+    first = bench.time_to_quality(cfg, frames, 8, **settings)
+    assert first["reached"] and first["step"] == 2 and first["samples"] == 16
+    assert abs(first["learning_rate"] - 1e-3 * 2 ** 0.5) < 1e-12 and first["steps_budget"] == 6
+    assert 0 < first["train_seconds"] <= first["seconds"]
+    monkeypatch.setattr(bench, "QUALITY_MARGIN_DB", 100.0)  # never passes: the whole budget
+    never = bench.time_to_quality(cfg, frames, 2, **settings)
+    assert not never["reached"] and never["step"] == never["steps_budget"] == 24 and never["samples"] == 48

@@ -365,3 +365,17 @@ def test_a_config_from_before_the_test_part_keeps_its_split_when_converted():
     assert convert_config(new) == new
     later = {"data": {"validation_fraction": 0.1, "test_fraction": 0.1}, "model": {"output": "frame"}}
     assert convert_config(later) == later  # a config that has the test part is left as it is
+
+
+def test_a_step_of_micro_batches_records_their_mean(tmp_path):
+    """Two micro-batches of 2 windows log the same first-step loss, L1, MSE and SSIM as one batch of the
+    same 4 windows (the metrics of a step are means over its micro-batches, SSIM included)."""
+    logged = {}
+    for batch, accumulation in ((4, 1), (2, 2)):
+        config = tiny_setup(tmp_path, model={"batch_size": batch, "gradient_accumulation_steps": accumulation},
+                            training={"max_steps": 1, "loss": "l1_ssim"})
+        cfg, frames = load_config(config), load_frames(tmp_path / "video.hdf5")
+        engine.train(cfg, frames, tmp_path / f"b{batch}", seed=7, log=lambda line: None)
+        logged[batch] = records(tmp_path / f"b{batch}")[0]
+    for key in ("train_loss", "train_l1", "train_mse", "train_ssim"):
+        assert logged[2][key] == pytest.approx(logged[4][key], rel=1e-5), key

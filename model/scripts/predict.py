@@ -39,7 +39,7 @@ from PIL import Image, ImageDraw, ImageFont
 from model.checkpoint import CheckpointError, checkpoint_config
 from model.cli import CliParser, describe_os_error, fail, pick_device, plural
 from model.config import ConfigError, load_config
-from model.data import PART_NAMES, PARTS, DataError, load_video, split_video
+from model.data import PART_NAMES, PARTS, DataError, config_parts, load_video
 from model.engine import BEST, QUICKSAVE, load_model, run_name
 from model.metrics import frame_metrics
 from model.rollout import closed_loop, per_step_means
@@ -113,7 +113,7 @@ def run(args):
     device = pick_device(args.device)
     model, payload = load_model(checkpoint, cfg.model, device)
     frames = load_video(cfg, args.scratch)
-    parts = split_video(len(frames), cfg.data.validation_fraction, cfg.data.test_fraction, num_frames)
+    parts = config_parts(cfg, len(frames), num_frames)
     first_predicted = pick_first_predicted(parts[args.split], num_frames - 1, args.steps, args.num_samples,
                                            args.seed, args.split)
     starts = first_predicted - (num_frames - 1)  # first context frames (they may lie in the part before)

@@ -1,22 +1,32 @@
 """Closed-loop prediction: the model sees its own predictions, step after step.
 
 Each rollout starts from num_frames - 1 real frames, predicts the next frame, quantises it to 8 bit
-(what a saved frame holds), appends it to the window and drops the oldest frame. The baseline it is
-compared with is the copy of the last real frame, held still.
+(what a saved frame holds), appends it to the window and drops the oldest frame. The baselines it is
+compared with: the copy of the last real frame, held still, and continue motion rolled out the same
+way (on its own predictions: the last real frame moved on by its last global shift, step after step).
 """
 import torch
 
-from model.metrics import frame_metrics, psnr
+from model.metrics import continue_motion_baseline, frame_metrics, psnr
 
 
-def rollout(model, context, steps):
-    """context (B, T-1, H, W) in [0, 1] -> predicted frames (B, steps, H, W)."""
+def rollout(model, context, steps, predict=None):
+    """context (B, T-1, H, W) in [0, 1] -> predicted frames (B, steps, H, W).
+
+    predict: window (B, T-1, H, W) -> next frame (B, H, W); default the model's predict_next_frame.
+    """
+    predict = predict or model.predict_next_frame
     window, predicted = context, []
     for _ in range(steps):
-        frame = torch.round(model.predict_next_frame(window) * 255) / 255  # (B, H, W)
+        frame = torch.round(predict(window) * 255) / 255  # (B, H, W)
         predicted.append(frame)
         window = torch.cat([window[:, 1:], frame[:, None]], dim=1)
     return torch.stack(predicted, dim=1)
+
+
+def continue_motion_rollout(context, steps):
+    """The continue-motion baseline in closed loop: context (B, >=2, H, W) -> (B, steps, H, W)."""
+    return rollout(None, context, steps, predict=continue_motion_baseline)
 
 
 @torch.no_grad()
@@ -26,11 +36,15 @@ def closed_loop(model, video, starts, steps):
     video: uint8 or float frames (N, H, W) on the model's device; starts (S,) long; ``held`` is the
     copy-last-frame baseline (the last real frame of each context, held still).
     """
-    context_frames = model.num_frames - 1
+    context, truth = rollout_clips(video, starts, model.num_frames - 1, steps)
+    return truth, rollout(model, context, steps), context[:, -1:].expand_as(truth)
+
+
+def rollout_clips(video, starts, context_frames, steps):
+    """The context (S, context_frames, H, W) and the true next frames (S, steps, H, W) of each start, in [0, 1]."""
     video = video.float() / 255 if video.dtype == torch.uint8 else video
     clips = video[starts.to(video.device)[:, None] + torch.arange(context_frames + steps, device=video.device)]
-    context, truth = clips[:, :context_frames], clips[:, context_frames:]
-    return truth, rollout(model, context, steps), context[:, -1:].expand_as(truth)
+    return clips[:, :context_frames], clips[:, context_frames:]
 
 
 def per_step_means(prediction, truth):

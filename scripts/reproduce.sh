@@ -53,8 +53,10 @@ once timeseries python main.py --tasks memory memorygen memorygen_reverse --seed
 
 echo "== Exercise 2: data (written only when missing)"
 [[ -f gameplay-data.hdf5 ]] || python -m model.scripts.make_gameplay --out gameplay-data.hdf5
-[[ -f out/data/pong.hdf5 ]] ||
-    python -m model.scripts.import_video atari --game pong --frames 6000 --seed 0 --out out/data/pong.hdf5
+for game in pong riverraid; do
+    [[ -f out/data/$game.hdf5 ]] ||
+        python -m model.scripts.import_video atari --game $game --frames 6000 --seed 0 --out out/data/$game.hdf5
+done
 
 echo "== Exercise 2 (f): hyperparameter search"
 python -m scripts.tune --config config/vit_cpu.json --until "$TRIALS" --steps-per-trial "$TRIAL_STEPS"
@@ -66,6 +68,9 @@ python -m scripts.learning_curves --runs-dir out/experiments --out results/vit/l
 # 2 (d), (e) and masked reconstruction at 10 000 steps, three seeds.
 python -m scripts.run_experiments --set long_ablation --seeds "${SEEDS[@]}" --threads 1
 python -m scripts.run_experiments --set long_masked --seeds "${SEEDS[@]}" --threads 1
+# Other footage: the best configuration at 10 000 steps on Atari Pong and River Raid, seed 0.
+python -m scripts.run_experiments --set long_pong --seeds 0 --threads 1
+python -m scripts.run_experiments --set long_riverraid --seeds 0 --threads 1
 
 echo "== Exercise 2 (c): what makes the model beat copy-last-frame"
 python -m scripts.run_experiments --set study ${STEPS_FLAG[@]+"${STEPS_FLAG[@]}"} --seeds 0

@@ -38,7 +38,7 @@ from model.config import ConfigError, config_from_dict, load_config, with_budget
 from model.data import DataError, config_parts, load_metadata, load_video, part_windows, resolve_data_path
 from model.engine import QUICKSAVE, TrainingError, evaluate, load_model, train, write_json_atomically
 from model.metrics import continue_motion_baseline, frame_metrics, mean_frame_baseline, psnr
-from model.rollout import closed_loop, per_step_means
+from model.rollout import closed_loop, continue_motion_rollout, per_step_means, rollout_clips
 
 # Every variant is a config file: config/long/{variant}.json (the long runs) or config/short/{variant}.json
 # (the short study of the project's first version). `python -m model.main -cfg <that file> --train`
@@ -50,6 +50,9 @@ SETS = {
     # 2 (d), (e) at 10 000 steps on the model that leaves the copy of the last frame; masked reconstruction.
     "long_ablation": ["ablation10k_full", "ablation10k_noattention", "ablation10k_nopos"],
     "long_masked": ["masked10k_full", "masked10k_noattention"],
+    # Other footage at 10 000 steps, one set per video (a table's baselines are those of one video).
+    "long_pong": ["pong10k"],
+    "long_riverraid": ["riverraid10k"],
     # The short study (600 steps unless the file says otherwise); an appendix, not the evidence.
     "ablation": ["full", "noattention", "nopos"],
     "ablation_warp": ["warp_l1", "warp_l1_noattention", "warp_l1_nopos"],
@@ -64,6 +67,8 @@ SETS = {
     "best_gate": ["best_gate"],
     "atari_best_gate": ["pong_best_gate"],
 }
+BASELINE_NAMES = ("copy_last", "continue_motion", "mean_frame")
+BASELINE_LABELS = {"copy_last": "copy-last frame", "continue_motion": "continue motion", "mean_frame": "mean frame"}
 ROLLOUT_STEPS = 10
 ROLLOUT_STARTS = 40  # closed-loop starts, spread evenly over the held-out part
 TRAIN_WINDOWS = 600  # one-step metrics on this many training windows: how closely the model memorises
@@ -267,8 +272,8 @@ def evaluate_run(cfg, run_dir, frames, meta):
     # The training part, on windows spread evenly over it: memorised, or as hard as the held-out part?
     train_windows = part_windows(video, "train", parts, T)
     picked = torch.linspace(0, len(train_windows) - 1, min(TRAIN_WINDOWS, len(train_windows))).round().long()
-    train_per_frame = one_step_per_frame(train_windows, picked,
-                                         {name: predictors[name] for name in ("model", "copy_last")})
+    train_per_frame = one_step_per_frame(train_windows, picked, {name: predictors[name] for name in predictors
+                                                                 if name != "mean_frame"})
     result["train_one_step"] = {name: summarise(values) for name, values in train_per_frame.items()}
     result["train_one_step"]["windows"] = len(picked)
 
@@ -287,6 +292,9 @@ def evaluate_run(cfg, run_dir, frames, meta):
     truth, rolled, held = closed_loop(model, video, starts, ROLLOUT_STEPS)
     result["rollout"] = {"starts": len(starts), "model": per_step_means(rolled, truth),
                          "copy_last": per_step_means(held, truth)}
+    if T >= 3:  # continue motion needs two context frames
+        context, _ = rollout_clips(video, starts, T - 1, ROLLOUT_STEPS)
+        result["rollout"]["continue_motion"] = per_step_means(continue_motion_rollout(context, ROLLOUT_STEPS), truth)
     np.savez_compressed(run_dir / "error_map.npz", **{k: (v / len(windows)).numpy() for k, v in error_map.items()})
     write_json_atomically(cached, result)
     return result
@@ -345,20 +353,33 @@ def summary_of(runs):
                 if all(key in run["one_step"][name] for run in runs)]
         summary[f"one_step_{name}"] = {key: mean_std([run["one_step"][name][key] for run in runs]) for key in keys}
     if "train_one_step" in runs[0]:
-        for name in ("model", "copy_last"):
+        for name in ("model", "copy_last", "continue_motion"):
+            if not all(name in run["train_one_step"] for run in runs):
+                continue
             summary[f"train_one_step_{name}"] = {key: mean_std([run["train_one_step"][name][key] for run in runs])
                                                  for key in ("l1", "mse", "psnr", "ssim")}
     if "rollout" in runs[0]:
-        for name in ("model", "copy_last"):
-            summary[f"rollout10_{name}"] = {key: mean_std([run["rollout"][name][key][-1] for run in runs])
-                                            for key in ("l1", "mse", "psnr", "ssim")}
-        for key in ("l1", "psnr"):
-            summary[f"one_step_minus_copy_last_{key}"] = mean_std(
-                [run["one_step"]["model"][key] - run["one_step"]["copy_last"][key] for run in runs])
-        summary["beats_copy_last"] = sum(
-            run["one_step"]["model"]["psnr"] > run["one_step"]["copy_last"]["psnr"]
-            and run["one_step"]["model"]["l1"] < run["one_step"]["copy_last"]["l1"] for run in runs)
+        for name in ("model", "copy_last", "continue_motion"):
+            if all(name in run["rollout"] for run in runs):  # continue motion: 3+ frames, newer evaluations
+                summary[f"rollout10_{name}"] = {key: mean_std([run["rollout"][name][key][-1] for run in runs])
+                                                for key in ("l1", "mse", "psnr", "ssim")}
+        for baseline in BASELINE_NAMES:
+            if not all(baseline in run["one_step"] for run in runs):
+                continue
+            for key in ("l1", "psnr"):
+                summary[f"one_step_minus_{baseline}_{key}"] = mean_std(
+                    [run["one_step"]["model"][key] - run["one_step"][baseline][key] for run in runs])
+            summary[f"beats_{baseline}"] = sum(
+                run["one_step"]["model"]["psnr"] > run["one_step"][baseline]["psnr"]
+                and run["one_step"]["model"]["l1"] < run["one_step"][baseline]["l1"] for run in runs)
+        summary["per_seed_psnr"] = [run["one_step"]["model"]["psnr"] for run in runs]
     return summary
+
+
+def strongest_baseline(entry):
+    """The baseline with the highest one-step PSNR on a variant's windows (the bar a table measures against)."""
+    present = [name for name in BASELINE_NAMES if f"one_step_{name}" in entry]
+    return max(present, key=lambda name: entry[f"one_step_{name}"]["psnr"][0])
 
 
 def l1_digits(summary):
@@ -410,7 +431,8 @@ def markdown(name, summary, steps):
             baselines.setdefault((kind, "copy-last"), (entry["one_step_copy_last"], entry["rollout10_copy_last"]))
             train_copy_last = entry.get("train_one_step_copy_last", train_copy_last)
         if "one_step_continue_motion" in entry:
-            baselines.setdefault((kind, "continue-motion"), (entry["one_step_continue_motion"], None))
+            baselines.setdefault((kind, "continue-motion"), (entry["one_step_continue_motion"],
+                                                             entry.get("rollout10_continue_motion")))
     for (kind, baseline), (one, rolled) in baselines.items():
         label = f"{baseline} baseline" + (" (masked pixels)" if kind == "masked" else "")
         rolled_cells = f"{rolled['l1'][0]:.{digits_l1}f} | {rolled['psnr'][0]:.2f}" if rolled else "– | –"
@@ -421,7 +443,12 @@ def markdown(name, summary, steps):
 
 
 def compact_table(summary):
-    """The headline columns of summary.md, narrow enough for a page of the report."""
+    """The headline columns of summary.md, narrow enough for a page of the report.
+
+    Next-frame variants are measured against the strongest baseline on their windows (the one with the
+    highest one-step PSNR, usually continue motion): ΔPSNR and ΔL1 against it, and how many seeds beat it
+    and copy-last in PSNR and L1 together; the per-seed PSNR beside the mean ± std.
+    """
     def cell(values, digits, seeds, sign=""):
         mean, std = values
         return f"{mean:{sign}.{digits}f} ± {std:.{digits}f}" if seeds > 1 else f"{mean:{sign}.{digits}f}"
@@ -430,41 +457,43 @@ def compact_table(summary):
         return "–" if value is None else f"{value:.{digits}f}"
 
     digits_l1 = l1_digits(summary)
-    next_frame = any("rollout10_model" in entry for entry in summary.values())
+    reference = next(iter(summary.values()))  # baselines on the first variant's windows (num_frames shifts them a little)
+    next_frame = [entry for entry in summary.values() if "rollout10_model" in entry]
+    bar = strongest_baseline(next_frame[0]) if next_frame else None
     header = "| variant | steps | seeds | L1 | PSNR dB | SSIM |"
     if next_frame:
-        header += " ΔPSNR dB | ΔL1 | beats copy | 10-step PSNR dB | train PSNR dB |"
+        short = {"copy_last": "copy", "continue_motion": "motion", "mean_frame": "mean"}[bar]
+        header += (f" PSNR per seed | ΔPSNR vs {short} dB | ΔL1 vs {short} | beats {short} |"
+                   + (" beats copy |" if bar != "copy_last" else "") + " 10-step PSNR dB | train PSNR dB |")
     lines = [header, "|" + "---|" * header.count(" |")]
     for variant, entry in summary.items():
         seeds, model = len(entry["seeds"]), entry["one_step_model"]
         row = (f"| {variant} | {entry['steps']} | {seeds} | {cell(model['l1'], digits_l1, seeds)} | "
                f"{cell(model['psnr'], 2, seeds)} | {cell(model['ssim'], 3, seeds)} |")
         if next_frame and "rollout10_model" not in entry:  # a masked variant next to next-frame ones
-            row += " – | – | – | – | – |"
+            row += " – |" * (header.count(" |") - 6)
         elif next_frame:
             train = entry.get("train_one_step_model")
-            l1_mean, l1_std = entry["one_step_minus_copy_last_l1"]
+            l1_mean, l1_std = entry[f"one_step_minus_{bar}_l1"]
             l1_delta = f"{l1_mean:+.1e}" + (f" ± {l1_std:.0e}" if seeds > 1 else "")
-            row += (f" {cell(entry['one_step_minus_copy_last_psnr'], 3, seeds, sign='+')} | {l1_delta} | "
-                    f"{entry['beats_copy_last']}/{seeds} | "
-                    f"{cell(entry['rollout10_model']['psnr'], 2, seeds)} | "
+            per_seed = " / ".join(f"{value:.2f}" for value in entry["per_seed_psnr"])
+            row += (f" {per_seed} | {cell(entry[f'one_step_minus_{bar}_psnr'], 2, seeds, sign='+')} | {l1_delta} | "
+                    f"{entry[f'beats_{bar}']}/{seeds} |"
+                    + (f" {entry['beats_copy_last']}/{seeds} |" if bar != "copy_last" else "")
+                    + f" {cell(entry['rollout10_model']['psnr'], 2, seeds)} | "
                     f"{cell(train['psnr'], 2, seeds) if train else '–'} |")
         lines.append(row)
-    reference = next(iter(summary.values()))  # baselines on the first variant's windows (num_frames shifts them a little)
-    for label, key in (("copy-last frame", "copy_last"), ("continue motion", "continue_motion"),
-                       ("mean frame", "mean_frame")):
+    for key in BASELINE_NAMES:
         one = reference.get(f"one_step_{key}")
         if one is None:
             continue
-        row = f"| {label} (baseline) | – | – | {one['l1'][0]:.{digits_l1}f} | {one['psnr'][0]:.2f} | {one['ssim'][0]:.3f} |"
+        row = (f"| {BASELINE_LABELS[key]} (baseline) | – | – | {one['l1'][0]:.{digits_l1}f} | {one['psnr'][0]:.2f} | "
+               f"{one['ssim'][0]:.3f} |")
         if next_frame:
             rolled = reference.get(f"rollout10_{key}")
             train = reference.get(f"train_one_step_{key}")
-            row += (f" – | – | – | {number(rolled['psnr'][0] if rolled else None, 2)} | "
-                    f"{number(train['psnr'][0] if train else None, 2)} |")
+            row += " – |" * (header.count(" |") - 8) + (
+                f" {number(rolled['psnr'][0] if rolled else None, 2)} | "
+                f"{number(train['psnr'][0] if train else None, 2)} |")
         lines.append(row)
     return "\n".join(lines) + "\n"
-
-
-if __name__ == "__main__":
-    sys.exit(main())

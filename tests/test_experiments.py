@@ -65,8 +65,16 @@ def test_runner_trains_resumes_evaluates_and_reports(tiny_configs, capsys):
     assert "one_step_mean_frame" in results["summary"]["masked"]
     assert "| full | 4 | 2 |" in (out / "summary.md").read_text()
     table = (out / "table.md").read_text().splitlines()
-    assert all(line.count("|") == 12 for line in table) and table[2].startswith("| full | 4 | 2 |")
+    assert all(line.count("|") == table[0].count("|") for line in table) and table[2].startswith("| full | 4 | 2 |")
     assert any(line.startswith("| copy-last frame (baseline)") for line in table)
+    # Measured against the strongest baseline on the same windows, with both baselines in the closed loop.
+    bar = run_experiments.strongest_baseline(results["summary"]["full"])
+    short = {"copy_last": "copy", "continue_motion": "motion", "mean_frame": "mean"}[bar]
+    assert f"| ΔPSNR vs {short} dB |" in table[0] and " PSNR per seed |" in table[0]
+    assert set(full["rollout"]) == {"starts", "model", "copy_last", "continue_motion"}
+    assert "continue_motion" in full["train_one_step"]
+    summary_full = results["summary"]["full"]
+    assert len(summary_full["per_seed_psnr"]) == 2 and "beats_continue_motion" in summary_full
     for figure in ("loss_curves", "samples_full", "samples_masked", "error_by_situation", "error_by_region",
                    "attention_full"):
         assert (out / f"{figure}.png").stat().st_size > 0
@@ -144,3 +152,23 @@ def test_tables_give_small_l1_values_six_decimals():
     assert "| 0.000615 |" in run_experiments.compact_table({"pong": entry(0.000615)})
     assert "| 0.000615 ± 0.000000 |" in run_experiments.markdown("pong", {"pong": entry(0.000615)}, 10)
     assert "| 0.0519 |" in run_experiments.compact_table({"video": entry(0.0519)})
+
+
+def test_the_table_measures_against_the_strongest_baseline():
+    """Δ columns and the beats column use the baseline with the highest one-step PSNR; copy-last is counted too."""
+    def metrics(l1, psnr):
+        return {"l1": (l1, 0.0), "psnr": (psnr, 0.0), "ssim": (0.9, 0.0)}
+    model = metrics(0.005, 24.0)
+    entry = {"steps": 100, "seeds": [0, 1], "train_seconds": (1.0, 0.0), "one_step_model": model,
+             "one_step_copy_last": metrics(0.05, 14.0), "one_step_continue_motion": metrics(0.006, 22.0),
+             "one_step_mean_frame": metrics(0.2, 10.0), "rollout10_model": metrics(0.02, 18.0),
+             "rollout10_copy_last": metrics(0.08, 11.0), "rollout10_continue_motion": metrics(0.03, 16.0),
+             "one_step_minus_continue_motion_psnr": (2.0, 0.1), "one_step_minus_continue_motion_l1": (-0.001, 1e-4),
+             "beats_continue_motion": 2, "beats_copy_last": 2, "per_seed_psnr": [23.9, 24.1]}
+    assert run_experiments.strongest_baseline(entry) == "continue_motion"
+    table = run_experiments.compact_table({"best": entry}).splitlines()
+    assert "| ΔPSNR vs motion dB | ΔL1 vs motion | beats motion | beats copy |" in table[0]
+    assert table[2] == ("| best | 100 | 2 | 0.0050 ± 0.0000 | 24.00 ± 0.00 | 0.900 ± 0.000 | 23.90 / 24.10 | "
+                        "+2.00 ± 0.10 | -1.0e-03 ± 1e-04 | 2/2 | 2/2 | 18.00 ± 0.00 | – |")
+    assert table[4].startswith("| continue motion (baseline) | – | – | 0.0060 | 22.00 | 0.900 |")
+    assert table[4].endswith("| 16.00 | – |") and all(line.count("|") == table[0].count("|") for line in table)

@@ -42,7 +42,7 @@ from model.config import ConfigError, load_config
 from model.data import PART_NAMES, PARTS, DataError, config_parts, load_video
 from model.engine import BEST, QUICKSAVE, load_model, run_name
 from model.metrics import frame_metrics
-from model.rollout import closed_loop, per_step_means
+from model.rollout import closed_loop, continue_motion_rollout, per_step_means, rollout_clips
 
 SHEET_CONFIG = "config/vit.json"
 PUBLISHED_CHECKPOINT = "results/vit/vit_best_long.ckpt"
@@ -138,6 +138,9 @@ def run(args):
                "split": args.split, "steps": args.steps, "num_samples": args.num_samples, "seed": args.seed,
                "mean": {"rollout": per_step_means(predictions, truth), "copy_last": per_step_means(held, truth)},
                "samples": samples}
+    if num_frames >= 3:  # continue motion needs two context frames; rolled out on its own predictions
+        context, _ = rollout_clips(torch.as_tensor(frames).to(device), starts, num_frames - 1, args.steps)
+        summary["mean"]["continue_motion"] = per_step_means(continue_motion_rollout(context, args.steps), truth)
     (output / "metrics.json").write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
     print_table(summary["mean"])
     print(f"wrote {plural(args.num_samples * args.steps, 'prediction PNG')}, "
@@ -286,11 +289,13 @@ def save_gif(path, truth, prediction, first_frame):
 
 
 def print_table(mean):
-    print("step   L1      PSNR    SSIM   | copy-last L1  PSNR    SSIM")
-    rollout_, held = mean["rollout"], mean["copy_last"]
-    for i in range(len(rollout_["l1"])):
-        print(f"{i + 1:4d}   {rollout_['l1'][i]:.4f}  {rollout_['psnr'][i]:6.2f}  {rollout_['ssim'][i]:.4f} | "
-              f"{held['l1'][i]:.4f}        {held['psnr'][i]:6.2f}  {held['ssim'][i]:.4f}")
+    """Per step: the model's L1, PSNR, SSIM and those of the baselines (copy-last, continue motion if present)."""
+    columns = [("model", "rollout"), ("copy-last", "copy_last"), ("continue motion", "continue_motion")]
+    columns = [(label, key) for label, key in columns if key in mean]
+    print("step " + " | ".join(f"{label + ' L1':>18} {'PSNR':>6} {'SSIM':>6}" for label, _ in columns))
+    for i in range(len(mean["rollout"]["l1"])):
+        print(f"{i + 1:4d} " + " | ".join(f"{mean[key]['l1'][i]:18.4f} {mean[key]['psnr'][i]:6.2f} "
+                                          f"{mean[key]['ssim'][i]:6.4f}" for _, key in columns))
 
 
 if __name__ == "__main__":

@@ -12,21 +12,27 @@ run is drawn up to the step it reached) and writes into --out:
                           validation windows
     compute.png           validation PSNR against training compute (steps x FLOP per step, counted by
                           model.engine.step_flops), with the compute of the sheet's budget (config/vit.json:
-                          its epochs of the same training part) marked
+                          its epochs of the same training part) marked, and the frontier: the final
+                          validation PSNR of the finished runs of --frontier (one configuration trained to
+                          different budgets, each with its schedule fitted to its budget), a straight line
+                          in log compute through them and its value at the sheet's budget (an extrapolation;
+                          the JSON says by what factor)
     learning_curves.json  the curves, each run's last step and wall time, FLOP per step, the time to quality
-                          (the first validation at copy-last + 1 dB: step and training seconds), and the
-                          sheet's budget
+                          (the first validation at copy-last + 1 dB: step and training seconds), the
+                          sheet's budget and the frontier
 
 PSNR is that of the mean MSE over the windows scored. The training-batch PSNR is measured on the batches
 trained in those steps, before each update: how well the model fits the training part.
 """
 import json
+import math
 from pathlib import Path
 
 import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
 
 from model.cli import CliParser, fail  # noqa: E402
 from model.config import ConfigError, config_from_dict, load_config  # noqa: E402
@@ -77,7 +83,24 @@ def sheet_budget(num_video_frames, cfg):
             "flop": steps * flops}
 
 
-def plot(runs, budget, out):
+def frontier(finished, budget):
+    """Final validation PSNR against compute of finished runs of one configuration -> dict.
+
+    finished: list of (label, flop, final validation PSNR). With at least two distinct budgets, the least-squares
+    line PSNR = a + b log10(FLOP) and its value at the sheet's budget (extrapolated by the factor given).
+    """
+    points = [{"run": label, "flop": flop, "val_psnr": value} for label, flop, value in sorted(finished, key=lambda x: x[1])]
+    result = {"points": points}
+    budgets = {point["flop"] for point in points}
+    if len(budgets) >= 2:
+        slope, intercept = np.polyfit([math.log10(p["flop"]) for p in points], [p["val_psnr"] for p in points], 1)
+        result.update(db_per_decade=float(slope), intercept=float(intercept),
+                      sheet_budget_psnr=float(intercept + slope * math.log10(budget["flop"])),
+                      extrapolation_factor=budget["flop"] / max(budgets))
+    return result
+
+
+def plot(runs, budget, out, line=None):
     fig, (steps_ax, time_ax) = plt.subplots(1, 2, figsize=(11, 4.2))
     compute_fig, compute_ax = plt.subplots(figsize=(6, 4.2))
     drawn = set()
@@ -96,6 +119,14 @@ def plot(runs, budget, out):
                 drawn.add(key)
     compute_ax.axvline(budget["flop"], color="k", ls="-.", lw=1,
                        label=f"sheet's budget ({budget['epochs']} epochs of vit.json)")
+    if line and line["points"]:
+        flops = [point["flop"] for point in line["points"]]
+        compute_ax.plot(flops, [point["val_psnr"] for point in line["points"]], "k*", ms=9,
+                        label="end of a finished run (frontier)")
+        if "db_per_decade" in line:
+            xs = np.geomspace(min(flops), budget["flop"], 20)
+            compute_ax.plot(xs, line["intercept"] + line["db_per_decade"] * np.log10(xs), "k:", lw=1,
+                            label=f"fit {line['db_per_decade']:+.1f} dB per decade, extrapolated")
     steps_ax.set(xscale="log", xlabel="optimizer step", ylabel="PSNR (dB)", title="against steps")
     time_ax.set(xlabel="wall time (h, 1 CPU thread per run)", ylabel="PSNR (dB)", title="against wall time")
     compute_ax.set(xscale="log", xlabel="training compute (FLOP: steps x FLOP per step)", ylabel="validation PSNR (dB)")
@@ -118,6 +149,9 @@ def main(argv=None):
     parser.add_argument("--runs-dir", default="out/experiments", help="run folders {variant}.seed{S}/")
     parser.add_argument("--out", default="results/vit/long", help="where the figures and the JSON go")
     parser.add_argument("--video-frames", type=int, default=6000, help="frames of the video the runs trained on")
+    parser.add_argument("--frontier", nargs="*", default=["best_long", "ablation10k_full"],
+                        help="variants of one configuration at different budgets: their finished runs form the frontier")
+    parser.add_argument("--frontier-seeds", nargs="+", type=int, default=[0, 1, 2])
     args = parser.parse_args(argv)
     out = Path(args.out)
     try:
@@ -140,9 +174,21 @@ def main(argv=None):
         if not runs:
             return fail(f"no run folder with {METRICS} under {args.runs_dir}", 1)
         budget = sheet_budget(args.video_frames, cfg)
+        finished = []
+        for variant in args.frontier:
+            for seed in args.frontier_seeds:
+                run_dir = Path(args.runs_dir) / f"{variant}.seed{seed}"
+                if not (run_dir / METRICS).exists():
+                    continue
+                run_cfg, records = read_run(run_dir)
+                validated = [r for r in records if "val_psnr" in r]
+                if validated and validated[-1]["step"] == run_cfg.training.max_steps:  # a finished schedule
+                    finished.append((f"{variant} seed {seed}", validated[-1]["step"] * step_flops(run_cfg),
+                                     validated[-1]["val_psnr"]))
+        line = frontier(finished, budget)
         out.mkdir(parents=True, exist_ok=True)
-        plot(runs, budget, out)
-        write_json_atomically(out / "learning_curves.json", {"runs": runs, "sheet_budget": budget})
+        plot(runs, budget, out, line)
+        write_json_atomically(out / "learning_curves.json", {"runs": runs, "sheet_budget": budget, "frontier": line})
     except (ConfigError, DataError) as error:
         return fail(error, 2 if isinstance(error, ConfigError) else 1)
     for name, run in runs.items():
@@ -152,6 +198,13 @@ def main(argv=None):
                    else "not yet copy-last + 1 dB")
         print(f"{name}: step {run['steps_reached']} of {run['max_steps']} ({run['seconds'] / 3600:.2f} h), "
               f"validation PSNR {last:.2f} dB, {quality}, {run['flop_per_step'] / 1e9:.1f} GFLOP per step")
+    if "sheet_budget_psnr" in line:
+        print(f"frontier: {len(line['points'])} finished runs, {line['db_per_decade']:+.2f} dB per decade of compute; "
+              f"at the sheet's budget ({line['extrapolation_factor']:.0f}x the largest) it predicts "
+              f"{line['sheet_budget_psnr']:.2f} dB (an extrapolation)")
+    else:
+        print(f"frontier: {len(line['points'])} finished runs of --frontier at distinct budgets: "
+              f"{len({p['flop'] for p in line['points']})}, no fit (needs 2)")
     print(f"wrote {out / 'learning_curves.png'}, {out / 'compute.png'}, {out / 'learning_curves.json'}")
     return 0
 

@@ -7,7 +7,7 @@
 # Expected wall time on 2 CPU cores: see README (measured)
 #
 # Environment overrides (defaults are the committed results' budgets):
-#   TS_SEEDS="0 1 2 3 4"  JOBS=2     Exercise 1 seeds and parallel processes
+#   TS_SEEDS="0 1 2 3 4 5 6 7 8 9"  JOBS=2     Exercise 1 seeds and parallel processes
 #   STEPS=                           optimizer steps of every run of the short study (default: each file's own
 #                                    budget, 600-3000 steps; the long runs always keep theirs)
 #   SEEDS="0 1 2"                    seeds of the ablation, ablation_warp, masked, best and gate sets (study, atari and atari_best_long: seed 0)
@@ -24,7 +24,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-read -ra TS_SEEDS <<< "${TS_SEEDS:-0 1 2 3 4}"
+read -ra TS_SEEDS <<< "${TS_SEEDS:-0 1 2 3 4 5 6 7 8 9}"
 JOBS=${JOBS:-2}
 # The short study's files hold their budgets; STEPS refits every run of it to another one.
 STEPS_FLAG=()

@@ -20,8 +20,10 @@ def test_curves_and_the_time_to_quality_come_from_the_run_folder(tmp_path):
                         "val_mean_frame_psnr": 9.0})
     (run / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records))
     out = tmp_path / "out"
-    assert learning_curves.main(["--variants", "tiny", "--runs-dir", str(tmp_path / "runs"), "--out", str(out)]) == 0
+    assert learning_curves.main(["--variants", "tiny", "--runs-dir", str(tmp_path / "runs"), "--out", str(out),
+                                 "--frontier", "tiny", "--frontier-seeds", "0"]) == 0
     result = json.loads((out / "learning_curves.json").read_text())
+    assert [point["val_psnr"] for point in result["frontier"]["points"]] == [14.0]  # finished: step 30 of 30
     entry = result["runs"]["tiny seed 0"]
     assert entry["steps_reached"] == 30 and entry["val"]["val_psnr"] == [11.0, 12.5, 14.0]
     assert entry["val"]["copy_last_psnr"] == 12.0 and entry["flop_per_step"] > 0
@@ -29,3 +31,12 @@ def test_curves_and_the_time_to_quality_come_from_the_run_folder(tmp_path):
     assert result["sheet_budget"]["epochs"] == 1000 and result["sheet_budget"]["flop"] > 0
     assert (out / "learning_curves.png").stat().st_size > 0 and (out / "compute.png").stat().st_size > 0
     assert learning_curves.main(["--variants", "none", "--runs-dir", str(tmp_path / "runs"), "--out", str(out)]) == 1
+
+
+def test_the_frontier_fits_a_line_in_log_compute_through_finished_runs():
+    budget = {"flop": 1e16}
+    line = learning_curves.frontier([("b", 1e14, 22.0), ("a", 1e13, 20.0), ("c", 1e14, 22.0)], budget)
+    assert [point["run"] for point in line["points"]] == ["a", "b", "c"]
+    assert abs(line["db_per_decade"] - 2.0) < 1e-9 and abs(line["sheet_budget_psnr"] - 26.0) < 1e-9
+    assert abs(line["extrapolation_factor"] - 100.0) < 1e-9
+    assert "db_per_decade" not in learning_curves.frontier([("a", 1e13, 20.0), ("b", 1e13, 21.0)], budget)

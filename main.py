@@ -145,7 +145,7 @@ def train_run(cfg):
 
     torch.manual_seed(cfg.seed)  # the initial weights
     model = build_model(cfg.model, cfg.num_tokens, cfg.sequence_length, cfg.impl).to(device)
-    start = time.perf_counter()
+    start, cpu_start = time.perf_counter(), time.process_time()
     history = train(
         model,
         train_data,
@@ -156,7 +156,7 @@ def train_run(cfg):
         generator=torch.Generator().manual_seed(cfg.seed),
         progress=f"{cfg.task} {cfg.model} seed {cfg.seed}" if cfg.show_progress else None,
     )
-    wall_seconds = time.perf_counter() - start
+    wall_seconds, cpu_seconds = time.perf_counter() - start, time.process_time() - cpu_start
     _, accuracy, probabilities = evaluate(model, *val_data)
     probabilities = probabilities.cpu().numpy()  # (N, O)
     correct = probabilities.argmax(axis=1) == y_val  # (N,)
@@ -174,6 +174,7 @@ def train_run(cfg):
         "val_accuracy_by_position": per_position,
         "val_count_by_position": count_by_position(token_steps, cfg.sequence_length),
         "wall_seconds": wall_seconds,  # of the training loop (data generation and figures not included)
+        "cpu_seconds": cpu_seconds,  # the same loop's CPU time (one thread): what a busy machine does not inflate
     }
     example = {"x": x_val[0].copy(), "target": int(y_val[0]), "probabilities": probabilities[0].copy()}
     return record, example
@@ -217,16 +218,16 @@ def plot_losses(history, chance, title, path):
     """
     plt = pyplot()
     epochs = np.arange(1, len(history["train_loss"]) + 1)
-    fig, (ax_loss, ax_acc) = plt.subplots(1, 2, figsize=(10, 3.6), constrained_layout=True)
+    fig, (ax_loss, ax_acc) = plt.subplots(1, 2, figsize=(6.4, 2.6), constrained_layout=True)
     ax_loss.plot(epochs, history["train_loss"], label="training")
     ax_loss.plot(epochs, history["val_loss"], label="validation")
     ax_loss.set(xlabel="epoch", ylabel="cross-entropy loss", title="loss")
-    ax_loss.legend()
+    ax_loss.legend(fontsize="small")
     ax_acc.plot(epochs, history["val_accuracy"], color="C1", label="validation")
     ax_acc.axhline(chance, color="grey", linestyle="--", label=f"chance ({chance:.2f})")
     ax_acc.set(xlabel="epoch", ylabel="accuracy", ylim=(0, 1.02), title="validation accuracy")
-    ax_acc.legend(loc="lower right")
-    fig.suptitle(f"{title}: final validation accuracy {history['val_accuracy'][-1]:.3f}")
+    ax_acc.legend(loc="lower right", fontsize="small")
+    fig.suptitle(f"{title}: final validation accuracy {history['val_accuracy'][-1]:.3f}", fontsize="medium")
     fig.savefig(path, dpi=110)
     plt.close(fig)
 
@@ -239,12 +240,13 @@ def plot_prediction(x, target, probabilities, title, path):
     categories = ["empty", *(f"token {k}" for k in range(1, num_tokens + 1)), "request"]
     position = int(token_positions(x[None])[0])
     fig, (ax_in, ax_out) = plt.subplots(
-        1, 2, figsize=(12, 1.6 + 0.4 * len(categories)), gridspec_kw={"width_ratios": [3, 1]}, constrained_layout=True
+        1, 2, figsize=(6.4, 1.2 + 0.3 * len(categories)), gridspec_kw={"width_ratios": [2.4, 1]}, constrained_layout=True
     )
     ax_in.imshow(x.T, aspect="auto", cmap="Greys", vmin=0, vmax=1.6, origin="lower", interpolation="nearest")
     ax_in.set_yticks(range(len(categories)), categories)
-    ax_in.set_xticks(range(0, len(x), max(1, len(x) // 15)))
-    ax_in.set(xlabel="time step", title=f"input: token {target + 1} at step {position}, request at step {len(x) - 1}")
+    ax_in.set_xticks(range(0, len(x), max(1, len(x) // 8)))
+    ax_in.set_xlabel("time step")
+    ax_in.set_title(f"input: token {target + 1} at step {position}, request at step {len(x) - 1}", fontsize="medium")
 
     tokens = np.arange(1, num_tokens + 1)
     colors = ["C2" if k == target else "C0" for k in range(num_tokens)]
@@ -255,9 +257,10 @@ def plot_prediction(x, target, probabilities, title, path):
         xlabel="token",
         ylabel="probability",
         ylim=(0, 1),
-        title=f"target {target + 1} (green)\npredicted {predicted + 1}: {'right' if predicted == target else 'wrong'}",
     )
-    fig.suptitle(title)
+    ax_out.set_title(f"target {target + 1} (green)\npredicted {predicted + 1}: "
+                     f"{'right' if predicted == target else 'wrong'}", fontsize="medium")
+    fig.suptitle(title, fontsize="medium")
     fig.savefig(path, dpi=110)
     plt.close(fig)
 
@@ -328,9 +331,18 @@ def plot_accuracy_by_position(task, records, sequence_length, num_tokens, path):
 # --- summary ---------------------------------------------------------------------------------------------
 
 
+SOLVED = 0.99  # validation accuracy at which a run counts as having solved its task
+
+
+def epochs_to_solve(record):
+    """The first epoch (1-based) whose validation accuracy reaches SOLVED, or None."""
+    return next((epoch for epoch, value in enumerate(record["val_accuracy"], 1) if value >= SOLVED), None)
+
+
 def summarize(records):
-    """A Markdown table, per task and model: final accuracy and losses, mean ± sample std over several
-    seeds (the value alone for one seed)."""
+    """A Markdown table, per task and model: final accuracy (mean ± sample std over seeds, the value alone
+    for one seed, and the range), how many seeds solved the task at some epoch and at which epoch first,
+    final losses, CPU seconds of training."""
 
     def mean_std(values):
         values = np.asarray(values, dtype=float)
@@ -339,19 +351,22 @@ def summarize(records):
         return f"{values.mean():.3f} ± {values.std(ddof=1):.3f}"  # sample standard deviation over seeds
 
     lines = [
-        "| task | model | parameters | seeds | final val. accuracy | final val. loss | final train loss "
-        "| train time (s) |",
-        "|---|---|---:|---:|---:|---:|---:|---:|",
+        f"| task | model | params | val. accuracy | range | solved (≥ {SOLVED}) | epochs to solve | val. loss "
+        "| train loss | CPU s |",
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for task in dict.fromkeys(r["task"] for r in records):
         for model in dict.fromkeys(r["model"] for r in records if r["task"] == task):
             runs = [r for r in records if r["task"] == task and r["model"] == model]
+            accuracy = [r["final_accuracy"] for r in runs]
+            solved = [epochs for epochs in map(epochs_to_solve, runs) if epochs is not None]
             lines.append(
-                f"| {task} | {model} | {runs[0]['num_params']} | {len(runs)} "
-                f"| {mean_std([r['final_accuracy'] for r in runs])} "
+                f"| {task} | {model} | {runs[0]['num_params']} | {mean_std(accuracy)} "
+                f"| {min(accuracy):.3f}–{max(accuracy):.3f} | {len(solved)}/{len(runs)} "
+                f"| {f'{np.median(solved):g}' if solved else '–'} "
                 f"| {mean_std([r['val_loss'][-1] for r in runs])} "
                 f"| {mean_std([r['train_loss'][-1] for r in runs])} "
-                f"| {np.mean([r['wall_seconds'] for r in runs]):.1f} |"
+                f"| {np.mean([r['cpu_seconds'] for r in runs]):.1f} |"
             )
     return "\n".join(lines) + "\n"
 
@@ -513,6 +528,9 @@ def main(argv=None):
         f"{plural(args.num_samples, 'validation sample')}, sequence length {args.sequence_length}, "
         f"{plural(args.num_tokens, 'token')}, Adam lr {args.lr}, batch size {args.batch_size}; "
         + (f"seed {seeds}" if len(args.seeds) == 1 else f"mean ± sample std over seeds {seeds}")
+        + f"; solved: validation accuracy ≥ {SOLVED} at some epoch (epochs to solve: the first such epoch, "
+        "median over the seeds that solved it; the final accuracy can be lower); CPU s: CPU seconds of one run's "
+        "training loop (one thread), mean over seeds"
         + f"; grid wall time {wall_seconds:.0f} s with --jobs {args.jobs}."
     )
     figures = (

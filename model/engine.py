@@ -213,7 +213,7 @@ def train(cfg, frames, run_dir, *, device="cpu", seed=1234, resume=None, stop=No
         validate = val_windows is not None and (step % t.validate_every == 0 or last) and not stop
         if is_main and (step % t.log_every == 0 or validate or last or stop):
             seconds = seconds_before + time.perf_counter() - start
-            record = {"step": step, "epoch": round(sampler.progress, 4), "lr": lr, "seconds": round(seconds, 2),
+            record = {"step": step, "epoch": round(sampler.progress, 4), "lr": lr, "seconds": round(seconds, 3),
                       **{key: total / summed_steps for key, total in sums.items()}}
             # The training batches of these steps: their PSNR is that of their mean MSE.
             record["train_psnr"] = psnr(torch.tensor(record["train_mse"])).item()

@@ -64,13 +64,14 @@ python -m scripts.tune --config config/vit_cpu.json --until "$TRIALS" --steps-pe
 echo "== Exercise 2 (c)-(f): the long runs (hours each; one thread per run)"
 # Learning curves of the sheet's model and of the best configuration, 30 000 steps, seed 0.
 python -m scripts.run_experiments --set long --seeds 0 --threads 1
-python -m scripts.learning_curves --runs-dir out/experiments --out results/vit/long
 # 2 (d), (e) and masked reconstruction at 10 000 steps, three seeds.
 python -m scripts.run_experiments --set long_ablation --seeds "${SEEDS[@]}" --threads 1
 python -m scripts.run_experiments --set long_masked --seeds "${SEEDS[@]}" --threads 1
 # Other footage: the best configuration at 10 000 steps on Atari Pong and River Raid, seed 0.
 python -m scripts.run_experiments --set long_pong --seeds 0 --threads 1
 python -m scripts.run_experiments --set long_riverraid --seeds 0 --threads 1
+# The curves of the long set; the frontier: best_long's and ablation10k_full's final validation PSNR.
+python -m scripts.learning_curves --runs-dir out/experiments --out results/vit/long
 
 echo "== Exercise 2 (c): what makes the model beat copy-last-frame"
 python -m scripts.run_experiments --set study ${STEPS_FLAG[@]+"${STEPS_FLAG[@]}"} --seeds 0

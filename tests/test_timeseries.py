@@ -71,12 +71,14 @@ def test_cli_template_run_writes_results_and_figures(tmp_path, capsys):
     assert (run["task"], run["model"], run["impl"], run["seed"]) == ("memory", "rnn", "torch", 0)
     assert len(run["train_loss"]) == len(run["val_loss"]) == len(run["val_accuracy"]) == 2
     assert len(run["val_accuracy_by_position"]) == 29 and run["num_params"] > 0 and run["wall_seconds"] > 0
+    assert 0 < run["cpu_seconds"] < 60
     memorygen = results["runs"][3]["val_accuracy_by_position"]
     assert memorygen[:15] == [None] * 15 and None not in memorygen[15:]  # validated on the second half only
     counts = results["runs"][3]["val_count_by_position"]  # what the figure shows behind the accuracies
     assert sum(counts) == 64 and counts[:15] == [0] * 15 and min(counts[15:]) > 0
     summary = (out / "summary.md").read_text()
-    assert re.search(r"\| memorygen \| tcn \| \d+ \| 1 \| \d\.\d{3} \| \d+\.\d{3} \|", summary)
+    assert re.search(r"\| memorygen \| tcn \| \d+ \| (\d\.\d{3}) \| \1–\1 \| [01]/1 \| (\d+|–) \| \d+\.\d{3} \| "
+                     r"\d+\.\d{3} \| \d+\.\d \|", summary)
     assert "±" not in summary and "; seed 0;" in summary and "2 epochs" in summary  # one seed: no spread
     for task in ("memory", "memorygen"):
         assert (out / f"{task}_accuracy_by_position.png").is_file()
@@ -147,3 +149,19 @@ def test_cli_rejects_bad_settings(argv, message, capsys):
     assert main.main(argv) == 2
     err = capsys.readouterr().err
     assert err.startswith("error: ") and message in err
+
+
+def test_summary_counts_the_seeds_that_solved_and_when():
+    """A run is solved at the first epoch with validation accuracy >= 0.99; the table gives the count and
+    the median epoch over the seeds that solved it, the mean ± sample std and the range of the final accuracy."""
+    import main
+
+    def record(seed, accuracies):
+        return {"task": "memory", "model": "rnn", "seed": seed, "num_params": 7, "final_accuracy": accuracies[-1],
+                "val_accuracy": accuracies, "val_loss": [1.0, 0.5], "train_loss": [1.0, 0.25], "wall_seconds": 9.0,
+                "cpu_seconds": 2.0}
+
+    records = [record(0, [0.5, 0.995]), record(1, [0.995, 1.0]), record(2, [0.4, 0.6])]
+    assert [main.epochs_to_solve(r) for r in records] == [2, 1, None]  # the median of 2 and 1 is 1.5
+    row = main.summarize(records).splitlines()[2]
+    assert row == "| memory | rnn | 7 | 0.865 ± 0.230 | 0.600–1.000 | 2/3 | 1.5 | 0.500 ± 0.000 | 0.250 ± 0.000 | 2.0 |"

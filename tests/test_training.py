@@ -293,6 +293,8 @@ def test_the_cpu_configs_figure_is_the_measured_one():
     run = study["runs"]["long"]["0"]
     assert study["configs"]["long"]["file"] == train_cli.CPU_CONFIG and run["steps"] == 2000
     assert round(run["train_seconds"] / 60) == train_cli.CPU_CONFIG_RUN_MINUTES
+    header = (REPO / train_cli.CPU_CONFIG).read_text().split("{")[0]  # the config file's comment
+    assert f"took {train_cli.CPU_CONFIG_RUN_MINUTES} minutes" in " ".join(header.replace("//", " ").split())
 
 
 def test_missing_video_exits_1(tmp_path, capsys):

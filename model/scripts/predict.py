@@ -25,7 +25,9 @@ predict wrote there (the four kinds below, nothing else) are removed first:
     rollout_{sample:05d}.gif                                the same, one GIF frame per step
     metrics.json                                            per step L1, PSNR, SSIM of the rollout and of
                                                             the copy-last-frame baseline (the last real
-                                                            frame held still)
+                                                            frame held still), per sample and as means;
+                                                            the means also for continue motion rolled out
+                                                            on its own predictions (3+ frames)
 """
 import json
 import re

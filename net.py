@@ -223,6 +223,16 @@ def tcn_num_layers(sequence_length, kernel_size=3):
     return layers
 
 
+def tcn_kernel_slots(position, sequence_length, kernel_size=3):
+    """The kernel slot of every layer that input step ``position`` passes through on its way to the output.
+
+    With kernel_size == stride every step has exactly one path: in layer l (0-based) it lies in slot
+    (position // kernel_size**l) % kernel_size of its window. Returns a tuple, one slot per layer.
+    """
+    return tuple((position // kernel_size ** layer) % kernel_size
+                 for layer in range(tcn_num_layers(sequence_length, kernel_size)))
+
+
 class TCN(nn.Module):
     """A temporal convolution network: convolutions with kernel_size == stride == 3, ReLU after each, no pooling.
 

@@ -50,6 +50,8 @@ once() {
 echo "== Exercise 1: every model on every task, ${#TS_SEEDS[@]} seeds"
 once timeseries python main.py --tasks memory memorygen memorygen_reverse --seeds "${TS_SEEDS[@]}" \
     --jobs "$JOBS" --out results/timeseries
+once timeseries_default python main.py --out results/timeseries/default   # the template's command: seed 0
+python -m scripts.exercise1_analysis --results results/timeseries
 
 echo "== Exercise 2: data (written only when missing)"
 [[ -f gameplay-data.hdf5 ]] || python -m model.scripts.make_gameplay --out gameplay-data.hdf5

@@ -4,7 +4,7 @@ import pytest
 import torch
 from torch import nn
 
-from net import LSTM, RNN, TCN, Conv1d, LSTMCell, RNNCell, tcn_num_layers
+from net import LSTM, RNN, TCN, Conv1d, LSTMCell, RNNCell, tcn_kernel_slots, tcn_num_layers
 
 B, I, H, T = 4, 5, 7, 30
 DTYPES = [torch.float32, torch.float64]
@@ -186,3 +186,26 @@ def test_bad_arguments_raise_value_error():
         Conv1d.from_torch(nn.Conv1d(2, 3, 3, padding=1))
     with pytest.raises(ValueError, match="tanh"):
         RNNCell.from_torch(nn.RNNCell(2, 3, nonlinearity="relu"))
+
+
+def test_each_input_step_passes_through_the_kernel_slots_tcn_kernel_slots_names():
+    """Zeroing slot s of layer l cuts exactly the input steps whose path uses that slot: with positive weights
+    and inputs every ReLU is active, so the output's gradient is zero for a step iff its path is cut."""
+    T = 30
+    torch.manual_seed(0)
+    model = TCN(2, 4, 1, sequence_length=T).double()
+    for layer, conv in enumerate(model.convs):
+        for slot in range(3):
+            with torch.no_grad():
+                for module in model.modules():
+                    if isinstance(module, torch.nn.Linear):
+                        module.weight.uniform_(0.1, 1.0)
+                        module.bias.fill_(0.1)
+                conv.linear.weight.view(4, -1, 3)[:, :, slot] = 0  # (out, in, k): slot s of every channel
+            x = torch.rand(1, T, 2, dtype=torch.float64) + 0.1
+            x.requires_grad_(True)
+            model(x).sum().backward()
+            reached = x.grad[0].abs().sum(dim=1) > 0  # (T,)
+            expected = torch.tensor([tcn_kernel_slots(p, T)[layer] != slot for p in range(T)])
+            assert torch.equal(reached, expected), (layer, slot)
+    assert tcn_kernel_slots(16, 30) == (1, 2, 1, 0) and tcn_kernel_slots(27, 30) == (0, 0, 0, 1)

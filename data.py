@@ -19,6 +19,7 @@ Tasks differ only in which positions the token may take in training and in valid
 import numpy as np
 
 TASKS = ("memory", "memorygen", "memorygen_reverse")
+SOLVED = 0.99  # validation accuracy at which a run counts as having solved its task
 
 
 def make_task(task, sequence_length):
@@ -81,3 +82,8 @@ def token_positions(x):
     x = np.asarray(x)
     is_token = x[:, :, 1:-1].any(axis=2)  # (N, T): a token category is set
     return is_token.argmax(axis=1).astype(np.int64)
+
+
+def epochs_to_solve(val_accuracy):
+    """Validation accuracy per epoch -> the first epoch (1-based) that reaches SOLVED, or None."""
+    return next((epoch for epoch, value in enumerate(val_accuracy, 1) if value >= SOLVED), None)

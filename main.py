@@ -33,7 +33,7 @@ import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
-from data import TASKS, generate_memory_task_data, make_task, token_positions
+from data import SOLVED, TASKS, epochs_to_solve, generate_memory_task_data, make_task, token_positions
 from model.cli import CliParser, plural
 from net import IMPLS, LSTM, RNN, TCN
 
@@ -331,14 +331,6 @@ def plot_accuracy_by_position(task, records, sequence_length, num_tokens, path):
 # --- summary ---------------------------------------------------------------------------------------------
 
 
-SOLVED = 0.99  # validation accuracy at which a run counts as having solved its task
-
-
-def epochs_to_solve(record):
-    """The first epoch (1-based) whose validation accuracy reaches SOLVED, or None."""
-    return next((epoch for epoch, value in enumerate(record["val_accuracy"], 1) if value >= SOLVED), None)
-
-
 def summarize(records):
     """A Markdown table, per task and model: final accuracy (mean ± sample std over seeds, the value alone
     for one seed, and the range), how many seeds solved the task at some epoch and at which epoch first,
@@ -359,7 +351,7 @@ def summarize(records):
         for model in dict.fromkeys(r["model"] for r in records if r["task"] == task):
             runs = [r for r in records if r["task"] == task and r["model"] == model]
             accuracy = [r["final_accuracy"] for r in runs]
-            solved = [epochs for epochs in map(epochs_to_solve, runs) if epochs is not None]
+            solved = [epochs for epochs in (epochs_to_solve(r["val_accuracy"]) for r in runs) if epochs is not None]
             lines.append(
                 f"| {task} | {model} | {runs[0]['num_params']} | {mean_std(accuracy)} "
                 f"| {min(accuracy):.3f}–{max(accuracy):.3f} | {len(solved)}/{len(runs)} "

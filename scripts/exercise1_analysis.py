@@ -6,7 +6,8 @@
 Reads the runs of `python main.py` (results.json: every run's validation accuracy per token position) and
 writes, per task whose training and validation positions differ (memorygen, memorygen_reverse):
 
-    analysis.json   per model the validation accuracy by position (mean over seeds); the validation positions
+    analysis.json   per task and model the final numbers over seeds (summary: those of main.py's table); per
+                    model the validation accuracy by position (mean over seeds); the validation positions
                     grouped by the kernel slots of the TCN's last two layers (net.tcn_kernel_slots: with
                     kernel = stride = 3 every input step has one path of slots to the output), with each
                     group's mean accuracy per model and whether a training token used that layer-3 slot, that
@@ -22,7 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
-from data import make_task
+from data import epochs_to_solve, make_task
 from model.cli import CliParser, fail
 from net import tcn_kernel_slots, tcn_num_layers
 
@@ -55,11 +56,25 @@ def slot_groups(train_positions, val_positions, sequence_length):
     return groups
 
 
+def summary(runs):
+    """Runs of one task and model -> the final numbers over seeds (those of main.py's summary table)."""
+    accuracy = [run["final_accuracy"] for run in runs]
+    solved = [e for e in (epochs_to_solve(run["val_accuracy"]) for run in runs) if e is not None]
+    return {"seeds": len(runs), "final_accuracy_mean": float(np.mean(accuracy)),
+            "final_accuracy_std": float(np.std(accuracy, ddof=1)) if len(runs) > 1 else 0.0,
+            "final_accuracy_min": min(accuracy), "final_accuracy_max": max(accuracy),
+            "final_train_loss_mean": float(np.mean([run["train_loss"][-1] for run in runs])),
+            "solved": len(solved), "median_epochs_to_solve": float(np.median(solved)) if solved else None}
+
+
 def analyse(results):
     sequence_length = results["config"]["sequence_length"]
     layers = tcn_num_layers(sequence_length)
-    analysis = {"sequence_length": sequence_length, "tcn_layers": layers, "tasks": {}}
+    analysis = {"sequence_length": sequence_length, "tcn_layers": layers, "summary": {}, "tasks": {}}
     for task in dict.fromkeys(run["task"] for run in results["runs"]):
+        task_runs = [run for run in results["runs"] if run["task"] == task]
+        analysis["summary"][task] = {model: summary([run for run in task_runs if run["model"] == model])
+                                     for model in dict.fromkeys(run["model"] for run in task_runs)}
         train_positions, val_positions = make_task(task, sequence_length)
         if list(train_positions) == list(val_positions):
             continue
@@ -79,27 +94,28 @@ def analyse(results):
 
 
 def markdown(analysis):
+    """One table: per task and group of validation positions the TCN's slots, whether training tokens used
+    them, and each model's validation accuracy there."""
     layers = analysis["tcn_layers"]
-    lines = []
+    models = list(dict.fromkeys(model for entry in analysis["tasks"].values() for model in entry["accuracy_by_position"]))
+    lines = [f"| task (training positions) | validation positions | TCN slots, layers {layers - 1}, {layers} | "
+             f"layer-{layers - 1} slot on a training path | layer-{layers} slot on a training path | "
+             "both on one training path | " + " | ".join(model.upper() for model in models) + " |",
+             "|---|---|---|---|---|---|" + "---:|" * len(models)]
     for task, entry in analysis["tasks"].items():
-        models = list(entry["accuracy_by_position"])
         first, last = entry["train_positions"]
-        lines += [f"**{task}** (training tokens at positions {first}-{last}; validation accuracy, mean over "
-                  f"{len(entry['seeds'])} seeds):", "",
-                  f"| validation positions | TCN slots, layers {layers - 1}, {layers} | layer-{layers - 1} slot "
-                  f"on a training path | layer-{layers} slot on a training path | both on one training path | "
-                  + " | ".join(model.upper() for model in models) + " |",
-                  "|---|---|---|---|---|" + "---:|" * len(models)]
         for group in entry["groups"]:
             positions = group["positions"]
             span = f"{positions[0]}-{positions[-1]}" if len(positions) > 1 else f"{positions[0]}"
             flags = [group[f"layer{layers - 1}_slot_on_a_training_path"],
                      group[f"layer{layers}_slot_on_a_training_path"], group["pair_on_a_training_path"]]
-            lines.append(f"| {span} | {group['slots'][0]}, {group['slots'][1]} | "
+            lines.append(f"| {task} ({first}-{last}) | {span} | {group['slots'][0]}, {group['slots'][1]} | "
                          + " | ".join("yes" if flag else "no" for flag in flags) + " | "
-                         + " | ".join(f"{group['accuracy'][model]:.3f}" for model in models) + " |")
-        lines.append("")
-    return "\n".join(lines)
+                         + " | ".join(f"{group['accuracy'][model]:.3f}" if model in group["accuracy"] else "–"
+                                      for model in models) + " |")
+    seeds = sorted({seed for entry in analysis["tasks"].values() for seed in entry["seeds"]})
+    return ("\n".join(lines) + f"\n\nValidation accuracy: mean over the positions of a group of the mean over "
+            f"{len(seeds)} seeds.\n")
 
 
 def main(argv=None):

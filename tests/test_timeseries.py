@@ -162,7 +162,7 @@ def test_summary_counts_the_seeds_that_solved_and_when():
                 "cpu_seconds": 2.0}
 
     records = [record(0, [0.5, 0.995]), record(1, [0.995, 1.0]), record(2, [0.4, 0.6])]
-    assert [main.epochs_to_solve(r) for r in records] == [2, 1, None]  # the median of 2 and 1 is 1.5
+    assert [main.epochs_to_solve(r["val_accuracy"]) for r in records] == [2, 1, None]  # the median of 2 and 1 is 1.5
     row = main.summarize(records).splitlines()[2]
     assert row == "| memory | rnn | 7 | 0.865 ± 0.230 | 0.600–1.000 | 2/3 | 1.5 | 0.500 ± 0.000 | 0.250 ± 0.000 | 2.0 |"
 
@@ -171,15 +171,19 @@ def test_the_analysis_groups_validation_positions_by_the_tcn_paths(tmp_path, cap
     from scripts import exercise1_analysis
 
     accuracy = [None] * 15 + [0.9] * 3 + [0.3] * 9 + [0.4, 0.2]  # memorygen: validation positions 15..28
-    runs = [{"task": "memorygen", "model": "tcn", "seed": seed, "val_accuracy_by_position": accuracy}
-            for seed in (0, 1)]
+    runs = [{"task": "memorygen", "model": "tcn", "seed": seed, "val_accuracy_by_position": accuracy,
+             "final_accuracy": final, "val_accuracy": [0.5, final], "train_loss": [1.0, 0.1]}
+            for seed, final in ((0, 0.995), (1, 0.4))]
     (tmp_path / "results.json").write_text(json.dumps({"config": {"sequence_length": 30}, "runs": runs}))
     assert exercise1_analysis.main(["--results", str(tmp_path)]) == 0
-    groups = json.loads((tmp_path / "analysis.json").read_text())["tasks"]["memorygen"]["groups"]
+    analysis = json.loads((tmp_path / "analysis.json").read_text())
+    assert analysis["summary"]["memorygen"]["tcn"]["solved"] == 1
+    assert analysis["summary"]["memorygen"]["tcn"]["final_accuracy_mean"] == pytest.approx(0.6975)
+    groups = analysis["tasks"]["memorygen"]["groups"]
     assert [(g["positions"][0], g["positions"][-1], g["slots"]) for g in groups] == [
         (15, 17, [1, 0]), (18, 26, [2, 0]), (27, 28, [0, 1])]
     assert [(g["layer3_slot_on_a_training_path"], g["layer4_slot_on_a_training_path"], g["pair_on_a_training_path"])
             for g in groups] == [(True, True, True), (False, True, False), (True, False, False)]
     assert [g["accuracy"]["tcn"] for g in groups] == pytest.approx([0.9, 0.3, 0.3])
-    assert "| 15-17 | 1, 0 | yes | yes | yes | 0.900 |" in (tmp_path / "analysis.md").read_text()
+    assert "| memorygen (0-14) | 15-17 | 1, 0 | yes | yes | yes | 0.900 |" in (tmp_path / "analysis.md").read_text()
     assert exercise1_analysis.main(["--results", str(tmp_path / "nowhere")]) == 1

@@ -224,9 +224,11 @@ def train(cfg, frames, run_dir, *, device="cpu", seed=1234, resume=None, stop=No
                     val_baselines = baseline_metrics(val_windows, indices, m.batch_size, mean_frame,
                                                      masker=model if m.num_frames == 1 else None)
                 eval_start = time.perf_counter()
+                # A bar of its own below the training bar, on a terminal (in a log file the pass is one line).
                 last_val = evaluate(model, val_windows, batch_size=m.batch_size, max_batches=t.validation_batches,
-                                    autocast=autocast, loss=t.loss, baselines=val_baselines)
-                record["val_seconds"] = round(time.perf_counter() - eval_start, 2)
+                                    autocast=autocast, loss=t.loss, baselines=val_baselines,
+                                    progress=sys.stderr.isatty())
+                record["val_seconds"] = round(time.perf_counter() - eval_start, 3)
                 record.update({f"val_{key}": value for key, value in last_val.items()})
                 log(f"step {step}: {describe_metrics(last_val)}")
                 if last_val["loss"] < best_val_loss:

@@ -8,8 +8,10 @@
 Each (variant, seed) trains into its own run folder {--runs-dir}/{variant}.seed{seed}/ through
 model.engine.train. A run whose done.json exists is skipped; an unfinished one resumes from its
 quicksave.ckpt, so the command can be stopped and started again at any time (or split between
-processes with --runs). After training every finished run is evaluated on the held-out part of the
-video (cached in its eval.json):
+processes with --runs); SIGINT, SIGTERM or SIGUSR1 finish the current step, write quicksave.ckpt and
+exit with 128 + the signal's number, without a report. After training every finished run is evaluated
+on its evaluation part (test; validation for the short study's configs without one), cached in its
+eval.json:
 
   one-step     every held-out window: L1, MSE, PSNR, SSIM of the predicted last frame, next to the
                copy-last-frame, mean-frame and (num_frames >= 3) continue-motion baselines, split by
@@ -34,10 +36,11 @@ import numpy as np
 import torch
 
 from model.checkpoint import CheckpointError
-from model.cli import CliParser, fail, positive_int
+from model.cli import CliParser, fail, positive_int, stop_on_signals
 from model.config import ConfigError, config_from_dict, load_config, with_budget
 from model.data import DataError, config_parts, load_metadata, load_video, part_windows, resolve_data_path
-from model.engine import QUICKSAVE, TrainingError, evaluate, load_model, train, write_json_atomically
+from model.engine import (QUICKSAVE, StopFlag, TrainingError, evaluate, load_model, stop_code, train,
+                          write_json_atomically)
 from model.metrics import continue_motion_baseline, frame_metrics, mean_frame_baseline, psnr
 from model.rollout import closed_loop, continue_motion_rollout, per_step_means, rollout_clips
 
@@ -103,12 +106,18 @@ def main(argv=None):
     try:
         runs = [(variant, seed) for variant in variants for seed in args.seeds]
         cache = {}
-        for i, (variant, seed) in enumerate(runs):
-            cfg = run_config(variant, args.steps, args.config_root)
-            run_dir = Path(args.runs_dir) / f"{variant}.seed{seed}"
-            if not args.no_train:
-                print(f"[{i + 1}/{len(runs)}] {variant} seed {seed}: ", end="", flush=True)
-                train_run(cfg, run_dir, seed, cache)
+        stop = StopFlag()
+        with stop_on_signals(stop):  # SIGINT, SIGTERM, SIGUSR1: finish the step, quicksave, exit 128 + N
+            for i, (variant, seed) in enumerate(runs):
+                cfg = run_config(variant, args.steps, args.config_root)
+                run_dir = Path(args.runs_dir) / f"{variant}.seed{seed}"
+                if not args.no_train:
+                    print(f"[{i + 1}/{len(runs)}] {variant} seed {seed}: ", end="", flush=True)
+                    train_run(cfg, run_dir, seed, cache, stop)
+                if stop:
+                    print(f"stopped by {stop.reason}; {run_dir / QUICKSAVE} saved, the same command resumes")
+                    code = stop_code(stop.reason)
+                    return 128 + code if code > 1 else 1
         report(args, variants, name, cache)
     except ConfigError as error:
         return fail(error, 2)
@@ -145,7 +154,7 @@ def frames_of(cfg, cache):
     return cache[key]
 
 
-def train_run(cfg, run_dir, seed, cache):
+def train_run(cfg, run_dir, seed, cache, stop=None):
     """Train one run to its budget: skip when done, resume from its quicksave when started.
 
     A run folder that holds a run of another config (a changed variant or config file) is an error,
@@ -165,7 +174,8 @@ def train_run(cfg, run_dir, seed, cache):
     quicksave = run_dir / QUICKSAVE
     resume = quicksave if quicksave.exists() else None
     print("resuming from " + str(quicksave) if resume else "training", flush=True)
-    result = train(cfg, frames_of(cfg, cache), run_dir, seed=seed, resume=resume, log=lambda line: print("  " + line))
+    result = train(cfg, frames_of(cfg, cache), run_dir, seed=seed, resume=resume, stop=stop,
+                   log=lambda line: print("  " + line))
     if result["step"] == result["total_steps"]:
         write_json_atomically(done, {"steps": result["step"], "seconds": result["seconds"], "seed": seed,
                                      "best_val_loss": result["best_val_loss"]})

@@ -5,6 +5,7 @@ from pathlib import Path
 import h5py
 import numpy as np
 import pytest
+import torch
 
 from model.config import load_config, strip_json_comments, with_overrides
 from scripts import run_experiments
@@ -172,3 +173,28 @@ def test_the_table_measures_against_the_strongest_baseline():
                         "+2.00 ± 0.10 | -1.0e-03 ± 1e-04 | 2/2 | 2/2 | 18.00 ± 0.00 | – |")
     assert table[4].startswith("| continue motion (baseline) | – | – | 0.0060 | 22.00 | 0.900 |")
     assert table[4].endswith("| 16.00 | – |") and all(line.count("|") == table[0].count("|") for line in table)
+
+
+def test_the_runner_stops_on_sigterm_with_a_quicksave(tiny_configs):
+    """SIGTERM finishes the step, quicksaves, skips the report and exits 128 + 15 (resuming: the test above)."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    root = tiny_configs
+    args = [sys.executable, "-m", "scripts.run_experiments", "--runs", "full", "--seeds", "0", "--steps", "100000",
+            "--config-root", str(root), "--runs-dir", str(root / "runs"), "--results", str(root / "results"),
+            "--name", "stop", "--threads", "1", "--no-figures"]
+    process = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    metrics = root / "runs" / "full.seed0" / "metrics.jsonl"
+    deadline = time.monotonic() + 120
+    while not (metrics.exists() and metrics.read_text().count("\n") >= 3) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    process.send_signal(signal.SIGTERM)
+    out, _ = process.communicate(timeout=120)
+    assert process.returncode == 128 + signal.SIGTERM, out
+    assert "stopped by SIGTERM" in out and "the same command resumes" in out
+    saved = torch.load(root / "runs" / "full.seed0" / "quicksave.ckpt", weights_only=True)
+    assert saved["step"] >= 3 and not (root / "runs" / "full.seed0" / "done.json").exists()
+    assert not (root / "results" / "stop").exists()  # no report of an unfinished set

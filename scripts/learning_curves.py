@@ -149,7 +149,7 @@ def main(argv=None):
     parser.add_argument("--runs-dir", default="out/experiments", help="run folders {variant}.seed{S}/")
     parser.add_argument("--out", default="results/vit/long", help="where the figures and the JSON go")
     parser.add_argument("--video-frames", type=int, default=6000, help="frames of the video the runs trained on")
-    parser.add_argument("--frontier", nargs="*", default=["best_long", "ablation10k_full"],
+    parser.add_argument("--frontier", nargs="*", default=["best3k", "ablation10k_full", "best_long"],
                         help="variants of one configuration at different budgets: their finished runs form the frontier")
     parser.add_argument("--frontier-seeds", nargs="+", type=int, default=[0, 1, 2])
     args = parser.parse_args(argv)

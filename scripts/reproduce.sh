@@ -72,7 +72,7 @@ python -m scripts.run_experiments --set long_masked --seeds "${SEEDS[@]}" --thre
 # Other footage: the best configuration at 10 000 steps on Atari Pong and River Raid, seed 0.
 python -m scripts.run_experiments --set long_pong --seeds 0 --threads 1
 python -m scripts.run_experiments --set long_riverraid --seeds 0 --threads 1
-# The curves of the long set; the frontier: best_long's and ablation10k_full's final validation PSNR.
+# The curves of the long set; the frontier: the final validation PSNR of best3k, ablation10k_full and best_long.
 python -m scripts.learning_curves --runs-dir out/experiments --out results/vit/long
 
 echo "== Exercise 2 (c): what makes the model beat copy-last-frame"

@@ -50,9 +50,10 @@ from model.rollout import closed_loop, continue_motion_rollout, per_step_means, 
 VARIANT_FOLDERS = ("config/long", "config/short")
 SETS = {
     # Long runs: learning curves of the sheet's model and of the best configuration (30 000 steps).
-    "long": ["sheet_cpu_long", "best_long"],
-    # 2 (d), (e) at 10 000 steps on the model that leaves the copy of the last frame; masked reconstruction.
-    "long_ablation": ["ablation10k_full", "ablation10k_noattention", "ablation10k_nopos"],
+    "long": ["sheet_cpu_long", "best_long", "best3k"],  # best3k: a shorter budget for the compute frontier
+    # 2 (d), (e) at 10 000 steps on the model that leaves the copy of the last frame, and what its learned warp
+    # adds (the residual output instead); masked reconstruction.
+    "long_ablation": ["ablation10k_full", "ablation10k_noattention", "ablation10k_nopos", "ablation10k_residual"],
     "long_masked": ["masked10k_full", "masked10k_noattention"],
     # Other footage at 10 000 steps, one set per video (a table's baselines are those of one video).
     "long_pong": ["pong10k"],

@@ -64,7 +64,7 @@ echo "== Exercise 2 (f): hyperparameter search"
 python -m scripts.tune --config config/vit_cpu.json --until "$TRIALS" --steps-per-trial "$TRIAL_STEPS"
 
 echo "== Exercise 2 (c)-(f): the long runs (hours each; one thread per run)"
-# Learning curves of the sheet's model and of the best configuration, 30 000 steps, seed 0.
+# Learning curves of the sheet's model and of the best configuration (30 000 steps; best3k: 3000), seed 0.
 python -m scripts.run_experiments --set long --seeds 0 --threads 1
 # 2 (d), (e) and masked reconstruction at 10 000 steps, three seeds.
 python -m scripts.run_experiments --set long_ablation --seeds "${SEEDS[@]}" --threads 1

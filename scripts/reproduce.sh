@@ -99,6 +99,7 @@ python -m model.scripts.export_checkpoint out/experiments/best_1500.seed0/quicks
 
 echo "== Exercise 2 (f): the best configuration with the change gate (config/vit_best_gate.json)"
 once change_support python -m scripts.change_support gameplay-data.hdf5 out/data/pong.hdf5 --out results/vit/change_support
+python -m scripts.patch_code gameplay-data.hdf5 --out results/vit/patch_code.json   # the frame output's ceiling
 python -m scripts.run_experiments --set best_gate --seeds "${SEEDS[@]}"
 python -m scripts.run_experiments --set atari_best_gate --seeds "${SEEDS[@]}"
 python -m model.scripts.export_checkpoint out/experiments/best_gate.seed0/quicksave.ckpt results/vit/vit_best_gate.ckpt

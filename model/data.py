@@ -132,6 +132,11 @@ def config_parts(cfg, num_video_frames, num_frames=None):
                        cfg.model.num_frames if num_frames is None else num_frames)
 
 
+def evaluation_part(cfg):
+    """Where a finished run is scored: the test part, or the validation part for configs without one."""
+    return "test" if cfg.data.test_fraction > 0 else "val"
+
+
 def part_windows(frames, part, parts, num_frames, device="cpu"):
     """FrameWindows predicting the frames of one part ('train', 'val' or 'test') of a split_video."""
     targets = parts[part]

@@ -11,7 +11,8 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
-from model.data import config_parts, load_metadata, part_windows, resolve_data_path  # noqa: E402
+from model.data import (PART_NAMES, config_parts, evaluation_part, load_metadata, part_windows,  # noqa: E402
+                        resolve_data_path)
 from model.engine import QUICKSAVE, load_model  # noqa: E402
 
 COLOURS = plt.rcParams["axes.prop_cycle"].by_key()["color"]
@@ -61,8 +62,8 @@ def loss_curves(path, evaluations, runs_dir):
             if "val_copy_last_l1" in (val[0] if val else {}) and not copy_last_drawn:
                 val_ax.axhline(val[-1]["val_copy_last_l1"], color="k", ls="--", lw=1, label="copy-last frame")
                 copy_last_drawn = True
-    train_ax.set(xlabel="step", ylabel="training loss (0.15 L1 + 0.85 DSSIM)", yscale="log", title="training")
-    val_ax.set(xlabel="step", ylabel="L1 (masked pixels)", title="held-out part")
+    train_ax.set(xlabel="step", ylabel="training loss (each run's config)", yscale="log", title="training")
+    val_ax.set(xlabel="step", ylabel="L1 (masked pixels)", title="validation part")
     for ax in (train_ax, val_ax):
         ax.grid(alpha=0.3)
         ax.legend(fontsize=7)
@@ -73,7 +74,6 @@ def loss_curves(path, evaluations, runs_dir):
 
 def pick_windows(cfg, frames):
     """Windows of the evaluation part to show: the first with scrolling, player and NPC motion (or evenly spread)."""
-    from scripts.run_experiments import evaluation_part
     T = cfg.model.num_frames
     parts = config_parts(cfg, len(frames))
     windows = part_windows(torch.as_tensor(frames), evaluation_part(cfg), parts, T)
@@ -95,7 +95,7 @@ def pick_windows(cfg, frames):
 
 @torch.no_grad()
 def samples(path, cfg, run_dir, frames):
-    """Rows of held-out windows: input frames, truth, prediction, |error| (and copy-last's |error|)."""
+    """Rows of evaluation-part windows: input frames, truth, prediction, |error| (and copy-last's |error|)."""
     model, _ = load_model(run_dir / QUICKSAVE, cfg.model)
     windows, starts = pick_windows(cfg, frames)
     batch = windows.batch(starts)  # (S, T, H, W)
@@ -124,7 +124,7 @@ def samples(path, cfg, run_dir, frames):
                 ax.set_title(title, fontsize=8)
             if col == 0:
                 ax.set_ylabel(f"frame {windows.first_frame + start + T - 1}", fontsize=8)
-    fig.suptitle(f"{cfg.model_path} (held-out windows)", fontsize=9)
+    fig.suptitle(f"{cfg.model_path} ({PART_NAMES[evaluation_part(cfg)]} windows)", fontsize=9)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
@@ -150,7 +150,7 @@ def by_situation(path, evaluations):
         ax.bar(np.arange(len(names)) + i * width, values, width, label=label, **style)
     ax.set_xticks(np.arange(len(names)) + 0.4 - width / 2,
                   [f"{s}\n({first['situations'][s]['windows']} windows)" for s in names], fontsize=8)
-    ax.set(ylabel="one-step L1 (held-out)", yscale="log")
+    ax.set(ylabel=f"one-step L1 ({PART_NAMES[first['part']]} part)", yscale="log")
     ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.0, 1.0))
     ax.grid(axis="y", alpha=0.3)
     fig.tight_layout()

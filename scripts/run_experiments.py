@@ -13,11 +13,11 @@ exit with 128 + the signal's number, without a report. After training every fini
 on its evaluation part (test; validation for the short study's configs without one), cached in its
 eval.json:
 
-  one-step     every held-out window: L1, MSE, PSNR, SSIM of the predicted last frame, next to the
+  one-step     every window of the evaluation part: L1, MSE, PSNR, SSIM of the predicted last frame, next to the
                copy-last-frame, mean-frame and (num_frames >= 3) continue-motion baselines, split by
                situation from the video's /meta; L1 also split into the pixels that stay the same
                as in the last seen frame and those that change (l1_unchanged + l1_changed = l1)
-  closed loop  10 steps from starts spread over the held-out part (the model sees its own
+  closed loop  10 steps from starts spread over the evaluation part (the model sees its own
                8-bit predictions, as model/scripts/predict.py does), against copy-last held still and
                (num_frames >= 3) continue motion rolled out on its own predictions
   masked       num_frames == 1 variants: the masked pixels of the reconstruction (mean-frame baseline)
@@ -38,7 +38,8 @@ import torch
 from model.checkpoint import CheckpointError
 from model.cli import CliParser, fail, positive_int, stop_on_signals
 from model.config import ConfigError, config_from_dict, load_config, with_budget
-from model.data import DataError, config_parts, load_metadata, load_video, part_windows, resolve_data_path
+from model.data import (DataError, config_parts, evaluation_part, load_metadata, load_video, part_windows,
+                        resolve_data_path)
 from model.engine import (QUICKSAVE, StopFlag, TrainingError, evaluate, load_model, stop_code, train,
                           write_json_atomically)
 from model.metrics import continue_motion_baseline, frame_metrics, mean_frame_baseline, psnr
@@ -75,7 +76,7 @@ SETS = {
 BASELINE_NAMES = ("copy_last", "continue_motion", "mean_frame")
 BASELINE_LABELS = {"copy_last": "copy-last frame", "continue_motion": "continue motion", "mean_frame": "mean frame"}
 ROLLOUT_STEPS = 10
-ROLLOUT_STARTS = 40  # closed-loop starts, spread evenly over the held-out part
+ROLLOUT_STARTS = 40  # closed-loop starts, spread evenly over the evaluation part
 TRAIN_WINDOWS = 600  # one-step metrics on this many training windows: how closely the model memorises
 EVAL_BATCH = 32
 
@@ -244,11 +245,6 @@ def summarise(per_frame):
     return {**means, "mse": mse, "psnr": float(psnr(torch.tensor(mse)))}
 
 
-def evaluation_part(cfg):
-    """Where a run is scored: the test part, or the validation part for configs without one (the short study)."""
-    return "test" if cfg.data.test_fraction > 0 else "val"
-
-
 @torch.no_grad()
 def evaluate_run(cfg, run_dir, frames, meta):
     """Evaluate the final weights of a run on its evaluation part -> dict (also cached in eval.json)."""
@@ -281,7 +277,7 @@ def evaluate_run(cfg, run_dir, frames, meta):
     per_frame = one_step_per_frame(windows, torch.arange(len(windows)), predictors, error_map)
     result["one_step"] = {name: summarise(values) for name, values in per_frame.items()}
 
-    # The training part, on windows spread evenly over it: memorised, or as hard as the held-out part?
+    # The training part, on windows spread evenly over it: memorised, or as hard as the evaluation part?
     train_windows = part_windows(video, "train", parts, T)
     picked = torch.linspace(0, len(train_windows) - 1, min(TRAIN_WINDOWS, len(train_windows))).round().long()
     train_per_frame = one_step_per_frame(train_windows, picked, {name: predictors[name] for name in predictors
@@ -420,7 +416,7 @@ def markdown(name, summary, steps):
              f"Budget: {budget}; mean ± std over seeds; train s: wall-clock training seconds per run (2 shared "
              "CPU cores, 1 thread per run); evaluated on the test part (the last 10% of the video), or for "
              "configs without one (the short study) on the validation part (then the last 10%).",
-             "One-step: every held-out window. 10-step: closed loop, metrics of the 10th predicted frame.",
+             "One-step: every window of the evaluation part. 10-step: closed loop, metrics of the 10th predicted frame.",
              "Masked variants (1 frame): the masked pixels only, against the mean training frame.",
              "Continue-motion baseline (3+ frames): the last frame moved on by the global shift between the two "
              "frames before (model/metrics.py), a hand-made predictor of camera scrolling.", "",

@@ -2,7 +2,7 @@
 
 One optimizer step = gradient_accumulation_steps batches; the learning rate warms up linearly and
 then follows a cosine down to learning_rate * min_lr_ratio. Every log_every steps a record goes to
-metrics.jsonl, every validate_every steps the held-out part of the video is evaluated (best.ckpt
+metrics.jsonl, every validate_every steps the validation part of the video is evaluated (best.ckpt
 keeps the lowest validation loss), every quicksave_every steps and at the end quicksave.ckpt is
 written. A StopFlag (set by the CLI's signal handlers) ends the run after the current step with a
 quicksave; a non-finite loss ends it with TrainingError before anything bad is saved.
@@ -86,7 +86,6 @@ def train(cfg, frames, run_dir, *, device="cpu", seed=1234, resume=None, stop=No
     is_main = rank == 0
     run_dir = Path(run_dir)
     m, t = cfg.model, cfg.training
-    accumulation = m.gradient_accumulation_steps
     torch.manual_seed(seed)
 
     # Data: the temporal split, windows on the device, a resumable shuffled order.
@@ -97,7 +96,7 @@ def train(cfg, frames, run_dir, *, device="cpu", seed=1234, resume=None, stop=No
     mean_frame = mean_frame_baseline(video[:len(parts["train"])]).to(device)  # (H, W)
     sampler = WindowSampler(len(train_windows), m.batch_size, seed, rank, world_size)
     val_baselines = None  # computed at the first validation: the same windows every time
-    total_steps = t.max_steps or max(1, cfg.epochs * sampler.batches_per_epoch // accumulation)
+    total_steps = t.max_steps or max(1, cfg.epochs * sampler.batches_per_epoch // m.gradient_accumulation_steps)
 
     # Model and optimisation.
     model = VisionTransformer.from_config(m).to(device)  # the same initial weights on every rank (seed)
@@ -113,19 +112,8 @@ def train(cfg, frames, run_dir, *, device="cpu", seed=1234, resume=None, stop=No
 
     step, best_val_loss, seconds_before = 0, math.inf, 0.0
     if resume is not None:
-        payload = load_checkpoint(resume)  # on the CPU; load_state_dict moves tensors to the device
-        check_model_kwargs(payload, m.model_kwargs(), resume)
-        load_model_state(model, payload, resume)
-        optimizer.load_state_dict(payload["optimizer"])
-        scheduler.load_state_dict(payload["scheduler"])
-        if payload["scaler"]:  # empty when saved without fp16 loss scaling (CPU, bf16)
-            scaler.load_state_dict(payload["scaler"])
-        sampler.load_state_dict(payload["sampler"])
-        mask_generator.set_state(payload["mask_generator"])
-        torch.set_rng_state(payload["torch_rng"])
-        if device.type == "cuda" and "cuda_rng" in payload:
-            torch.cuda.set_rng_state(payload["cuda_rng"], device)
-        step, best_val_loss, seconds_before = payload["step"], payload["best_val_loss"], payload["seconds"]
+        step, best_val_loss, seconds_before = _restore(resume, m, device, model, optimizer, scheduler, scaler,
+                                                       sampler, mask_generator)
 
     def checkpoint(seconds):
         payload = {
@@ -154,42 +142,12 @@ def train(cfg, frames, run_dir, *, device="cpu", seed=1234, resume=None, stop=No
     model.train()
     while step < total_steps and not stop:
         lr = scheduler.get_last_lr()[0]
-        optimizer.zero_grad(set_to_none=True)
-        step_parts = torch.zeros(4, device=device)  # loss, l1, masked mse, ssim (template loss only) of this step
-        for micro_step in range(accumulation):
-            batch = train_windows.batch(sampler.next_batch())  # (B, T, H, W)
-            # DDP averages gradients across ranks once per optimizer step, on the last micro-batch.
-            sync = nullcontext() if world_size == 1 or micro_step == accumulation - 1 else net.no_sync()
-            with sync:
-                with autocast():
-                    out = net(batch, generator=mask_generator)
-                # Only the last frame holds masked pixels (the only frame when T == 1), so the loss
-                # of the window is the loss of that frame; computing SSIM on it alone is T times cheaper.
-                prediction = out["prediction"][:, -1:].float()  # (B, 1, H, W)
-                target, pixel_mask = batch[:, -1:], out["pixel_mask"][:, -1:]
-                loss, l1, ssim_value = masked_loss(t.loss, prediction, target, pixel_mask, with_ssim=False)
-                scaler.scale(loss / accumulation).backward()
-            mse = ((prediction.detach() - target) ** 2 * pixel_mask).sum() / pixel_mask.sum()
-            ssim_part = ssim_value.detach() if ssim_value is not None else torch.zeros((), device=device)
-            step_parts += torch.stack([loss.detach(), l1.detach(), mse, ssim_part]) / accumulation
-        if world_size > 1:
-            step_parts = agree(step_parts, requested, stop, world_size)
-        loss, l1, mse, ssim_mean = step_parts.tolist()  # one device sync per step
-        if not math.isfinite(loss):
+        try:
+            step_values = _train_step(cfg, net, model, train_windows, sampler, mask_generator, optimizer, scaler,
+                                      autocast, device, world_size, requested, stop)
+        except TrainingError as error:
             progress.close()
-            raise TrainingError(f"the loss became {loss} at step {step + 1}; training stopped, "
-                                f"{_last_good(run_dir)}")
-        grad_norm = math.nan
-        if t.grad_clip > 0:
-            scaler.unscale_(optimizer)
-            grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), t.grad_clip).item()
-            # With fp16 loss scaling an overflow is expected; the scaler skips that step itself.
-            if not math.isfinite(grad_norm) and not scaler.is_enabled():
-                progress.close()
-                raise TrainingError(f"the gradient norm became {grad_norm} at step {step + 1}; training "
-                                    f"stopped, {_last_good(run_dir)}")
-        scaler.step(optimizer)
-        scaler.update()
+            raise TrainingError(f"{error} at step {step + 1}; training stopped, {_last_good(run_dir)}") from None
         scheduler.step()
         step += 1
         if step == first_step + 1:
@@ -197,17 +155,12 @@ def train(cfg, frames, run_dir, *, device="cpu", seed=1234, resume=None, stop=No
         elif on_speed is not None and is_main and step == first_step + 1 + SPEED_STEPS:
             on_speed((time.perf_counter() - speed_from) / SPEED_STEPS, total_steps - step)
 
-        step_values = {"train_loss": loss, "train_l1": l1, "train_mse": mse}
-        if ssim_value is not None:  # computed by the template's loss only
-            step_values["train_ssim"] = ssim_mean
-        if t.grad_clip > 0:
-            step_values["grad_norm"] = grad_norm
         for key, value in step_values.items():
             sums[key] = sums.get(key, 0.0) + value
         summed_steps += 1
         progress.update(1)
-        progress.set_postfix(loss=f"{loss:.4f}", L1=f"{l1:.4f}", PSNR=f"{psnr(torch.tensor(mse)).item():.1f}",
-                             refresh=False)
+        progress.set_postfix(loss=f"{step_values['train_loss']:.4f}", L1=f"{step_values['train_l1']:.4f}",
+                             PSNR=f"{psnr(torch.tensor(step_values['train_mse'])).item():.1f}", refresh=False)
 
         last = step == total_steps
         validate = val_windows is not None and (step % t.validate_every == 0 or last) and not stop
@@ -246,6 +199,69 @@ def train(cfg, frames, run_dir, *, device="cpu", seed=1234, resume=None, stop=No
     return {"step": step, "total_steps": total_steps, "best_val_loss": best_val_loss, "val": last_val,
             "stopped": stop.reason, "seconds": seconds_before + time.perf_counter() - start,
             "quicksave": str(run_dir / QUICKSAVE)}
+
+
+def _train_step(cfg, net, model, train_windows, sampler, mask_generator, optimizer, scaler, autocast, device,
+                world_size, requested, stop):
+    """One optimizer step (gradient_accumulation_steps micro-batches) -> its metrics, means over the
+    micro-batches (and the ranks): train_loss, train_l1, train_mse, and train_ssim (the template's loss),
+    grad_norm (with clipping). Raises TrainingError, without stepping, on a non-finite loss or gradient."""
+    m, t = cfg.model, cfg.training
+    accumulation = m.gradient_accumulation_steps
+    optimizer.zero_grad(set_to_none=True)
+    parts = torch.zeros(4, device=device)  # loss, l1, masked mse, ssim (template loss only) of this step
+    ssim_value = None
+    for micro_step in range(accumulation):
+        batch = train_windows.batch(sampler.next_batch())  # (B, T, H, W)
+        # DDP averages gradients across ranks once per optimizer step, on the last micro-batch.
+        sync = nullcontext() if world_size == 1 or micro_step == accumulation - 1 else net.no_sync()
+        with sync:
+            with autocast():
+                out = net(batch, generator=mask_generator)
+            # Only the last frame holds masked pixels (the only frame when T == 1), so the loss
+            # of the window is the loss of that frame; computing SSIM on it alone is T times cheaper.
+            prediction = out["prediction"][:, -1:].float()  # (B, 1, H, W)
+            target, pixel_mask = batch[:, -1:], out["pixel_mask"][:, -1:]
+            loss, l1, ssim_value = masked_loss(t.loss, prediction, target, pixel_mask, with_ssim=False)
+            scaler.scale(loss / accumulation).backward()
+        mse = ((prediction.detach() - target) ** 2 * pixel_mask).sum() / pixel_mask.sum()
+        ssim_part = ssim_value.detach() if ssim_value is not None else torch.zeros((), device=device)
+        parts += torch.stack([loss.detach(), l1.detach(), mse, ssim_part]) / accumulation
+    if world_size > 1:
+        parts = agree(parts, requested, stop, world_size)
+    loss, l1, mse, ssim_mean = parts.tolist()  # one device sync per step
+    if not math.isfinite(loss):
+        raise TrainingError(f"the loss became {loss}")
+    values = {"train_loss": loss, "train_l1": l1, "train_mse": mse}
+    if ssim_value is not None:  # computed by the template's loss only
+        values["train_ssim"] = ssim_mean
+    if t.grad_clip > 0:
+        scaler.unscale_(optimizer)
+        grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), t.grad_clip).item()
+        # With fp16 loss scaling an overflow is expected; the scaler skips that step itself.
+        if not math.isfinite(grad_norm) and not scaler.is_enabled():
+            raise TrainingError(f"the gradient norm became {grad_norm}")
+        values["grad_norm"] = grad_norm
+    scaler.step(optimizer)
+    scaler.update()
+    return values
+
+
+def _restore(path, m, device, model, optimizer, scheduler, scaler, sampler, mask_generator):
+    """Load a quicksave into the training state -> (step, best validation loss, training seconds so far)."""
+    payload = load_checkpoint(path)  # on the CPU; load_state_dict moves tensors to the device
+    check_model_kwargs(payload, m.model_kwargs(), path)
+    load_model_state(model, payload, path)
+    optimizer.load_state_dict(payload["optimizer"])
+    scheduler.load_state_dict(payload["scheduler"])
+    if payload["scaler"]:  # empty when saved without fp16 loss scaling (CPU, bf16)
+        scaler.load_state_dict(payload["scaler"])
+    sampler.load_state_dict(payload["sampler"])
+    mask_generator.set_state(payload["mask_generator"])
+    torch.set_rng_state(payload["torch_rng"])
+    if device.type == "cuda" and "cuda_rng" in payload:
+        torch.cuda.set_rng_state(payload["cuda_rng"], device)
+    return payload["step"], payload["best_val_loss"], payload["seconds"]
 
 
 def agree(parts, requested, stop, world_size):

@@ -1,6 +1,6 @@
 """Performance benchmark: the hand-written modules against PyTorch's own kernels and the machine's limit.
 
-    python -m scripts.bench                          # full run (about 25 minutes on 2 cores), prints a Markdown table
+    python -m scripts.bench                          # full run (about 20 minutes on 2 cores), prints a Markdown table
     python -m scripts.bench --quick                  # small repetition counts, for a smoke test
     python -m scripts.bench --only attention vit     # some sections only
     python -m scripts.bench --json results/bench/bench.json

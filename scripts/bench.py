@@ -439,19 +439,38 @@ def group_profile(events, wall):
 
 
 def validation_seconds(cfg):
-    """Wall seconds of one validation pass as the training loop runs it (validation_batches of the val part),
-    baselines computed once before (as train does)."""
+    """One validation pass as the training loop runs it (validation_batches of the val part), the baselines
+    computed once before (as train does) -> (wall seconds, windows, profile shares of the pass and the baselines).
+
+    The profile covers one more pass and the baselines' computation, so the share of the baselines shows
+    what computing them at every pass would cost.
+    """
     m, t = cfg.model, cfg.training
     torch.manual_seed(0)
     model = VisionTransformer.from_config(m)
     video = torch.as_tensor(synthetic_video(cfg, 700))
     windows = FrameWindows(video, m.num_frames)
     indices = evaluation_indices(len(windows), m.batch_size, t.validation_batches)
-    baselines = baseline_metrics(windows, indices, m.batch_size, mean_frame_baseline(video))
-    times = interleaved({"val": lambda: evaluate(model, windows, batch_size=m.batch_size,
-                                                 max_batches=t.validation_batches, baselines=baselines,
-                                                 loss=t.loss)}, reps=2, warmup=1)
-    return times["val"], len(indices)
+
+    def baselines():
+        return baseline_metrics(windows, indices, m.batch_size, mean_frame_baseline(video))
+
+    def one_pass(fixed):
+        return evaluate(model, windows, batch_size=m.batch_size, max_batches=t.validation_batches,
+                        baselines=fixed, loss=t.loss)
+
+    fixed = baselines()
+    times = interleaved({"val": lambda: one_pass(fixed)}, reps=2, warmup=1)
+    with profile(activities=[ProfilerActivity.CPU]) as profiler:
+        start = time.perf_counter()
+        with torch.profiler.record_function("baselines"):
+            baselines()
+        baseline_wall = time.perf_counter() - start
+        one_pass(fixed)
+        wall = time.perf_counter() - start
+    shares = group_profile(profiler.key_averages(), wall)
+    shares["baselines (once per run)"] = baseline_wall / wall
+    return times["val"], len(indices), shares
 
 
 def one_thread_pair(name, steps):
@@ -489,7 +508,10 @@ def bench_train(table, quick):
         pair = one_thread_pair(name, steps)
         table.add("train", f"{label}: two 1-thread processes ({pair:.2f} steps/s together) over one "
                   f"{threads}-thread process", f"{pair * plain:.2f}x", "info")
-        val, windows = validation_seconds(cfg)
+        val, windows, val_shares = validation_seconds(cfg)
+        table.add("train", f"{label}: profile of the baselines' computation (once per run) and one validation pass "
+                  f"({windows} windows)", ", ".join(f"{key} {100 * value:.0f}%" for key, value in val_shares.items()
+                                                   if key != "threads"), "info")
         share = val / (val + cfg.training.validate_every * plain)
         table.check("train", f"{label}: validation pass ({windows} windows, {ms(val)}) share of training at "
                     f"validate_every {cfg.training.validate_every}", 100 * share, 5, False, unit="%")
@@ -497,6 +519,7 @@ def bench_train(table, quick):
                                           "bf16_step_s": bf16, "one_thread_eager_step_s": one_thread[False],
                                           "one_thread_compiled_step_s": one_thread[True],
                                           "one_thread_pair_steps_per_s": pair, "validation_s": val,
+                                          "validation_profile": val_shares,
                                           "validation_windows": windows, "validation_share": share}
 
 

@@ -53,13 +53,15 @@ def test_jobs_grid_is_long_enough_to_measure_throughput():
 def test_the_training_loop_is_timed_and_its_profile_grouped():
     from types import SimpleNamespace
 
-    from model.config import config_from_dict
+    from model.config import config_from_dict, with_overrides
 
     bench = load_bench()
     cfg = config_from_dict({"num_workers": 0, "model": {"batch_size": 2, "image_height": 16, "image_width": 16,
                                                          "patch_size": 8, "channels": 8, "layers": 1}})
     seconds = bench.train_seconds_per_step(cfg, steps=4, skip=1)
     assert 0 < seconds < 10
+    val, windows, shares = bench.validation_seconds(with_overrides(cfg, {"training.validation_batches": 3}))
+    assert 0 < val < 10 and windows == 3 * 2 and 0 < shares["baselines (once per run)"] < 1  # 3 batches of 2
     events = [SimpleNamespace(key="aten::mm", self_cpu_time_total=2e5),
               SimpleNamespace(key="aten::_scaled_dot_product_flash_attention_for_cpu", self_cpu_time_total=1e5),
               SimpleNamespace(key="aten::mul", self_cpu_time_total=1e5),

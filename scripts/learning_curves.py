@@ -17,6 +17,7 @@ run is drawn up to the step it reached) and writes into --out:
                           different budgets, each with its schedule fitted to its budget), a straight line
                           in log compute through them and its value at the sheet's budget (an extrapolation;
                           the JSON says by what factor)
+    status.md             where each run stands: steps reached, epochs, hours, last and best validation PSNR
     learning_curves.json  the curves, each run's last step and wall time, FLOP per step, the time to quality
                           (the first validation at copy-last + 1 dB: step and training seconds), the
                           sheet's budget and the frontier
@@ -98,6 +99,26 @@ def frontier(finished, budget):
                       sheet_budget_psnr=float(intercept + slope * math.log10(budget["flop"])),
                       extrapolation_factor=budget["flop"] / max(budgets))
     return result
+
+
+def status_table(runs):
+    """Where each run stands: a Markdown table (validation part, every window; the baselines on the same windows)."""
+    lines = ["| run | steps reached | epochs | training hours | last validation PSNR | highest validation PSNR (step) "
+             "| training-batch PSNR (last record) | copy-last | continue motion | mean frame |",
+             "|---|---|---|---|---|---|---|---|---|---|"]
+    for name, run in runs.items():
+        val, train = run["val"], run["train"]
+        if val["val_psnr"]:
+            best = max(range(len(val["val_psnr"])), key=lambda i: val["val_psnr"][i])
+            last, best_cell = f"{val['val_psnr'][-1]:.2f} dB", f"{val['val_psnr'][best]:.2f} dB ({val['step'][best]})"
+        else:
+            last = best_cell = "–"
+        baselines = " | ".join(f"{val[f'{key}_psnr']:.2f} dB" if f"{key}_psnr" in val else "–" for key in BASELINES)
+        lines.append(f"| {name} | {run['steps_reached']} of {run['max_steps']} | {run['epochs']:.1f} | "
+                     f"{run['seconds'] / 3600:.2f} | {last} | {best_cell} | "
+                     f"{train['train_psnr'][-1]:.1f} dB | {baselines} |" if train["train_psnr"] else
+                     f"| {name} | 0 of {run['max_steps']} | – | – | – | – | – | {baselines} |")
+    return "\n".join(lines) + "\n"
 
 
 def plot(runs, budget, out, line=None):
@@ -189,6 +210,7 @@ def main(argv=None):
         out.mkdir(parents=True, exist_ok=True)
         plot(runs, budget, out, line)
         write_json_atomically(out / "learning_curves.json", {"runs": runs, "sheet_budget": budget, "frontier": line})
+        (out / "status.md").write_text(status_table(runs), encoding="utf-8")
     except (ConfigError, DataError) as error:
         return fail(error, 2 if isinstance(error, ConfigError) else 1)
     for name, run in runs.items():

@@ -30,6 +30,9 @@ def test_curves_and_the_time_to_quality_come_from_the_run_folder(tmp_path):
     assert entry["copy_last_plus_1db"] == {"step": 30, "seconds": 30.0, "margin_db": 1.0}  # 12.5 < 12 + 1 <= 14
     assert result["sheet_budget"]["epochs"] == 1000 and result["sheet_budget"]["flop"] > 0
     assert (out / "learning_curves.png").stat().st_size > 0 and (out / "compute.png").stat().st_size > 0
+    status = (out / "status.md").read_text().splitlines()
+    assert status[2] == ("| tiny seed 0 | 30 of 30 | 0.2 | 0.01 | 14.00 dB | 14.00 dB (30) | 14.0 dB | 12.00 dB | "
+                         "20.00 dB | 9.00 dB |")
     assert learning_curves.main(["--variants", "none", "--runs-dir", str(tmp_path / "runs"), "--out", str(out)]) == 1
 
 

@@ -7,13 +7,17 @@ Placeholders (paths relative to the repository root, or to --root):
     {{ value: results/vit/summary.json | full.one_step.psnr.mean | .2f }}
         one number or string from a JSON file by dotted path (list indices allowed: runs.0.loss);
         the last field is a Python format spec and may be left out.
-    {{ table: results/timeseries/summary.md }}            a Markdown table file, included as is
-    {{ figure: results/timeseries/curve.png | caption | width=0.8 }}
-        a figure scaled to a fraction of the text width (default 1), numbered, with its caption
+    {{ table: results/timeseries/summary.md | caption | label=name }}
+        a Markdown table file, included as is; with a caption it is numbered (Table N, caption above)
+    {{ caption: caption | label=name }}                   the numbered caption of the hand-written table below it
+    {{ figure: results/timeseries/curve.png | caption | width=0.8 | label=name }}
+        a figure scaled to a fraction of the text width (default 1), numbered (Figure N), with its caption
+    {{ ref: name }}                                       "Table N" or "Figure N" of the labelled one
     {{ authors }}                                         docs/authors.yaml as a table
-Table, figure and authors placeholders stand alone on their line. HTML comments are removed before
-anything else, so a placeholder whose results do not exist yet can wait inside <!-- -->.
-A missing file or key stops the build with one line naming the placeholder (exit 1), never a blank.
+Tables and figures are numbered in the order they appear; label= is optional. Table, caption, figure and
+authors placeholders stand alone on their line. HTML comments are removed before anything else, so a
+placeholder whose results do not exist yet can wait inside <!-- -->.
+A missing file, key or label stops the build with one line naming the placeholder (exit 1), never a blank.
 """
 import json
 import os
@@ -39,6 +43,9 @@ PLACEHOLDER = re.compile(r"\{\{(.*?)\}\}")
 COMMENT = re.compile(r"<!--.*?-->", re.DOTALL)
 HEADING = re.compile(r"^(#{1,6})\s+(.*?)\s*#*$")
 FIGURE = re.compile(r"^!\[(?P<caption>.*)\]\((?P<path>[^()]+)\)\{width=(?P<width>[\d.]+)\}$")
+CAPTION = re.compile(r"^Table: (?P<caption>.+)$")  # the line above a numbered table
+NUMBERED = ("table", "caption", "figure")
+BLOCKS = ("table", "caption", "figure", "authors")
 SEPARATOR_CELL = re.compile(r"^:?-+:?$")
 NUMBER = re.compile(r"^[-+−]?[\d.,]+(e[-+]?\d+)?\s*(±\s*[\d.,]+(e[-+]?\d+)?)?\s*[%×x]?$", re.IGNORECASE)
 
@@ -90,8 +97,22 @@ def read_authors(path):
     return "\n".join(rows)
 
 
-def resolve(kind, fields, root, authors, json_cache):
-    """The Markdown text one placeholder stands for; raises OSError, KeyError or ValueError."""
+def options(fields, allowed):
+    """key=value fields -> dict; raises ValueError for another key or a field without '='."""
+    found = {}
+    for field in fields:
+        key, equals, value = field.replace(" ", "").partition("=")
+        if not equals or key not in allowed:
+            raise ValueError(f"'{field}' is not one of {', '.join(f'{name}=...' for name in allowed)}")
+        found[key] = value
+    return found
+
+
+def resolve(kind, fields, root, authors, json_cache, number=None, labels=None):
+    """The Markdown text one placeholder stands for; raises OSError, KeyError or ValueError.
+
+    number: the table's or figure's number ("Table 3"), labels: label -> number, for ref.
+    """
     if kind == "authors" and not fields:
         return read_authors(authors)
     if kind == "value" and len(fields) in (2, 3):
@@ -102,34 +123,72 @@ def resolve(kind, fields, root, authors, json_cache):
         if isinstance(value, (dict, list)):
             raise ValueError(f"'{fields[1]}' is a {type(value).__name__}, not a value")
         return format(value, fields[2]) if len(fields) == 3 else str(value)
-    if kind == "table" and len(fields) == 1:
-        return read_table(root / fields[0])
-    if kind == "figure" and len(fields) in (2, 3):
-        path, width = root / fields[0], fields[2].replace(" ", "") if len(fields) == 3 else "width=1"
+    if kind == "table" and 1 <= len(fields) <= 3:
+        options(fields[2:], ("label",))
+        table = read_table(root / fields[0])
+        return f"Table: **{number}:** {fields[1]}\n{table}" if len(fields) > 1 and fields[1] else table
+    if kind == "caption" and 1 <= len(fields) <= 2:
+        options(fields[1:], ("label",))
+        return f"Table: **{number}:** {fields[0]}"
+    if kind == "figure" and 2 <= len(fields) <= 4:
+        path, width = root / fields[0], options(fields[2:], ("width", "label")).get("width", "1")
         with Image.open(path):  # fails now, not at render time, for a missing or broken image
             pass
-        if not re.fullmatch(r"width=(1(\.0*)?|0?\.\d*[1-9]\d*)", width):
-            raise ValueError(f"'{width}' is not width=W with 0 < W <= 1")
-        return f"![{fields[1]}]({path.resolve()}){{{width}}}"
-    raise ValueError("unknown placeholder; use value:, table:, figure: or authors")
+        if not re.fullmatch(r"1(\.0*)?|0?\.\d*[1-9]\d*", width):
+            raise ValueError(f"'width={width}' is not width=W with 0 < W <= 1")
+        return f"![**{number}:** {fields[1]}]({path.resolve()}){{width={width}}}"
+    if kind == "ref" and len(fields) == 1:
+        if fields[0] not in labels:
+            raise ValueError(f"no table or figure has label={fields[0]}")
+        return labels[fields[0]]
+    raise ValueError("unknown placeholder; use value:, table:, caption:, figure:, ref: or authors")
+
+
+def parse(match):
+    """A placeholder's match -> (kind, fields)."""
+    kind, _, rest = match.group(1).strip().partition(":")
+    return kind.strip(), [field.strip() for field in rest.split("|")] if rest.strip() else []
+
+
+def numbering(text, source_name):
+    """Number the tables and figures in the order they appear: ({match start: 'Table 2'}, {label: 'Table 2'}).
+
+    A table placeholder without a caption is not numbered."""
+    numbers, labels, counts = {}, {}, {"Table": 0, "Figure": 0}
+    for match in PLACEHOLDER.finditer(text):
+        kind, fields = parse(match)
+        if kind not in NUMBERED or (kind == "table" and len(fields) < 2):
+            continue
+        name = "Figure" if kind == "figure" else "Table"
+        counts[name] += 1
+        numbers[match.start()] = f"{name} {counts[name]}"
+        for field in fields[1:]:
+            key, _, value = field.replace(" ", "").partition("=")
+            if key == "label" and value in labels:
+                line_no = text.count("\n", 0, match.start()) + 1
+                raise ReportError(f"{source_name}:{line_no}: {match.group()}: label={value} is also {labels[value]}")
+            if key == "label":
+                labels[value] = numbers[match.start()]
+    return numbers, labels
 
 
 def fill_placeholders(text, root, authors, source_name="report.md"):
     """Remove HTML comments and replace every {{ }} placeholder; return (filled text, number replaced)."""
     text = COMMENT.sub(lambda m: "\n" * m.group().count("\n"), text)  # keep line numbers for errors
     json_cache, count = {}, 0
+    numbers, labels = numbering(text, source_name)
 
     def replace(match):
         nonlocal count
-        kind, _, rest = match.group(1).strip().partition(":")
-        fields = [field.strip() for field in rest.split("|")] if rest.strip() else []
+        kind, fields = parse(match)
         line_no = text.count("\n", 0, match.start()) + 1
         where = f"{source_name}:{line_no}: {match.group()}"
         line = text[text.rfind("\n", 0, match.start()) + 1:].split("\n", 1)[0]
-        if kind.strip() in ("table", "figure", "authors") and line.strip() != match.group():
+        if kind in BLOCKS and line.strip() != match.group():
             raise ReportError(f"{where}: must stand alone on its line")
         try:
-            replacement = resolve(kind.strip(), fields, Path(root), Path(authors), json_cache)
+            replacement = resolve(kind, fields, Path(root), Path(authors), json_cache, numbers.get(match.start()),
+                                  labels)
         except KeyError as error:
             raise ReportError(f"{where}: no key '{error.args[0]}' in {fields[0]}") from None
         except FileNotFoundError:
@@ -180,14 +239,16 @@ def split_blocks(text):
         fence = line.lstrip().startswith("```")
         fenced ^= fence
         kind = (None if fenced or fence else "heading" if HEADING.match(line) else
-                "figure" if FIGURE.match(line) else "table" if line.lstrip().startswith("|") else None)
+                "figure" if FIGURE.match(line) else "caption" if CAPTION.match(line) else
+                "table" if line.lstrip().startswith("|") else None)
         if kind is None:
             pending.append(line)
         elif kind == "table" and not pending and blocks and blocks[-1][0] == "table":
             blocks[-1][1].append(line)
         else:
             flush()
-            blocks.append((kind, [line] if kind == "table" else (HEADING if kind == "heading" else FIGURE).match(line)))
+            pattern = {"heading": HEADING, "figure": FIGURE, "caption": CAPTION}.get(kind)
+            blocks.append((kind, [line] if kind == "table" else pattern.match(line)))
     flush()
     return blocks
 
@@ -202,7 +263,6 @@ class ReportPDF(FPDF):
         for family, stem in (("DejaVu", "DejaVuSans"), ("DejaVuMono", "DejaVuSansMono")):
             for style, suffix in FONT_FILES.items():
                 self.add_font(family, style, FONT_DIR / f"{stem}{suffix}.ttf")
-        self.figures = 0
 
     def footer(self):
         self.set_y(-12)
@@ -296,6 +356,15 @@ class ReportPDF(FPDF):
                     cells.cell(fpdf_markup(cell), style=FontFace("DejaVuMono") if r and is_code(cell) else None)
         self.ln(3)
 
+    def caption_block(self, match):
+        """A table's numbered caption, kept on one page with the table's first rows."""
+        caption = fpdf_markup(match["caption"])
+        self.set_font("DejaVu", "", 9)
+        if self.will_page_break(5 * (1 + self.get_string_width(plain(caption)) // self.epw) + 25):
+            self.add_page()
+        self.ln(1)
+        self.multi_cell(0, 4.5, caption, align="C", markdown=True, new_x="LMARGIN", new_y="NEXT")
+
     def figure_block(self, match):
         path, caption = Path(match["path"]), fpdf_markup(match["caption"])
         with Image.open(path) as image:
@@ -311,8 +380,7 @@ class ReportPDF(FPDF):
             self.add_page()
         self.ln(1)
         self.image(str(path), x=self.l_margin + (self.epw - width) / 2, w=width, h=height)
-        self.figures += 1
-        self.multi_cell(0, 4.5, f"**Figure {self.figures}:** {caption}", align="C", markdown=True,
+        self.multi_cell(0, 4.5, caption, align="C", markdown=True,
                         new_x="LMARGIN", new_y="NEXT")
         self.ln(3)
 

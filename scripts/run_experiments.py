@@ -78,6 +78,8 @@ BASELINE_LABELS = {"copy_last": "copy-last frame", "continue_motion": "continue 
 ROLLOUT_STEPS = 10
 ROLLOUT_STARTS = 40  # closed-loop starts, spread evenly over the evaluation part
 TRAIN_WINDOWS = 600  # one-step metrics on this many training windows: how closely the model memorises
+TRAIN_FIRST_TARGET = 8  # the first of them predicts this frame: the same frames for every num_frames <= 9
+EVAL_PROTOCOL = 2  # eval.json of another protocol is computed again (2: train-part windows by predicted frame)
 EVAL_BATCH = 32
 
 
@@ -212,6 +214,16 @@ def situations(meta, frame_indices):
             "player moving": moving, "NPC moving": npc, "overlay": overlay, "transition": transition}
 
 
+def spread_windows(windows, count, first_target=TRAIN_FIRST_TARGET):
+    """Indices of count windows whose predicted frames are spread evenly from first_target to the last one.
+
+    Chosen by predicted frame, so that runs with another num_frames are scored on the same frames.
+    """
+    lowest, highest = max(first_target, windows.targets.start), windows.targets.stop - 1
+    targets = torch.linspace(lowest, highest, min(count, highest - lowest + 1)).round().long()
+    return targets - windows.targets.start
+
+
 def one_step_per_frame(windows, indices, predictors, error_map=None):
     """Per-frame L1, MSE and SSIM of each predictor on the windows at indices -> {name: {key: (W,) array}}.
 
@@ -250,7 +262,9 @@ def evaluate_run(cfg, run_dir, frames, meta):
     """Evaluate the final weights of a run on its evaluation part -> dict (also cached in eval.json)."""
     cached = run_dir / "eval.json"
     if cached.exists():
-        return json.loads(cached.read_text(encoding="utf-8"))
+        result = json.loads(cached.read_text(encoding="utf-8"))
+        if result.get("protocol") == EVAL_PROTOCOL:
+            return result
     done = json.loads((run_dir / "done.json").read_text(encoding="utf-8"))
     model, _ = load_model(run_dir / QUICKSAVE, cfg.model)
     T = cfg.model.num_frames
@@ -259,7 +273,7 @@ def evaluate_run(cfg, run_dir, frames, meta):
     video = torch.as_tensor(frames)
     mean_frame = mean_frame_baseline(video[:len(parts["train"])])
     windows = part_windows(video, part, parts, T)
-    result = {"variant": cfg.model_path, "seed": done["seed"], "steps": done["steps"],
+    result = {"protocol": EVAL_PROTOCOL, "variant": cfg.model_path, "seed": done["seed"], "steps": done["steps"],
               "train_seconds": done["seconds"], "num_frames": T, "part": part, "windows": len(windows)}
     if T == 1:  # masked reconstruction: the masked pixels only
         metrics = evaluate(model, windows, batch_size=EVAL_BATCH, mean_frame=mean_frame)
@@ -279,7 +293,7 @@ def evaluate_run(cfg, run_dir, frames, meta):
 
     # The training part, on windows spread evenly over it: memorised, or as hard as the evaluation part?
     train_windows = part_windows(video, "train", parts, T)
-    picked = torch.linspace(0, len(train_windows) - 1, min(TRAIN_WINDOWS, len(train_windows))).round().long()
+    picked = spread_windows(train_windows, TRAIN_WINDOWS)
     train_per_frame = one_step_per_frame(train_windows, picked, {name: predictors[name] for name in predictors
                                                                  if name != "mean_frame"})
     result["train_one_step"] = {name: summarise(values) for name, values in train_per_frame.items()}

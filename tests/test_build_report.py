@@ -59,11 +59,42 @@ def test_value_formats_a_number_found_by_dotted_path(root, placeholder, expected
 def test_table_figure_and_authors_expand_to_markdown(root):
     assert fill(root, "{{ table: results/summary.md }}") == TABLE
     figure = build_report.FIGURE.match(fill(root, "{{ figure: results/curve.png | A curve. | width=0.5 }}"))
-    assert figure.group("caption", "width") == ("A curve.", "0.5")
+    assert figure.group("caption", "width") == ("**Figure 1:** A curve.", "0.5")
     assert Path(figure["path"]) == (root / "results" / "curve.png").resolve()
     assert build_report.FIGURE.match(fill(root, "{{ figure: results/curve.png | A curve. }}"))["width"] == "1"
     assert fill(root, "{{ authors }}").splitlines() == [
         "| Name | Matriculation number | E-mail |", "|---|---|---|", "| Student One | 0000001 | one@example.org |"]
+
+
+def test_tables_and_figures_are_numbered_in_order_and_referenced_by_label(root):
+    text = "\n".join([
+        "{{ ref: curve }} and {{ ref: hand }} and {{ ref: summary }}",
+        "{{ table: results/summary.md }}",  # no caption: not numbered
+        "{{ table: results/summary.md | Accuracy by model. | label=summary }}",
+        "{{ figure: results/curve.png | First. }}",
+        "{{ figure: results/curve.png | Second. | label=curve | width=0.5 }}",
+        "{{ caption: A table written here. | label=hand }}",
+        "| a | b |", "|---|---|", "| 1 | 2 |"])
+    lines = fill(root, text).splitlines()
+    assert lines[0] == "Figure 2 and Table 2 and Table 1"
+    assert lines[1:5] == TABLE.splitlines() + ["Table: **Table 1:** Accuracy by model."]
+    assert lines[5:8] == TABLE.splitlines()
+    assert build_report.FIGURE.match(lines[8])["caption"] == "**Figure 1:** First."
+    assert build_report.FIGURE.match(lines[9]).group("caption", "width") == ("**Figure 2:** Second.", "0.5")
+    assert lines[10] == "Table: **Table 2:** A table written here."
+    blocks = build_report.split_blocks("\n".join(lines[4:]))
+    assert [kind for kind, _ in blocks] == ["caption", "table", "figure", "figure", "caption", "table"]
+
+
+@pytest.mark.parametrize("text, message", [
+    ("{{ ref: nowhere }}", "no table or figure has label=nowhere"),
+    ("{{ figure: results/curve.png | A. | label=x }}\n{{ figure: results/curve.png | B. | label=x }}",
+     "label=x is also Figure 1"),
+    ("{{ figure: results/curve.png | A. | size=3 }}", "'size=3' is not one of width=..., label=..."),
+])
+def test_bad_labels_and_options_fail_with_one_line(root, text, message):
+    with pytest.raises(build_report.ReportError, match=re.escape(message)):
+        fill(root, text)
 
 
 def test_table_is_taken_from_a_summary_with_prose_around_it(root):
@@ -155,3 +186,11 @@ def test_small_report_builds_to_a_pdf(root, capsys):
     pages = len(re.findall(rb"/Type /Page\b", pdf))
     assert code == 0 and pdf.startswith(b"%PDF-") and pages >= 1
     assert capsys.readouterr().out.strip() == f"wrote docs/report.pdf ({pages} page(s), 5 placeholder(s))"
+
+
+def test_the_report_resolves_from_the_committed_results():
+    # Every placeholder of docs/report.md names a committed results file and key (run as --check does).
+    repo = SCRIPT.parents[1]
+    text, count = build_report.fill_placeholders((repo / "docs" / "report.md").read_text(encoding="utf-8"), repo,
+                                                 repo / "docs" / "authors.yaml")
+    assert count > 100 and "{{" not in text

@@ -97,6 +97,19 @@ def test_runner_trains_resumes_evaluates_and_reports(tiny_configs, capsys):
     assert "full.seed0 holds a run of another config (model.layers: 1 (run folder) vs 2 (now))" in error
 
 
+def test_train_part_windows_predict_the_same_frames_for_every_context_length():
+    from model.data import FrameWindows
+
+    frames = torch.zeros(500, 4, 4, dtype=torch.uint8)
+    predicted = []
+    for num_frames in (1, 3, 4, 9):
+        windows = FrameWindows(frames, num_frames, targets=range(num_frames - 1, 400))
+        picked = run_experiments.spread_windows(windows, 50)
+        predicted.append([windows.targets[i] for i in picked])
+    assert len(predicted[0]) == 50 and predicted[0][0] == run_experiments.TRAIN_FIRST_TARGET
+    assert predicted[0][-1] == 399 and all(targets == predicted[0] for targets in predicted)
+
+
 def test_tune_shares_a_journal_study_and_writes_the_best_config(tiny_configs):
     from scripts import tune
 

@@ -88,7 +88,9 @@ def frontier(finished, budget):
     """Final validation PSNR against compute of finished runs of one configuration -> dict.
 
     finished: list of (label, flop, final validation PSNR). With at least two distinct budgets, the least-squares
-    line PSNR = a + b log10(FLOP) and its value at the sheet's budget (extrapolated by the factor given).
+    line PSNR = a + b log10(FLOP) and its value at the sheet's budget (extrapolated by the factor given), and the
+    slope between the two largest budgets (mean over their seeds) carried on from the largest: a curve that
+    flattens makes the first too hopeful, the second less so.
     """
     points = [{"run": label, "flop": flop, "val_psnr": value} for label, flop, value in sorted(finished, key=lambda x: x[1])]
     result = {"points": points}
@@ -98,6 +100,11 @@ def frontier(finished, budget):
         result.update(db_per_decade=float(slope), intercept=float(intercept),
                       sheet_budget_psnr=float(intercept + slope * math.log10(budget["flop"])),
                       extrapolation_factor=budget["flop"] / max(budgets))
+        means = {flop: float(np.mean([p["val_psnr"] for p in points if p["flop"] == flop])) for flop in budgets}
+        (low, low_psnr), (high, high_psnr) = sorted(means.items())[-2:]
+        local = (high_psnr - low_psnr) / (math.log10(high) - math.log10(low))
+        result.update(local_db_per_decade=float(local),
+                      local_sheet_budget_psnr=float(high_psnr + local * math.log10(budget["flop"] / high)))
     return result
 
 
@@ -148,6 +155,11 @@ def plot(runs, budget, out, line=None):
             xs = np.geomspace(min(flops), budget["flop"], 20)
             compute_ax.plot(xs, line["intercept"] + line["db_per_decade"] * np.log10(xs), "k:", lw=1,
                             label=f"fit {line['db_per_decade']:+.1f} dB per decade, extrapolated")
+            top = max(flops)
+            xs = np.geomspace(top, budget["flop"], 20)
+            top_psnr = line["local_sheet_budget_psnr"] - line["local_db_per_decade"] * math.log10(budget["flop"] / top)
+            compute_ax.plot(xs, top_psnr + line["local_db_per_decade"] * np.log10(xs / top), color="0.5", ls="--",
+                            lw=1, label=f"slope of the two largest budgets, {line['local_db_per_decade']:+.1f} dB per decade")
     steps_ax.set(xscale="log", xlabel="optimizer step", ylabel="PSNR (dB)", title="against steps")
     time_ax.set(xlabel="wall time (h, 1 CPU thread per run)", ylabel="PSNR (dB)", title="against wall time")
     compute_ax.set(xscale="log", xlabel="training compute (FLOP: steps x FLOP per step)", ylabel="validation PSNR (dB)")
@@ -191,10 +203,12 @@ def main(argv=None):
                     "run_dir": str(run_dir), "steps_reached": records[-1]["step"] if records else 0,
                     "max_steps": cfg.training.max_steps, "seconds": records[-1]["seconds"] if records else 0.0,
                     "epochs": records[-1]["epoch"] if records else 0.0, "flop_per_step": flops[variant],
+                    "flop": (records[-1]["step"] if records else 0) * flops[variant],
                     "copy_last_plus_1db": time_to_quality(val), "train": train, "val": val}
         if not runs:
             return fail(f"no run folder with {METRICS} under {args.runs_dir}", 1)
         budget = sheet_budget(args.video_frames, cfg)
+        budget["times_largest_run"] = budget["flop"] / max(max(run["flop"] for run in runs.values()), 1)
         finished = []
         for variant in args.frontier:
             for seed in args.frontier_seeds:

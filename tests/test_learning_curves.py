@@ -1,5 +1,6 @@
 """scripts/learning_curves.py: curves, time to quality and the sheet's budget from a run folder's metrics.jsonl."""
 import json
+import math
 
 from model.config import config_from_dict
 from scripts import learning_curves
@@ -29,6 +30,8 @@ def test_curves_and_the_time_to_quality_come_from_the_run_folder(tmp_path):
     assert entry["val"]["copy_last_psnr"] == 12.0 and entry["flop_per_step"] > 0
     assert entry["copy_last_plus_1db"] == {"step": 30, "seconds": 30.0, "margin_db": 1.0}  # 12.5 < 12 + 1 <= 14
     assert result["sheet_budget"]["epochs"] == 1000 and result["sheet_budget"]["flop"] > 0
+    assert entry["flop"] == 30 * entry["flop_per_step"]
+    assert result["sheet_budget"]["times_largest_run"] == result["sheet_budget"]["flop"] / entry["flop"]
     assert (out / "learning_curves.png").stat().st_size > 0 and (out / "compute.png").stat().st_size > 0
     status = (out / "status.md").read_text().splitlines()
     assert status[2] == ("| tiny seed 0 | 30 of 30 | 0.2 | 0.01 | 14.00 dB | 14.00 dB (30) | 14.0 dB | 12.00 dB | "
@@ -41,5 +44,10 @@ def test_the_frontier_fits_a_line_in_log_compute_through_finished_runs():
     line = learning_curves.frontier([("b", 1e14, 22.0), ("a", 1e13, 20.0), ("c", 1e14, 22.0)], budget)
     assert [point["run"] for point in line["points"]] == ["a", "b", "c"]
     assert abs(line["db_per_decade"] - 2.0) < 1e-9 and abs(line["sheet_budget_psnr"] - 26.0) < 1e-9
+    # The slope of the two largest budgets (seeds averaged) carried on from the largest one.
+    bent = learning_curves.frontier([("a", 1e12, 10.0), ("b", 1e13, 20.0), ("c", 1e14, 22.0), ("d", 1e14, 24.0)],
+                                    budget)
+    assert abs(bent["local_db_per_decade"] - 3.0) < 1e-9
+    assert abs(bent["local_sheet_budget_psnr"] - (23.0 + 3.0 * math.log10(budget["flop"] / 1e14))) < 1e-9
     assert abs(line["extrapolation_factor"] - 100.0) < 1e-9
     assert "db_per_decade" not in learning_curves.frontier([("a", 1e13, 20.0), ("b", 1e13, 21.0)], budget)

@@ -78,6 +78,20 @@ def load_checkpoint(path, map_location="cpu", check_format=True):
     return payload
 
 
+EXPORTED_KEYS = REQUIRED_KEYS + ("seed", "best_val_loss", "seconds", "epoch")
+
+
+def export_checkpoint(source, target):
+    """Write the weights, model arguments, config, step and seed of a training checkpoint to target (atomically).
+
+    Drops the optimizer, scheduler and random states (about two thirds of the file): the result loads for
+    prediction and validation but cannot resume training. Returns the step it holds.
+    """
+    payload = load_checkpoint(source)
+    save_checkpoint(target, {key: payload[key] for key in EXPORTED_KEYS if key in payload})
+    return payload["step"]
+
+
 def check_model_kwargs(payload, model_kwargs, path):
     """Raise CheckpointError naming every architecture argument (model.config.ARCHITECTURE_KEYS) where
     the checkpoint and the config's model_kwargs differ."""

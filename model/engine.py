@@ -36,6 +36,7 @@ from model.vit import VisionTransformer
 from nn.loss import masked_loss
 
 QUICKSAVE = "quicksave.ckpt"
+FINAL = "final.ckpt"  # a finished run's weights without optimizer state (model.checkpoint.export_checkpoint)
 BEST = "best.ckpt"
 METRICS = "metrics.jsonl"
 SPEED_STEPS = 3  # steps timed for train(on_speed=...)
@@ -384,6 +385,12 @@ class MetricSums:
         for key in [k for k in result if k.endswith("mse")]:
             result[key[:-3] + "psnr"] = psnr(torch.tensor(result[key])).item()
         return result
+
+
+def final_weights(run_dir):
+    """A finished run's final weights: its final.ckpt, else (finished before there was one) its quicksave."""
+    run_dir = Path(run_dir)
+    return run_dir / FINAL if (run_dir / FINAL).exists() else run_dir / QUICKSAVE
 
 
 def load_model(checkpoint_path, model_cfg, device="cpu"):

@@ -13,7 +13,7 @@ import torch  # noqa: E402
 
 from model.data import (PART_NAMES, config_parts, evaluation_part, load_metadata, part_windows,  # noqa: E402
                         resolve_data_path)
-from model.engine import QUICKSAVE, load_model  # noqa: E402
+from model.engine import final_weights, load_model  # noqa: E402
 
 COLOURS = plt.rcParams["axes.prop_cycle"].by_key()["color"]
 SAMPLES = 3  # windows per sample figure
@@ -96,7 +96,7 @@ def pick_windows(cfg, frames):
 @torch.no_grad()
 def samples(path, cfg, run_dir, frames):
     """Rows of evaluation-part windows: input frames, truth, prediction, |error| (and copy-last's |error|)."""
-    model, _ = load_model(run_dir / QUICKSAVE, cfg.model)
+    model, _ = load_model(final_weights(run_dir), cfg.model)
     windows, starts = pick_windows(cfg, frames)
     batch = windows.batch(starts)  # (S, T, H, W)
     out = model(batch, generator=torch.Generator().manual_seed(0))
@@ -196,7 +196,7 @@ def by_region(path, variants, evaluations, runs_dir, block=8):
 @torch.no_grad()
 def attention_maps(path, cfg, run_dir, frames):
     """Last block's attention (mean over heads) of a few masked patches over the seen frames' patches."""
-    model, _ = load_model(run_dir / QUICKSAVE, cfg.model)
+    model, _ = load_model(final_weights(run_dir), cfg.model)
     windows, starts = pick_windows(cfg, frames)
     window = windows.batch(starts[:1])  # (1, T, H, W)
     out = model(window, return_attention=True)

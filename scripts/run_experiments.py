@@ -35,13 +35,13 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from model.checkpoint import CheckpointError
+from model.checkpoint import CheckpointError, export_checkpoint
 from model.cli import CliParser, fail, positive_int, stop_on_signals
 from model.config import ConfigError, config_from_dict, load_config, with_budget
 from model.data import (DataError, config_parts, evaluation_part, load_metadata, load_video, part_windows,
                         resolve_data_path)
-from model.engine import (QUICKSAVE, StopFlag, TrainingError, evaluate, load_model, stop_code, train,
-                          write_json_atomically)
+from model.engine import (FINAL, QUICKSAVE, StopFlag, TrainingError, evaluate, final_weights, load_model, stop_code,
+                          train, write_json_atomically)
 from model.metrics import continue_motion_baseline, frame_metrics, mean_frame_baseline, psnr
 from model.rollout import closed_loop, continue_motion_rollout, per_step_means, rollout_clips
 
@@ -172,15 +172,18 @@ def train_run(cfg, run_dir, seed, cache, stop=None):
             raise ConfigError(f"{run_dir} holds a run of another config ({difference}); move it away or "
                               f"choose another --runs-dir")
     done = run_dir / "done.json"
+    quicksave = run_dir / QUICKSAVE
     if done.exists():
         print("done, skipped")
+        if not (run_dir / FINAL).exists():  # finished by model.main or before final.ckpt existed
+            export_checkpoint(quicksave, run_dir / FINAL)
         return
-    quicksave = run_dir / QUICKSAVE
     resume = quicksave if quicksave.exists() else None
     print("resuming from " + str(quicksave) if resume else "training", flush=True)
     result = train(cfg, frames_of(cfg, cache), run_dir, seed=seed, resume=resume, stop=stop,
                    log=lambda line: print("  " + line))
     if result["step"] == result["total_steps"]:
+        export_checkpoint(quicksave, run_dir / FINAL)
         write_json_atomically(done, {"steps": result["step"], "seconds": result["seconds"], "seed": seed,
                                      "best_val_loss": result["best_val_loss"]})
 
@@ -266,7 +269,7 @@ def evaluate_run(cfg, run_dir, frames, meta):
         if result.get("protocol") == EVAL_PROTOCOL:
             return result
     done = json.loads((run_dir / "done.json").read_text(encoding="utf-8"))
-    model, _ = load_model(run_dir / QUICKSAVE, cfg.model)
+    model, _ = load_model(final_weights(run_dir), cfg.model)
     T = cfg.model.num_frames
     parts = config_parts(cfg, len(frames))
     part = evaluation_part(cfg)

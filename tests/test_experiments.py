@@ -82,6 +82,10 @@ def test_runner_trains_resumes_evaluates_and_reports(tiny_configs, capsys):
     # A second call skips the finished runs (and reuses their evaluations); a run without done.json
     # resumes from its quicksave.
     (root / "runs" / "nopos.seed1" / "done.json").unlink()
+    # A finished run keeps its final weights without optimizer state; its figures need no quicksave.
+    final, quicksave = root / "runs" / "full.seed0" / "final.ckpt", root / "runs" / "full.seed0" / "quicksave.ckpt"
+    assert final.stat().st_size < quicksave.stat().st_size / 2
+    quicksave.unlink()
     capsys.readouterr()
     assert run_experiments.main(args) == 0
     printed = capsys.readouterr().out

@@ -9,10 +9,8 @@ resume training. Written atomically.
 """
 import sys
 
-from model.checkpoint import REQUIRED_KEYS, CheckpointError, load_checkpoint, save_checkpoint
+from model.checkpoint import CheckpointError, export_checkpoint
 from model.cli import CliParser, fail
-
-KEPT_KEYS = REQUIRED_KEYS + ("seed", "best_val_loss", "seconds", "epoch")
 
 
 def main(argv=None):
@@ -22,11 +20,10 @@ def main(argv=None):
     parser.add_argument("target", help="where the stripped checkpoint goes")
     args = parser.parse_args(argv)
     try:
-        payload = load_checkpoint(args.source)
-        save_checkpoint(args.target, {key: payload[key] for key in KEPT_KEYS if key in payload})
+        step = export_checkpoint(args.source, args.target)
     except (CheckpointError, OSError) as error:
         return fail(error, 1)
-    print(f"wrote {args.target} (step {payload['step']})")
+    print(f"wrote {args.target} (step {step})")
     return 0
 
 

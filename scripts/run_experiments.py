@@ -474,7 +474,8 @@ def compact_table(summary):
     Next-frame variants are measured against one bar, the strongest baseline (highest one-step PSNR on the
     first variant's windows, usually continue motion) among those every variant was compared with: ΔPSNR
     and ΔL1 against it, and how many seeds beat it and copy-last in PSNR and L1 together; the per-seed PSNR
-    beside the mean ± std.
+    beside the mean ± std (when a variant has several seeds). The baselines' rows, in italics, are those of
+    the first variant's windows.
     """
     def cell(values, digits, seeds, sign=""):
         mean, std = values
@@ -490,9 +491,10 @@ def compact_table(summary):
     common = [name for name in BASELINE_NAMES if all(f"one_step_minus_{name}_psnr" in entry for entry in next_frame)]
     bar = strongest_baseline(next_frame[0], among=common) if next_frame else None
     header = "| variant | steps | seeds | L1 | PSNR dB | SSIM |"
+    several = any(len(entry["seeds"]) > 1 for entry in next_frame)  # a PSNR per seed column only then
     if next_frame:
         short = {"copy_last": "copy", "continue_motion": "motion", "mean_frame": "mean"}[bar]
-        header += (f" PSNR per seed | ΔPSNR vs {short} dB | ΔL1 vs {short} | beats {short} |"
+        header += ((" PSNR per seed |" if several else "") + f" ΔPSNR vs {short} dB | ΔL1 vs {short} | beats {short} |"
                    + (" beats copy |" if bar != "copy_last" else "") + " 10-step PSNR dB | train PSNR dB |")
     lines = [header, "|" + "---|" * header.count(" |")]
     for variant, entry in summary.items():
@@ -506,7 +508,8 @@ def compact_table(summary):
             l1_mean, l1_std = entry[f"one_step_minus_{bar}_l1"]
             l1_delta = f"{l1_mean:+.1e}" + (f" ± {l1_std:.0e}" if seeds > 1 else "")
             per_seed = " / ".join(f"{value:.2f}" for value in entry["per_seed_psnr"])
-            row += (f" {per_seed} | {cell(entry[f'one_step_minus_{bar}_psnr'], 2, seeds, sign='+')} | {l1_delta} | "
+            row += ((f" {per_seed} |" if several else "") +
+                    f" {cell(entry[f'one_step_minus_{bar}_psnr'], 2, seeds, sign='+')} | {l1_delta} | "
                     f"{entry[f'beats_{bar}']}/{seeds} |"
                     + (f" {entry['beats_copy_last']}/{seeds} |" if bar != "copy_last" else "")
                     + f" {cell(entry['rollout10_model']['psnr'], 2, seeds)} | "
@@ -516,7 +519,7 @@ def compact_table(summary):
         one = reference.get(f"one_step_{key}")
         if one is None:
             continue
-        row = (f"| {BASELINE_LABELS[key]} (baseline) | – | – | {one['l1'][0]:.{digits_l1}f} | {one['psnr'][0]:.2f} | "
+        row = (f"| *{BASELINE_LABELS[key]}* | – | – | {one['l1'][0]:.{digits_l1}f} | {one['psnr'][0]:.2f} | "
                f"{one['ssim'][0]:.3f} |")
         if next_frame:
             rolled = reference.get(f"rollout10_{key}")

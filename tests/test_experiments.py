@@ -67,7 +67,7 @@ def test_runner_trains_resumes_evaluates_and_reports(tiny_configs, capsys):
     assert "| full | 4 | 2 |" in (out / "summary.md").read_text()
     table = (out / "table.md").read_text().splitlines()
     assert all(line.count("|") == table[0].count("|") for line in table) and table[2].startswith("| full | 4 | 2 |")
-    assert any(line.startswith("| copy-last frame (baseline)") for line in table)
+    assert any(line.startswith("| *copy-last frame* |") for line in table)  # baselines in italics
     # Measured against the strongest baseline on the same windows, with both baselines in the closed loop.
     bar = run_experiments.strongest_baseline(results["summary"]["full"])
     short = {"copy_last": "copy", "continue_motion": "motion", "mean_frame": "mean"}[bar]

@@ -10,12 +10,11 @@ import torch
 from model.metrics import continue_motion_baseline, frame_metrics, psnr
 
 
-def rollout(model, context, steps, predict=None):
-    """context (B, T-1, H, W) in [0, 1] -> predicted frames (B, steps, H, W).
+def rollout(predict, context, steps):
+    """Closed loop of a predictor: context (B, T-1, H, W) in [0, 1] -> predicted frames (B, steps, H, W).
 
-    predict: window (B, T-1, H, W) -> next frame (B, H, W); default the model's predict_next_frame.
+    predict: window (B, T-1, H, W) -> next frame (B, H, W), e.g. a model's predict_next_frame.
     """
-    predict = predict or model.predict_next_frame
     window, predicted = context, []
     for _ in range(steps):
         frame = torch.round(predict(window) * 255) / 255  # (B, H, W)
@@ -26,18 +25,23 @@ def rollout(model, context, steps, predict=None):
 
 def continue_motion_rollout(context, steps):
     """The continue-motion baseline in closed loop: context (B, >=2, H, W) -> (B, steps, H, W)."""
-    return rollout(None, context, steps, predict=continue_motion_baseline)
+    return rollout(continue_motion_baseline, context, steps)
 
 
 @torch.no_grad()
 def closed_loop(model, video, starts, steps):
-    """Rollouts from the given first context frames of a video -> (truth, prediction, held), each (S, steps, H, W).
+    """Rollouts from the given first context frames of a video -> dict of (S, steps, H, W) tensors.
 
-    video: uint8 or float frames (N, H, W) on the model's device; starts (S,) long; ``held`` is the
-    copy-last-frame baseline (the last real frame of each context, held still).
+    video: uint8 or float frames (N, H, W) on the model's device; starts (S,) long. Keys: ``truth``,
+    ``model``, ``copy_last`` (the last real frame of each context, held still) and, with at least two
+    context frames, ``continue_motion`` (rolled out on its own predictions).
     """
     context, truth = rollout_clips(video, starts, model.num_frames - 1, steps)
-    return truth, rollout(model, context, steps), context[:, -1:].expand_as(truth)
+    result = {"truth": truth, "model": rollout(model.predict_next_frame, context, steps),
+              "copy_last": context[:, -1:].expand_as(truth)}
+    if context.shape[1] >= 2:
+        result["continue_motion"] = continue_motion_rollout(context, steps)
+    return result
 
 
 def rollout_clips(video, starts, context_frames, steps):

@@ -607,7 +607,8 @@ def bench_predict(table, quick):
                          generator=generator)
     steps = 10 if quick else 50
     with torch.no_grad():
-        seconds = interleaved({"rollout": lambda: rollout(model, context, steps)}, reps=3 if quick else 5, warmup=1)
+        seconds = interleaved({"rollout": lambda: rollout(model.predict_next_frame, context, steps)},
+                              reps=3 if quick else 5, warmup=1)
     fps = steps / seconds["rollout"]
     table.add("predict", f"closed-loop rollout vit_cpu, 1 sample, {steps} steps", f"{fps:.0f} frames/s", "info")
     table.numbers["predict.fps"] = fps

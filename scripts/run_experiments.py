@@ -43,7 +43,7 @@ from model.data import (DataError, config_parts, evaluation_part, load_metadata,
 from model.engine import (FINAL, QUICKSAVE, StopFlag, TrainingError, evaluate, final_weights, load_model, stop_code,
                           train, write_json_atomically)
 from model.metrics import continue_motion_baseline, frame_metrics, mean_frame_baseline, psnr
-from model.rollout import closed_loop, continue_motion_rollout, per_step_means, rollout_clips
+from model.rollout import closed_loop, per_step_means
 
 # Every variant is a config file: config/long/{variant}.json (the long runs) or config/short/{variant}.json
 # (the short study of the project's first version). `python -m model.main -cfg <that file> --train`
@@ -314,12 +314,9 @@ def evaluate_run(cfg, run_dir, frames, meta):
     # Closed loop: the model sees its own (8-bit) predictions; copy-last holds the last real frame.
     first, last = windows.targets.start, windows.targets.stop - ROLLOUT_STEPS  # predicted frames stay in the part
     starts = torch.linspace(first, last, min(ROLLOUT_STARTS, last - first + 1)).round().long() - (T - 1)
-    truth, rolled, held = closed_loop(model, video, starts, ROLLOUT_STEPS)
-    result["rollout"] = {"starts": len(starts), "model": per_step_means(rolled, truth),
-                         "copy_last": per_step_means(held, truth)}
-    if T >= 3:  # continue motion needs two context frames
-        context, _ = rollout_clips(video, starts, T - 1, ROLLOUT_STEPS)
-        result["rollout"]["continue_motion"] = per_step_means(continue_motion_rollout(context, ROLLOUT_STEPS), truth)
+    rolled = closed_loop(model, video, starts, ROLLOUT_STEPS)
+    truth = rolled.pop("truth")
+    result["rollout"] = {"starts": len(starts), **{name: per_step_means(frames, truth) for name, frames in rolled.items()}}
     np.savez_compressed(run_dir / "error_map.npz", **{k: (v / len(windows)).numpy() for k, v in error_map.items()})
     write_json_atomically(cached, result)
     return result

@@ -53,7 +53,7 @@ def test_rollout_feeds_back_quantised_predictions():
                               num_heads=2, layers=1).eval()
     context = torch.rand(2, 2, 16, 16)
     with torch.no_grad():
-        frames = rollout(model, context, steps=3)
+        frames = rollout(model.predict_next_frame, context, steps=3)
         assert frames.shape == (2, 3, 16, 16)
         assert torch.equal(frames * 255, (frames * 255).round())  # 8-bit values
         window = context

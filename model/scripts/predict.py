@@ -44,7 +44,7 @@ from model.config import ConfigError, load_config
 from model.data import PART_NAMES, PARTS, DataError, config_parts, load_video
 from model.engine import BEST, QUICKSAVE, load_model, run_name
 from model.metrics import frame_metrics
-from model.rollout import closed_loop, continue_motion_rollout, per_step_means, rollout_clips
+from model.rollout import closed_loop, per_step_means
 
 SHEET_CONFIG = "config/vit.json"
 PUBLISHED_CHECKPOINT = "results/vit/vit_best_long.ckpt"
@@ -123,7 +123,8 @@ def run(args):
     output = Path(args.output) if args.output is not None else Path("samples") / cfg.model_path
     output.mkdir(parents=True, exist_ok=True)
     remove_earlier_output(output)
-    truth, predictions, held = closed_loop(model, torch.as_tensor(frames).to(device), starts, args.steps)
+    rolled = closed_loop(model, torch.as_tensor(frames).to(device), starts, args.steps)
+    truth, predictions, held = rolled["truth"], rolled["model"], rolled["copy_last"]
 
     samples = []
     for s, start in enumerate(starts.tolist()):
@@ -140,9 +141,8 @@ def run(args):
                "split": args.split, "steps": args.steps, "num_samples": args.num_samples, "seed": args.seed,
                "mean": {"rollout": per_step_means(predictions, truth), "copy_last": per_step_means(held, truth)},
                "samples": samples}
-    if num_frames >= 3:  # continue motion needs two context frames; rolled out on its own predictions
-        context, _ = rollout_clips(torch.as_tensor(frames).to(device), starts, num_frames - 1, args.steps)
-        summary["mean"]["continue_motion"] = per_step_means(continue_motion_rollout(context, args.steps), truth)
+    if "continue_motion" in rolled:  # it needs two context frames; rolled out on its own predictions
+        summary["mean"]["continue_motion"] = per_step_means(rolled["continue_motion"], truth)
     (output / "metrics.json").write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
     print_table(summary["mean"])
     print(f"wrote {plural(args.num_samples * args.steps, 'prediction PNG')}, "

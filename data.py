@@ -87,3 +87,26 @@ def token_positions(x):
 def epochs_to_solve(val_accuracy):
     """Validation accuracy per epoch -> the first epoch (1-based) that reaches SOLVED, or None."""
     return next((epoch for epoch, value in enumerate(val_accuracy, 1) if value >= SOLVED), None)
+
+
+def seed_summary(runs):
+    """Runs of one task and model (main.py's records) -> their final numbers over the seeds.
+
+    Mean, sample std (0 for one seed), min and max of the final validation accuracy; mean and std of the
+    final losses; how many seeds solved the task at some epoch and the median first such epoch; CPU seconds.
+    """
+    def mean_std(values):
+        values = np.asarray(values, dtype=float)
+        return float(values.mean()), float(values.std(ddof=1)) if len(values) > 1 else 0.0
+
+    accuracy = [run["final_accuracy"] for run in runs]
+    solved = [e for e in (epochs_to_solve(run["val_accuracy"]) for run in runs) if e is not None]
+    (acc_mean, acc_std), (val_mean, val_std), (train_mean, train_std) = (
+        mean_std(accuracy), mean_std([run["val_loss"][-1] for run in runs]),
+        mean_std([run["train_loss"][-1] for run in runs]))
+    return {"seeds": len(runs), "final_accuracy_mean": acc_mean, "final_accuracy_std": acc_std,
+            "final_accuracy_min": min(accuracy), "final_accuracy_max": max(accuracy),
+            "final_val_loss_mean": val_mean, "final_val_loss_std": val_std,
+            "final_train_loss_mean": train_mean, "final_train_loss_std": train_std,
+            "solved": len(solved), "median_epochs_to_solve": float(np.median(solved)) if solved else None,
+            "cpu_seconds_mean": float(np.mean([run["cpu_seconds"] for run in runs]))}

@@ -33,7 +33,7 @@ import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
-from data import SOLVED, TASKS, epochs_to_solve, generate_memory_task_data, make_task, token_positions
+from data import SOLVED, TASKS, generate_memory_task_data, make_task, seed_summary, token_positions
 from model.cli import CliParser, plural
 from net import IMPLS, LSTM, RNN, TCN
 
@@ -334,13 +334,11 @@ def plot_accuracy_by_position(task, records, sequence_length, num_tokens, path):
 def summarize(records):
     """A Markdown table, per task and model: final accuracy (mean ± sample std over seeds, the value alone
     for one seed, and the range), how many seeds solved the task at some epoch and at which epoch first,
-    final losses, CPU seconds of training."""
+    final losses, CPU seconds of training (data.seed_summary)."""
 
-    def mean_std(values):
-        values = np.asarray(values, dtype=float)
-        if len(values) == 1:
-            return f"{values[0]:.3f}"
-        return f"{values.mean():.3f} ± {values.std(ddof=1):.3f}"  # sample standard deviation over seeds
+    def mean_std(numbers, key):
+        mean, std = numbers[f"{key}_mean"], numbers[f"{key}_std"]
+        return f"{mean:.3f}" if numbers["seeds"] == 1 else f"{mean:.3f} ± {std:.3f}"  # sample std over seeds
 
     lines = [
         f"| task | model | params | val. accuracy | range | solved (≥ {SOLVED}) | epochs to solve | val. loss "
@@ -350,15 +348,14 @@ def summarize(records):
     for task in dict.fromkeys(r["task"] for r in records):
         for model in dict.fromkeys(r["model"] for r in records if r["task"] == task):
             runs = [r for r in records if r["task"] == task and r["model"] == model]
-            accuracy = [r["final_accuracy"] for r in runs]
-            solved = [epochs for epochs in (epochs_to_solve(r["val_accuracy"]) for r in runs) if epochs is not None]
+            numbers = seed_summary(runs)
+            median = numbers["median_epochs_to_solve"]
             lines.append(
-                f"| {task} | {model} | {runs[0]['num_params']} | {mean_std(accuracy)} "
-                f"| {min(accuracy):.3f}–{max(accuracy):.3f} | {len(solved)}/{len(runs)} "
-                f"| {f'{np.median(solved):g}' if solved else '–'} "
-                f"| {mean_std([r['val_loss'][-1] for r in runs])} "
-                f"| {mean_std([r['train_loss'][-1] for r in runs])} "
-                f"| {np.mean([r['cpu_seconds'] for r in runs]):.1f} |"
+                f"| {task} | {model} | {runs[0]['num_params']} | {mean_std(numbers, 'final_accuracy')} "
+                f"| {numbers['final_accuracy_min']:.3f}–{numbers['final_accuracy_max']:.3f} "
+                f"| {numbers['solved']}/{numbers['seeds']} | {'–' if median is None else f'{median:g}'} "
+                f"| {mean_std(numbers, 'final_val_loss')} | {mean_std(numbers, 'final_train_loss')} "
+                f"| {numbers['cpu_seconds_mean']:.1f} |"
             )
     return "\n".join(lines) + "\n"
 

@@ -23,7 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
-from data import epochs_to_solve, make_task
+from data import make_task, seed_summary
 from model.cli import CliParser, fail
 from net import tcn_kernel_slots, tcn_num_layers
 
@@ -56,24 +56,13 @@ def slot_groups(train_positions, val_positions, sequence_length):
     return groups
 
 
-def summary(runs):
-    """Runs of one task and model -> the final numbers over seeds (those of main.py's summary table)."""
-    accuracy = [run["final_accuracy"] for run in runs]
-    solved = [e for e in (epochs_to_solve(run["val_accuracy"]) for run in runs) if e is not None]
-    return {"seeds": len(runs), "final_accuracy_mean": float(np.mean(accuracy)),
-            "final_accuracy_std": float(np.std(accuracy, ddof=1)) if len(runs) > 1 else 0.0,
-            "final_accuracy_min": min(accuracy), "final_accuracy_max": max(accuracy),
-            "final_train_loss_mean": float(np.mean([run["train_loss"][-1] for run in runs])),
-            "solved": len(solved), "median_epochs_to_solve": float(np.median(solved)) if solved else None}
-
-
 def analyse(results):
     sequence_length = results["config"]["sequence_length"]
     layers = tcn_num_layers(sequence_length)
     analysis = {"sequence_length": sequence_length, "tcn_layers": layers, "summary": {}, "tasks": {}}
     for task in dict.fromkeys(run["task"] for run in results["runs"]):
         task_runs = [run for run in results["runs"] if run["task"] == task]
-        analysis["summary"][task] = {model: summary([run for run in task_runs if run["model"] == model])
+        analysis["summary"][task] = {model: seed_summary([run for run in task_runs if run["model"] == model])
                                      for model in dict.fromkeys(run["model"] for run in task_runs)}
         train_positions, val_positions = make_task(task, sequence_length)
         if list(train_positions) == list(val_positions):

@@ -12,7 +12,7 @@ import pytest
 import torch
 
 import main
-from data import generate_memory_task_data, make_task
+from data import epochs_to_solve, generate_memory_task_data, make_task
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -162,7 +162,7 @@ def test_summary_counts_the_seeds_that_solved_and_when():
                 "cpu_seconds": 2.0}
 
     records = [record(0, [0.5, 0.995]), record(1, [0.995, 1.0]), record(2, [0.4, 0.6])]
-    assert [main.epochs_to_solve(r["val_accuracy"]) for r in records] == [2, 1, None]  # the median of 2 and 1 is 1.5
+    assert [epochs_to_solve(r["val_accuracy"]) for r in records] == [2, 1, None]  # the median of 2 and 1 is 1.5
     row = main.summarize(records).splitlines()[2]
     assert row == "| memory | rnn | 7 | 0.865 ± 0.230 | 0.600–1.000 | 2/3 | 1.5 | 0.500 ± 0.000 | 0.250 ± 0.000 | 2.0 |"
 

@@ -172,8 +172,8 @@ def test_the_analysis_groups_validation_positions_by_the_tcn_paths(tmp_path, cap
 
     accuracy = [None] * 15 + [0.9] * 3 + [0.3] * 9 + [0.4, 0.2]  # memorygen: validation positions 15..28
     runs = [{"task": "memorygen", "model": "tcn", "seed": seed, "val_accuracy_by_position": accuracy,
-             "final_accuracy": final, "val_accuracy": [0.5, final], "train_loss": [1.0, 0.1]}
-            for seed, final in ((0, 0.995), (1, 0.4))]
+             "final_accuracy": final, "val_accuracy": [0.5, final], "val_loss": [1.0, 0.5], "train_loss": [1.0, 0.1],
+             "cpu_seconds": 2.0} for seed, final in ((0, 0.995), (1, 0.4))]
     (tmp_path / "results.json").write_text(json.dumps({"config": {"sequence_length": 30}, "runs": runs}))
     assert exercise1_analysis.main(["--results", str(tmp_path)]) == 0
     analysis = json.loads((tmp_path / "analysis.json").read_text())

@@ -130,7 +130,7 @@ def status_table(runs):
 
 def plot(runs, budget, out, line=None):
     fig, (steps_ax, time_ax) = plt.subplots(1, 2, figsize=(11, 4.2))
-    compute_fig, compute_ax = plt.subplots(figsize=(6, 4.2))
+    compute_fig, compute_ax = plt.subplots(figsize=(9, 4.2))
     drawn = set()
     for i, (name, run) in enumerate(runs.items()):
         colour = f"C{i}"
@@ -166,7 +166,7 @@ def plot(runs, budget, out, line=None):
     for ax in (steps_ax, time_ax, compute_ax):
         ax.grid(alpha=0.3)
     steps_ax.legend(fontsize=7)
-    compute_ax.legend(fontsize=7)
+    compute_ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1), borderaxespad=0)
     fig.tight_layout()
     fig.savefig(out / "learning_curves.png", dpi=130)
     compute_fig.tight_layout()

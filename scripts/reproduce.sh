@@ -74,6 +74,10 @@ python -m scripts.run_experiments --set long_pong --seeds 0 --threads 1
 python -m scripts.run_experiments --set long_riverraid --seeds 0 --threads 1
 # The curves of the long set; the frontier: the final validation PSNR of best3k, ablation10k_full and best_long.
 python -m scripts.learning_curves --runs-dir out/experiments --out results/vit/long
+python -m scripts.learning_curves --runs-dir out/experiments --out results/vit/long_ablation --seeds "${SEEDS[@]}" \
+    --variants ablation10k_full ablation10k_noattention ablation10k_nopos ablation10k_residual
+# The selected model: best_long's final weights.
+python -m model.scripts.export_checkpoint out/experiments/best_long.seed0/final.ckpt results/vit/vit_best_long.ckpt
 
 echo "== Exercise 2 (c): what makes the model beat copy-last-frame"
 python -m scripts.run_experiments --set study ${STEPS_FLAG[@]+"${STEPS_FLAG[@]}"} --seeds 0
@@ -95,7 +99,6 @@ echo "== Exercise 2 (f): the best configuration of the search, trained longer (1
 python -m scripts.run_experiments --set best --seeds "${SEEDS[@]}"
 python -m scripts.run_experiments --set atari_best --seeds "${SEEDS[@]}"
 python -m scripts.run_experiments --set atari_best_long --seeds 0
-python -m model.scripts.export_checkpoint out/experiments/best_1500.seed0/quicksave.ckpt results/vit/vit_best_long.ckpt
 
 echo "== Exercise 2 (f): the best configuration with the change gate (config/vit_best_gate.json)"
 once change_support python -m scripts.change_support gameplay-data.hdf5 out/data/pong.hdf5 --out results/vit/change_support

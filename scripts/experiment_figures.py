@@ -140,7 +140,7 @@ def by_situation(path, evaluations):
     if "continue_motion" in first["situations"][names[0]]:
         bars["continue motion"] = [first["situations"][s]["continue_motion"]["l1"] for s in names]
     bars["mean frame"] = [first["situations"][s]["mean_frame"]["l1"] for s in names]
-    fig, ax = plt.subplots(figsize=(11, 4))
+    fig, ax = plt.subplots(figsize=(10, 4))
     width = 0.8 / len(bars)
     baseline_style = {"copy-last frame": dict(color="black"), "continue motion": dict(color="0.55", hatch="//"),
                       "mean frame": dict(color="0.8")}
@@ -149,9 +149,11 @@ def by_situation(path, evaluations):
         style = baseline_style.get(label, dict(color=palette[i % len(palette)]))
         ax.bar(np.arange(len(names)) + i * width, values, width, label=label, **style)
     ax.set_xticks(np.arange(len(names)) + 0.4 - width / 2,
-                  [f"{s}\n({first['situations'][s]['windows']} windows)" for s in names], fontsize=8)
-    ax.set(ylabel=f"one-step L1 ({PART_NAMES[first['part']]} part)", yscale="log")
-    ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.0, 1.0))
+                  [f"{s}\n({first['situations'][s]['windows']} windows)" for s in names], fontsize=10.5)
+    ax.set(yscale="log")
+    ax.set_ylabel(f"one-step L1 ({PART_NAMES[first['part']]} part)", fontsize=11)
+    ax.tick_params(axis="y", labelsize=10.5)
+    ax.legend(fontsize=10.5, loc="upper left", bbox_to_anchor=(1.0, 1.0))
     ax.grid(axis="y", alpha=0.3)
     fig.tight_layout()
     fig.savefig(path, dpi=120)

@@ -129,8 +129,13 @@ def status_table(runs):
 
 
 def plot(runs, budget, out, line=None):
-    fig, (steps_ax, time_ax) = plt.subplots(1, 2, figsize=(11, 4.2))
-    compute_fig, compute_ax = plt.subplots(figsize=(9, 4.2))
+    with plt.rc_context({"font.size": 11}):  # legible at the width of a page
+        _plot(runs, budget, out, line)
+
+
+def _plot(runs, budget, out, line):
+    fig, (steps_ax, time_ax) = plt.subplots(1, 2, figsize=(11, 5.2))
+    compute_fig, compute_ax = plt.subplots(figsize=(10, 4.4))
     drawn = set()
     for i, (name, run) in enumerate(runs.items()):
         colour = f"C{i}"
@@ -165,9 +170,11 @@ def plot(runs, budget, out, line=None):
     compute_ax.set(xscale="log", xlabel="training compute (FLOP: steps x FLOP per step)", ylabel="validation PSNR (dB)")
     for ax in (steps_ax, time_ax, compute_ax):
         ax.grid(alpha=0.3)
-    steps_ax.legend(fontsize=7)
-    compute_ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1), borderaxespad=0)
-    fig.tight_layout()
+    handles, labels = steps_ax.get_legend_handles_labels()
+    rows = math.ceil(len(labels) / 3)
+    fig.legend(handles, labels, loc="lower center", ncol=3, fontsize=9.5, frameon=False)
+    compute_ax.legend(fontsize=9.5, loc="upper left", bbox_to_anchor=(1.01, 1), borderaxespad=0)
+    fig.tight_layout(rect=(0, 0.045 * rows + 0.02, 1, 1))
     fig.savefig(out / "learning_curves.png", dpi=130)
     compute_fig.tight_layout()
     compute_fig.savefig(out / "compute.png", dpi=130)

@@ -96,6 +96,9 @@ def parse_args(argv=None):
     parser.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
     parser.add_argument("--no-train", action="store_true", help="only evaluate and report finished runs")
     parser.add_argument("--no-figures", action="store_true")
+    parser.add_argument("--tables-only", action="store_true",
+                        help="only summarise the runs stored in the set's results.json again (results.json, "
+                             "summary.md, table.md), without their run folders")
     parser.add_argument("--config-root", default=".", help=argparse.SUPPRESS)  # tests: where config/ lives
     args = parser.parse_args(argv)
     return args
@@ -107,6 +110,8 @@ def main(argv=None):
         torch.set_num_threads(args.threads)
     variants = args.runs or SETS[args.set]
     name = args.name or (args.set if not args.runs else "custom")
+    if args.tables_only:
+        return write_tables(Path(args.results) / name)
     try:
         runs = [(variant, seed) for variant in variants for seed in args.seeds]
         cache = {}
@@ -365,6 +370,23 @@ def report(args, variants, name, cache):
         print(f"figures written to {out}")
 
 
+def write_tables(out):
+    """results.json's summary, summary.md and table.md again from the runs stored in out/results.json.
+
+    For a new summary or table format where the run folders are gone; the per-run numbers are kept as they are.
+    """
+    source = out / "results.json"
+    if not source.is_file():
+        return fail(f"no {source}: run the set first (without --tables-only)", 1)
+    results = json.loads(source.read_text(encoding="utf-8"))
+    results["summary"] = {variant: summary_of(list(runs.values())) for variant, runs in results["runs"].items()}
+    write_json_atomically(source, results)
+    (out / "summary.md").write_text(markdown(results["set"], results["summary"], results["steps"]), encoding="utf-8")
+    (out / "table.md").write_text(compact_table(results["summary"]), encoding="utf-8")
+    print(f"wrote {source}, {out / 'summary.md'}, {out / 'table.md'}")
+    return 0
+
+
 def summary_of(runs):
     """Mean and std over seeds of the headline numbers of one variant."""
     summary = {"seeds": [run["seed"] for run in runs], "steps": runs[0]["steps"],
@@ -426,6 +448,8 @@ def markdown(name, summary, steps):
         return f"{mean:+{spec}} ± {std:{spec}}"
 
     budget = (f"{steps} optimizer steps per run" if steps else "the steps column gives each run's optimizer steps")
+    if steps and any(entry["steps"] != steps for entry in summary.values()):
+        budget += " unless the steps column says otherwise"
     lines = [f"# Experiments: {name}", "",
              f"Budget: {budget}; mean ± std over seeds; train s: wall-clock training seconds per run (2 shared "
              "CPU cores, 1 thread per run); evaluated on the test part (the last 10% of the video), or for "

@@ -76,6 +76,10 @@ def test_runner_trains_resumes_evaluates_and_reports(tiny_configs, capsys):
     assert "continue_motion" in full["train_one_step"]
     summary_full = results["summary"]["full"]
     assert len(summary_full["per_seed_psnr"]) == 2 and "beats_continue_motion" in summary_full
+    # --tables-only summarises the runs stored in results.json again, without the run folders.
+    (out / "table.md").unlink()
+    assert run_experiments.main(args + ["--tables-only", "--runs-dir", str(root / "nowhere")]) == 0
+    assert (out / "table.md").read_text().splitlines() == table
     for figure in ("loss_curves", "samples_full", "samples_masked", "error_by_situation", "error_by_region",
                    "attention_full"):
         assert (out / f"{figure}.png").stat().st_size > 0

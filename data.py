@@ -93,7 +93,8 @@ def seed_summary(runs):
     """Runs of one task and model (main.py's records) -> their final numbers over the seeds.
 
     Mean, sample std (0 for one seed), min and max of the final validation accuracy; mean and std of the
-    final losses; how many seeds solved the task at some epoch and the median first such epoch; CPU seconds.
+    final losses; how many seeds solved the task at some epoch (the median, first and last of their first such
+    epochs) and how many are at SOLVED at the end; CPU seconds.
     """
     def mean_std(values):
         values = np.asarray(values, dtype=float)
@@ -109,4 +110,6 @@ def seed_summary(runs):
             "final_val_loss_mean": val_mean, "final_val_loss_std": val_std,
             "final_train_loss_mean": train_mean, "final_train_loss_std": train_std,
             "solved": len(solved), "median_epochs_to_solve": float(np.median(solved)) if solved else None,
+            "epochs_to_solve_min": min(solved) if solved else None, "epochs_to_solve_max": max(solved) if solved else None,
+            "solved_at_end": sum(value >= SOLVED for value in accuracy),
             "cpu_seconds_mean": float(np.mean([run["cpu_seconds"] for run in runs]))}

@@ -18,6 +18,7 @@ A weight of the TCN is trained on tokens only where a training token's path uses
 token passes through sees, in training, only the response to empty steps.
 """
 import json
+import math
 import sys
 from pathlib import Path
 
@@ -26,6 +27,8 @@ import numpy as np
 from data import make_task, seed_summary
 from model.cli import CliParser, fail
 from net import tcn_kernel_slots, tcn_num_layers
+
+FITTED = 0.75  # a seed fitted its training set: final training loss below this share of chance (ln tokens)
 
 
 def accuracy_by_position(runs):
@@ -56,13 +59,29 @@ def slot_groups(train_positions, val_positions, sequence_length):
     return groups
 
 
+def fit_summary(runs, num_tokens):
+    """data.seed_summary and whether each seed fitted its training set: a final training loss below three
+    quarters of chance (ln num_tokens), with the range of the final training loss in each group."""
+    summary = seed_summary(runs)
+    chance = math.log(num_tokens)
+    losses = [run["train_loss"][-1] for run in runs]
+    fitted = [loss for loss in losses if loss < FITTED * chance]
+    unfitted = [loss for loss in losses if loss >= FITTED * chance]
+    summary.update(chance_loss=chance, fitted=len(fitted),
+                   fitted_train_loss_min=min(fitted, default=None), fitted_train_loss_max=max(fitted, default=None),
+                   unfitted_train_loss_min=min(unfitted, default=None),
+                   unfitted_train_loss_max=max(unfitted, default=None))
+    return summary
+
+
 def analyse(results):
     sequence_length = results["config"]["sequence_length"]
     layers = tcn_num_layers(sequence_length)
     analysis = {"sequence_length": sequence_length, "tcn_layers": layers, "summary": {}, "tasks": {}}
     for task in dict.fromkeys(run["task"] for run in results["runs"]):
         task_runs = [run for run in results["runs"] if run["task"] == task]
-        analysis["summary"][task] = {model: seed_summary([run for run in task_runs if run["model"] == model])
+        analysis["summary"][task] = {model: fit_summary([run for run in task_runs if run["model"] == model],
+                                                    results["config"]["num_tokens"])
                                      for model in dict.fromkeys(run["model"] for run in task_runs)}
         train_positions, val_positions = make_task(task, sequence_length)
         if list(train_positions) == list(val_positions):

@@ -174,11 +174,13 @@ def test_the_analysis_groups_validation_positions_by_the_tcn_paths(tmp_path, cap
     runs = [{"task": "memorygen", "model": "tcn", "seed": seed, "val_accuracy_by_position": accuracy,
              "final_accuracy": final, "val_accuracy": [0.5, final], "val_loss": [1.0, 0.5], "train_loss": [1.0, 0.1],
              "cpu_seconds": 2.0} for seed, final in ((0, 0.995), (1, 0.4))]
-    (tmp_path / "results.json").write_text(json.dumps({"config": {"sequence_length": 30}, "runs": runs}))
+    (tmp_path / "results.json").write_text(json.dumps({"config": {"sequence_length": 30, "num_tokens": 3}, "runs": runs}))
     assert exercise1_analysis.main(["--results", str(tmp_path)]) == 0
     analysis = json.loads((tmp_path / "analysis.json").read_text())
     assert analysis["summary"]["memorygen"]["tcn"]["solved"] == 1
     assert analysis["summary"]["memorygen"]["tcn"]["final_accuracy_mean"] == pytest.approx(0.6975)
+    tcn = analysis["summary"]["memorygen"]["tcn"]
+    assert tcn["fitted"] == 2 and tcn["unfitted_train_loss_min"] is None and tcn["solved_at_end"] == 1
     groups = analysis["tasks"]["memorygen"]["groups"]
     assert [(g["positions"][0], g["positions"][-1], g["slots"]) for g in groups] == [
         (15, 17, [1, 0]), (18, 26, [2, 0]), (27, 28, [0, 1])]

@@ -151,7 +151,7 @@ def _plot(runs, budget, out, line):
                     ax.axhline(val[f"{key}_psnr"], color=grey, ls="--", lw=1, label=f"{label} (validation)")
                 drawn.add(key)
     compute_ax.axvline(budget["flop"], color="k", ls="-.", lw=1,
-                       label=f"sheet's budget ({budget['epochs']} epochs of vit.json)")
+                       label=f"the template's budget ({budget['epochs']} epochs of vit.json)")
     if line and line["points"]:
         flops = [point["flop"] for point in line["points"]]
         compute_ax.plot(flops, [point["val_psnr"] for point in line["points"]], "k*", ms=9,

@@ -319,8 +319,8 @@ def plot_accuracy_by_position(task, records, sequence_length, num_tokens, path):
         ylabel="validation accuracy",
         xlim=(-0.5, sequence_length - 1.5),
         ylim=(0, 1.05),
-        title=f"{task}: validation accuracy by token position ({over_seeds(records)})",
     )
+    fig.suptitle(f"{task}: validation accuracy by token position ({over_seeds(records)})")
     handles, labels = ax.get_legend_handles_labels()
     bar_handles, bar_labels = counts_ax.get_legend_handles_labels()
     ax.legend(handles + bar_handles, labels + bar_labels, loc="upper left", bbox_to_anchor=(1.15, 1), fontsize="small")
@@ -378,6 +378,8 @@ def parse_args(argv=None):
     parser.add_argument("--lr", type=float, default=5e-4, help="Adam learning rate")
     parser.add_argument("--batch-size", type=int, default=32, help="training mini-batch size")
     parser.add_argument("--device", default="cpu", help="e.g. cpu, cuda, cuda:1")
+    parser.add_argument("--replot", action="store_true",
+                        help="only draw the per-position figures again from --out's results.json (no training)")
     return parser.parse_args(argv)
 
 
@@ -454,6 +456,21 @@ def show_bars():
     return sys.stderr.isatty()
 
 
+def replot(out):
+    """The per-position figures of a finished grid again, from its results.json."""
+    source = out / "results.json"
+    if not source.is_file():
+        print(f"error: no {source}; run the grid first (without --replot)", file=sys.stderr)
+        return 1
+    results = json.loads(source.read_text())
+    config, records = results["config"], results["runs"]
+    for task in dict.fromkeys(r["task"] for r in records):
+        plot_accuracy_by_position(task, [r for r in records if r["task"] == task], config["sequence_length"],
+                                  config["num_tokens"], out / f"{task}_accuracy_by_position.png")
+    print(f"wrote the per-position figures in {out}")
+    return 0
+
+
 def main(argv=None):
     argv = sys.argv[1:] if argv is None else list(argv)
     command = " ".join(["python main.py", *map(shlex.quote, argv)])  # written down beside the results
@@ -465,6 +482,8 @@ def main(argv=None):
         return 2
 
     out = Path(args.out)
+    if args.replot:
+        return replot(out)
     configs = [
         RunConfig(
             task=task,

@@ -107,6 +107,10 @@ def test_cli_parallel_seeds_match_a_sequential_run(tmp_path, capsys):
     summary = (tmp_path / "parallel" / "summary.md").read_text()
     assert " ± " in summary and "impl own, 1 epoch, 32 training and 32 validation samples" in summary
     assert "mean ± sample std over seeds 0 1;" in summary
+    figure = tmp_path / "parallel" / "memorygen_reverse_accuracy_by_position.png"
+    figure.unlink()  # --replot draws it again from results.json, without training
+    assert main.main(["--replot", "--out", str(tmp_path / "parallel")]) == 0 and figure.is_file()
+    assert main.main(["--replot", "--out", str(tmp_path / "nowhere")]) == 1
 
 
 def test_cli_flags_are_spelled_out_and_a_mistyped_one_is_named(capsys):

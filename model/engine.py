@@ -28,7 +28,8 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.optim.lr_scheduler import LambdaLR
 from tqdm import tqdm
 
-from model.checkpoint import FORMAT_VERSION, check_model_kwargs, load_checkpoint, load_model_state, save_checkpoint
+from model.checkpoint import (FORMAT_VERSION, check_model_kwargs, export_checkpoint, load_checkpoint, load_model_state,
+                              save_checkpoint)
 from model.data import WindowSampler, config_parts, evaluation_indices, part_windows
 from model.metrics import (continue_motion_baseline, copy_last_frame_baseline, frame_metrics, mean_frame_baseline,
                            psnr)
@@ -196,6 +197,8 @@ def train(cfg, frames, run_dir, *, device="cpu", seed=1234, resume=None, stop=No
             best_val_loss = share_from_rank_0(best_val_loss, device)
         if is_main and (step % t.quicksave_every == 0 or last or stop):
             save_checkpoint(run_dir / QUICKSAVE, checkpoint(seconds_before + time.perf_counter() - start))
+            if step == total_steps:  # finished: the final weights alone, for prediction and evaluation
+                export_checkpoint(run_dir / QUICKSAVE, run_dir / FINAL)
     progress.close()
     return {"step": step, "total_steps": total_steps, "best_val_loss": best_val_loss, "val": last_val,
             "stopped": stop.reason, "seconds": seconds_before + time.perf_counter() - start,

@@ -50,8 +50,9 @@ from model.rollout import closed_loop, per_step_means
 # trains the same run; --steps replaces the file's budget (model.config.with_budget).
 VARIANT_FOLDERS = ("config/long", "config/short")
 SETS = {
-    # Long runs: learning curves of the sheet's model and of the best configuration (30 000 steps).
-    "long": ["sheet_cpu_long", "best_long", "best3k"],  # best3k: a shorter budget for the compute frontier
+    # Long runs: learning curves of the sheet's model and of the best configuration (30 000 steps); best3k: a
+    # shorter budget for the compute frontier; sheet_l1_5k: the sheet's model with the L1 loss.
+    "long": ["sheet_cpu_long", "best_long", "best3k", "sheet_l1_5k"],
     # 2 (d), (e) at 10 000 steps on the model that leaves the copy of the last frame, and what its learned warp
     # adds (the residual output instead); masked reconstruction.
     "long_ablation": ["ablation10k_full", "ablation10k_noattention", "ablation10k_nopos", "ablation10k_residual"],
@@ -180,15 +181,14 @@ def train_run(cfg, run_dir, seed, cache, stop=None):
     quicksave = run_dir / QUICKSAVE
     if done.exists():
         print("done, skipped")
-        if not (run_dir / FINAL).exists():  # finished by model.main or before final.ckpt existed
+        if not (run_dir / FINAL).exists():  # finished before model.engine.train wrote final.ckpt
             export_checkpoint(quicksave, run_dir / FINAL)
         return
     resume = quicksave if quicksave.exists() else None
     print("resuming from " + str(quicksave) if resume else "training", flush=True)
     result = train(cfg, frames_of(cfg, cache), run_dir, seed=seed, resume=resume, stop=stop,
                    log=lambda line: print("  " + line))
-    if result["step"] == result["total_steps"]:
-        export_checkpoint(quicksave, run_dir / FINAL)
+    if result["step"] == result["total_steps"]:  # model.engine.train has written final.ckpt
         write_json_atomically(done, {"steps": result["step"], "seconds": result["seconds"], "seed": seed,
                                      "best_val_loss": result["best_val_loss"]})
 
@@ -355,14 +355,11 @@ def report(args, variants, name, cache):
     if not evaluations:
         print("no finished runs to report")
         return
-    summary = {variant: summary_of(list(runs.values())) for variant, runs in evaluations.items()}
     results = {"set": name, "steps": args.steps, "runs_dir": str(args.runs_dir),
                "configs": {v: {"file": str(variant_file(v, args.config_root).relative_to(args.config_root))}
                            for v in evaluations},
-               "summary": summary, "runs": evaluations}
-    write_json_atomically(out / "results.json", results)
-    (out / "summary.md").write_text(markdown(name, summary, args.steps), encoding="utf-8")
-    (out / "table.md").write_text(compact_table(summary), encoding="utf-8")
+               "runs": evaluations}
+    write_results(out, results)
     print((out / "summary.md").read_text(encoding="utf-8"))
     if not args.no_figures:
         from scripts import experiment_figures
@@ -378,13 +375,20 @@ def write_tables(out):
     source = out / "results.json"
     if not source.is_file():
         return fail(f"no {source}: run the set first (without --tables-only)", 1)
-    results = json.loads(source.read_text(encoding="utf-8"))
-    results["summary"] = {variant: summary_of(list(runs.values())) for variant, runs in results["runs"].items()}
-    write_json_atomically(source, results)
-    (out / "summary.md").write_text(markdown(results["set"], results["summary"], results["steps"]), encoding="utf-8")
-    (out / "table.md").write_text(compact_table(results["summary"]), encoding="utf-8")
+    write_results(out, json.loads(source.read_text(encoding="utf-8")))
     print(f"wrote {source}, {out / 'summary.md'}, {out / 'table.md'}")
     return 0
+
+
+def write_results(out, results):
+    """results (set, steps, runs_dir, configs, runs) -> with its summary over seeds into out/results.json,
+    and summary.md and table.md from it."""
+    runs = results.pop("runs")
+    results.pop("summary", None)
+    results.update(summary={variant: summary_of(list(seeds.values())) for variant, seeds in runs.items()}, runs=runs)
+    write_json_atomically(out / "results.json", results)
+    (out / "summary.md").write_text(markdown(results["set"], results["summary"], results["steps"]), encoding="utf-8")
+    (out / "table.md").write_text(compact_table(results["summary"]), encoding="utf-8")
 
 
 def summary_of(runs):

@@ -76,7 +76,7 @@ def test_cli_trains_and_writes_the_run_folder(tmp_path, capsys):
     assert cli(config, tmp_path / "out", "--train", "--max-steps", "6") == 0
     run_dir = tmp_path / "out" / "tiny.device0"
     files = sorted(p.name for p in run_dir.iterdir())
-    assert files == ["best.ckpt", "cfg.json", "metrics.jsonl", "quicksave.ckpt"]
+    assert files == ["best.ckpt", "cfg.json", "final.ckpt", "metrics.jsonl", "quicksave.ckpt"]
     saved_cfg = json.loads((run_dir / "cfg.json").read_text())
     assert saved_cfg["training"]["max_steps"] == 6 and config_from_dict(saved_cfg).model.channels == 16
     log = records(run_dir)
@@ -87,6 +87,9 @@ def test_cli_trains_and_writes_the_run_folder(tmp_path, capsys):
                 "val_copy_last_psnr", "val_copy_last_ssim"} <= set(r)
     payload = torch.load(run_dir / "quicksave.ckpt", weights_only=True)
     assert payload["step"] == 6 and payload["config"] == saved_cfg
+    final = torch.load(run_dir / "final.ckpt", weights_only=True)  # the finished run's weights alone
+    assert final["step"] == 6 and "optimizer" not in final and "optimizer" in payload
+    assert all(torch.equal(final["model"][name], payload["model"][name]) for name in payload["model"])
     assert "trained 6 steps" in capsys.readouterr().out
 
 
@@ -106,6 +109,7 @@ def test_resume_reproduces_the_uninterrupted_run(tmp_path):
                            log=lambda line: None)
     assert summary["stopped"] == "test" and summary["step"] == 5
     assert load_checkpoint(run_dir / "quicksave.ckpt")["step"] == 5
+    assert not (run_dir / "final.ckpt").exists()  # not finished
     assert cli(config, tmp_path / "out", "--train", "--load", str(run_dir / "quicksave.ckpt")) == 0
 
     whole, resumed = records(tmp_path / "whole"), records(run_dir)

@@ -13,7 +13,7 @@ reported to the median pruner through engine.train's on_record callback, which s
 trial early. The study lives in an Optuna journal file (JournalFileBackend), so any number of
 processes can add trials to it, and a stopped search continues where it was. Afterwards (and with
 --report-only) --out receives trials.csv, summary.md, param_importance.png, and --best-config
-(config/vit_best.json) is written from the best trial.
+(out/tune/vit_best.json unless named) is written from the best trial.
 
 A stop signal (SIGINT, SIGTERM, SIGUSR1: a SLURM job's time-limit warning, scancel) ends the search
 after the running trial's current step: the trial quicksaves, is marked failed (user attribute
@@ -68,7 +68,8 @@ def parse_args(argv=None):
                              "those before a requeue included)")
     parser.add_argument("--steps-per-trial", type=positive_int, default=300)
     parser.add_argument("--out", default="results/vit/tune", help="trials.csv, summary.md, importance figure")
-    parser.add_argument("--best-config", default="config/vit_best.json")
+    parser.add_argument("--best-config", help="where the best trial's config is written (default: "
+                        "RUNS_DIR/vit_best.json; the committed config/vit_best.json is replaced only when named)")
     parser.add_argument("--runs-dir", default="out/tune", help="run folders of the trials")
     parser.add_argument("--seed", type=int, default=0, help="seed of the sampler and of every trial's training")
     parser.add_argument("--worker", metavar="NAME",
@@ -82,7 +83,10 @@ def parse_args(argv=None):
                              "those of every process sharing the study "
                              "(a rerun after an interruption runs only what is missing)")
     parser.add_argument("--report-only", action="store_true", help="write the report of the study as it is")
-    return parser.parse_args(argv)
+    args = parser.parse_args(argv)
+    if args.best_config is None:
+        args.best_config = str(Path(args.runs_dir) / "vit_best.json")
+    return args
 
 
 def main(argv=None):
@@ -313,6 +317,7 @@ def write_best_config(best, base, args):
     header = (f"// The best configuration of the Optuna study '{args.study_name}' (trial {best.number}, held-out "
               f"L1 {best.value:.4f}\n// after {plural(args.steps_per_trial, 'step')}), written by python -m scripts.tune from "
               f"{args.config}. Train it longer with\n// python -m model.main -cfg {args.best_config} --train\n")
+    Path(args.best_config).parent.mkdir(parents=True, exist_ok=True)
     Path(args.best_config).write_text(header + json.dumps(cfg.to_dict(), indent=2) + "\n", encoding="utf-8")
 
 

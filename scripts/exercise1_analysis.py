@@ -70,8 +70,21 @@ def fit_summary(runs, num_tokens):
     summary.update(chance_loss=chance, fitted=len(fitted),
                    fitted_train_loss_min=min(fitted, default=None), fitted_train_loss_max=max(fitted, default=None),
                    unfitted_train_loss_min=min(unfitted, default=None),
-                   unfitted_train_loss_max=max(unfitted, default=None))
+                   unfitted_train_loss_max=max(unfitted, default=None),
+                   worst_seed=worst_seed(runs))
     return summary
+
+
+def worst_seed(runs):
+    """The seed with the lowest final validation accuracy: its seed, final and best accuracy, the epoch of
+    the best (1-based, the first), and the highest training loss from that epoch on (a loss spike after the
+    best epoch marks a seed that learned the task and lost it again)."""
+    run = min(runs, key=lambda run: (run["final_accuracy"], run["seed"]))
+    accuracy, train_loss = run["val_accuracy"], run["train_loss"]
+    best_epoch = int(np.argmax(accuracy)) + 1
+    return {"seed": run["seed"], "final_accuracy": run["final_accuracy"], "best_accuracy": max(accuracy),
+            "best_epoch": best_epoch, "train_loss_at_best": train_loss[best_epoch - 1],
+            "max_train_loss_after_best": max(train_loss[best_epoch - 1:]), "final_train_loss": train_loss[-1]}
 
 
 def analyse(results):

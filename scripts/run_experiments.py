@@ -515,12 +515,12 @@ def compact_table(summary):
     # One bar for the whole table: the strongest baseline among those every next-frame variant has.
     common = [name for name in BASELINE_NAMES if all(f"one_step_minus_{name}_psnr" in entry for entry in next_frame)]
     bar = strongest_baseline(next_frame[0], among=common) if next_frame else None
-    header = "| variant | steps | seeds | L1 | PSNR dB | SSIM |"
+    header = "| variant | steps | seeds | L1 | PSNR | SSIM |"  # PSNR in dB (the report's captions say so)
     several = any(len(entry["seeds"]) > 1 for entry in next_frame)  # a PSNR per seed column only then
     if next_frame:
         short = {"copy_last": "copy", "continue_motion": "motion", "mean_frame": "mean"}[bar]
-        header += ((" PSNR per seed |" if several else "") + f" ΔPSNR vs {short} dB | ΔL1 vs {short} | beats {short} |"
-                   + (" beats copy |" if bar != "copy_last" else "") + " 10-step PSNR dB | train PSNR dB |")
+        header += ((" PSNR per seed |" if several else "") + f" ΔPSNR vs {short} | ΔL1 vs {short} | beats {short} |"
+                   + (" beats copy |" if bar != "copy_last" else "") + " 10-step PSNR | train PSNR |")
     lines = [header, "|" + "---|" * header.count(" |")]
     for variant, entry in summary.items():
         seeds, model = len(entry["seeds"]), entry["one_step_model"]

@@ -185,6 +185,8 @@ def test_the_analysis_groups_validation_positions_by_the_tcn_paths(tmp_path, cap
     assert analysis["summary"]["memorygen"]["tcn"]["final_accuracy_mean"] == pytest.approx(0.6975)
     tcn = analysis["summary"]["memorygen"]["tcn"]
     assert tcn["fitted"] == 2 and tcn["unfitted_train_loss_min"] is None and tcn["solved_at_end"] == 1
+    assert tcn["worst_seed"] == {"seed": 1, "final_accuracy": 0.4, "best_accuracy": 0.5, "best_epoch": 1,
+                                 "train_loss_at_best": 1.0, "max_train_loss_after_best": 1.0, "final_train_loss": 0.1}
     groups = analysis["tasks"]["memorygen"]["groups"]
     assert [(g["positions"][0], g["positions"][-1], g["slots"]) for g in groups] == [
         (15, 17, [1, 0]), (18, 26, [2, 0]), (27, 28, [0, 1])]

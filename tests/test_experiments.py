@@ -71,7 +71,7 @@ def test_runner_trains_resumes_evaluates_and_reports(tiny_configs, capsys):
     # Measured against the strongest baseline on the same windows, with both baselines in the closed loop.
     bar = run_experiments.strongest_baseline(results["summary"]["full"])
     short = {"copy_last": "copy", "continue_motion": "motion", "mean_frame": "mean"}[bar]
-    assert f"| ΔPSNR vs {short} dB |" in table[0] and " PSNR per seed |" in table[0]
+    assert f"| ΔPSNR vs {short} |" in table[0] and " PSNR per seed |" in table[0]
     assert set(full["rollout"]) == {"starts", "model", "copy_last", "continue_motion"}
     assert "continue_motion" in full["train_one_step"]
     summary_full = results["summary"]["full"]

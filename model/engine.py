@@ -197,9 +197,11 @@ def train(cfg, frames, run_dir, *, device="cpu", seed=1234, resume=None, stop=No
             best_val_loss = share_from_rank_0(best_val_loss, device)
         if is_main and (step % t.quicksave_every == 0 or last or stop):
             save_checkpoint(run_dir / QUICKSAVE, checkpoint(seconds_before + time.perf_counter() - start))
-            if step == total_steps:  # finished: the final weights alone, for prediction and evaluation
+            if last:  # finished: the final weights alone, for prediction and evaluation
                 export_checkpoint(run_dir / QUICKSAVE, run_dir / FINAL)
     progress.close()
+    if is_main and step == total_steps and not (run_dir / FINAL).exists():  # resumed at its last step
+        export_checkpoint(run_dir / QUICKSAVE, run_dir / FINAL)
     return {"step": step, "total_steps": total_steps, "best_val_loss": best_val_loss, "val": last_val,
             "stopped": stop.reason, "seconds": seconds_before + time.perf_counter() - start,
             "quicksave": str(run_dir / QUICKSAVE)}

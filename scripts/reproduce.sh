@@ -63,9 +63,10 @@ done
 echo "== Exercise 2 (f): hyperparameter search (the picks go to out/tune*/vit_best.json; config/vit_best.json stays)"
 # On the validation part (the report's search), then the project's first search on its old split (where
 # config/vit_best.json comes from; it was scored on what is now the test part).
-python -m scripts.tune --config config/vit_cpu.json --study-name vit_cpu_val --storage out/tune_val/vit_cpu_val.journal \
-    --runs-dir out/tune_val --out results/vit/tune_val --until "$TRIALS" --steps-per-trial "$TRIAL_STEPS"
-python -m scripts.tune --config config/search_first.json --until "$TRIALS" --steps-per-trial "$TRIAL_STEPS"
+# The first search ran as two processes sharing the study (11 trials); one process here samples other trials.
+python -m scripts.tune --config config/vit_cpu.json --until "$TRIALS" --steps-per-trial "$TRIAL_STEPS"
+python -m scripts.tune --config config/search_first.json --study-name vit_cpu --storage out/tune/vit_cpu.journal \
+    --runs-dir out/tune --out results/vit/tune --until "$TRIALS" --steps-per-trial "$TRIAL_STEPS"
 
 echo "== Exercise 2 (c)-(f): the long runs (hours each; one thread per run)"
 # Learning curves of the sheet's model and of the best configuration (30 000 steps; best3k: 3000), seed 0.

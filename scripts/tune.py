@@ -1,8 +1,8 @@
 """Hyperparameter search for the predictive ViT (sheet 2 (f)): Optuna TPE with a median pruner.
 
-    python -m scripts.tune --config config/vit_cpu.json --trials 12 --steps-per-trial 300
+    python -m scripts.tune --config config/vit_cpu.json --until 10 --steps-per-trial 300   # results/vit/tune_val
     # several processes or SLURM array tasks share one study through the journal file:
-    srun python -m scripts.tune --study-name vit_cpu --storage out/tune/vit_cpu.journal --trials 4
+    srun python -m scripts.tune --study-name lr-sweep --storage out/tune/lr-sweep.journal --trials 4
 
 Each trial trains a model of sampled num_frames, channels, num_heads, layers, patch_size, learning
 rate, output (the frame itself, the change from the last frame, or the change from a learned warp of
@@ -61,16 +61,16 @@ SHORT_NAMES = {"num_frames": "frames", "channels": "width", "num_heads": "heads"
 def parse_args(argv=None):
     parser = CliParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--config", default="config/vit_cpu.json", help="base config; the search overrides it")
-    parser.add_argument("--study-name", default="vit_cpu")
-    parser.add_argument("--storage", default="out/tune/vit_cpu.journal", help="Optuna journal file (shared)")
+    parser.add_argument("--study-name", default="vit_cpu_val")
+    parser.add_argument("--storage", default="out/tune_val/vit_cpu_val.journal", help="Optuna journal file (shared)")
     parser.add_argument("--trials", type=non_negative_int, default=10,
                         help="trials this process adds to the study (with --worker: this worker's trials, "
                              "those before a requeue included)")
     parser.add_argument("--steps-per-trial", type=positive_int, default=300)
-    parser.add_argument("--out", default="results/vit/tune", help="trials.csv, summary.md, importance figure")
+    parser.add_argument("--out", default="results/vit/tune_val", help="trials.csv, summary.md, importance figure")
     parser.add_argument("--best-config", help="where the best trial's config is written (default: "
                         "RUNS_DIR/vit_best.json; the committed config/vit_best.json is replaced only when named)")
-    parser.add_argument("--runs-dir", default="out/tune", help="run folders of the trials")
+    parser.add_argument("--runs-dir", default="out/tune_val", help="run folders of the trials")
     parser.add_argument("--seed", type=int, default=0, help="seed of the sampler and of every trial's training")
     parser.add_argument("--worker", metavar="NAME",
                         help="this process's name in the study (e.g. <array job>_<task>): mixed into the "
@@ -111,8 +111,10 @@ def main(argv=None):
             args.trials = max(0, args.until - finished_trials(study))
         elif args.worker is not None:  # a requeued worker adds only what is left of its share
             args.trials = max(0, args.trials - finished_trials(study, args.worker))
+        check_base_config(study, args.config)
         if not args.report_only and args.trials:
             study.set_user_attr("steps_per_trial", args.steps_per_trial)
+            study.set_user_attr("config", args.config)
             frames = load_video(base, args.scratch)
             signals = StopSignals()
             with stop_on_signals(signals):
@@ -129,6 +131,14 @@ def main(argv=None):
     except KeyboardInterrupt:  # a second Ctrl-C
         return fail("interrupted; the running trial stays 'running' in the study", 130)
     return 0
+
+
+def check_base_config(study, config):
+    """Refuse to add trials from another base config (another split: another objective) to a study."""
+    saved = study.user_attrs.get("config")
+    if saved is not None and saved != config:
+        raise ConfigError(f"study '{study.study_name}' holds trials of --config {saved}, not {config}; give another "
+                          f"--study-name and --storage for a search from {config}")
 
 
 class TrialInterrupted(Exception):

@@ -68,7 +68,8 @@ def test_two_ranks_write_one_checkpoint_with_the_weights_both_hold(tmp_path):
     assert "trained 3 steps" in results[0][1] and results[1][1] == ""  # only rank 0 prints
 
     run_dir = out / "tiny.device0"
-    assert sorted(p.name for p in run_dir.iterdir()) == ["best.ckpt", "cfg.json", "metrics.jsonl", "quicksave.ckpt"]
+    assert sorted(p.name for p in run_dir.iterdir()) == ["best.ckpt", "cfg.json", "final.ckpt", "metrics.jsonl",
+                                                         "quicksave.ckpt"]
     assert [r["step"] for r in records(run_dir)] == [1, 2, 3]
     saved = load_checkpoint(run_dir / "quicksave.ckpt")
     assert saved["step"] == 3 and saved["sampler"]["position"] == 3  # 3 batches per rank
@@ -77,6 +78,8 @@ def test_two_ranks_write_one_checkpoint_with_the_weights_both_hold(tmp_path):
     for name, weight in saved["model"].items():
         assert torch.equal(weight, rank0[name]) and torch.equal(weight, rank1[name]), name
     assert saved["best_val_loss"] == min(r["val_loss"] for r in records(run_dir) if "val_loss" in r)
+    final = load_checkpoint(run_dir / "final.ckpt")["model"]  # the final weights alone, from rank 0
+    assert all(torch.equal(final[name], rank1[name]) for name in final)
 
 
 def test_a_signal_to_one_rank_stops_both_after_the_same_step(tmp_path):

@@ -78,8 +78,10 @@ def test_runner_trains_resumes_evaluates_and_reports(tiny_configs, capsys):
     assert len(summary_full["per_seed_psnr"]) == 2 and "beats_continue_motion" in summary_full
     # --tables-only summarises the runs stored in results.json again, without the run folders.
     (out / "table.md").unlink()
+    before = (out / "results.json").read_text()
     assert run_experiments.main(args + ["--tables-only", "--runs-dir", str(root / "nowhere")]) == 0
     assert (out / "table.md").read_text().splitlines() == table
+    assert (out / "results.json").read_text() == before  # the same numbers in the same order
     for figure in ("loss_curves", "samples_full", "samples_masked", "error_by_situation", "error_by_region",
                    "attention_full"):
         assert (out / f"{figure}.png").stat().st_size > 0
@@ -90,8 +92,10 @@ def test_runner_trains_resumes_evaluates_and_reports(tiny_configs, capsys):
     final, quicksave = root / "runs" / "full.seed0" / "final.ckpt", root / "runs" / "full.seed0" / "quicksave.ckpt"
     assert final.stat().st_size < quicksave.stat().st_size / 2
     quicksave.unlink()
+    (root / "runs" / "masked.seed0" / "final.ckpt").unlink()  # a run finished before there was final.ckpt
     capsys.readouterr()
     assert run_experiments.main(args) == 0
+    assert (root / "runs" / "masked.seed0" / "final.ckpt").is_file()  # exported from its quicksave
     printed = capsys.readouterr().out
     assert printed.count("done, skipped") == 5 and "resuming from" in printed
     assert (root / "runs" / "nopos.seed1" / "done.json").exists()
@@ -140,6 +144,17 @@ def test_tune_shares_a_journal_study_and_writes_the_best_config(tiny_configs):
     assert best.model.output == params["output"]
     assert best.model.warp_radius == (2 if params["output"] == "warp" else None)
     assert best.training.loss == params["loss"] and "objective: one-step L1 on the held-out part" in summary
+    other = root / "config/other.json"  # another base config (another split) may not join the study
+    other.write_text(json.dumps({"base": "vit_cpu.json", "data": {"test_fraction": 0.0}}))
+    assert tune.main(["--config", str(other)] + args[2:6] + ["--trials", "1"] + args[8:]) == 2
+
+
+def test_tune_writes_the_best_config_into_its_runs_dir_unless_told():
+    from scripts import tune
+
+    assert tune.parse_args(["--runs-dir", "somewhere"]).best_config == str(Path("somewhere") / "vit_best.json")
+    assert tune.parse_args([]).best_config == str(Path("out/tune_val") / "vit_best.json")
+    assert tune.parse_args(["--best-config", "config/vit_best.json"]).best_config == "config/vit_best.json"
 
 
 def test_tune_output_choices_are_valid_configs():

@@ -93,6 +93,16 @@ def test_cli_trains_and_writes_the_run_folder(tmp_path, capsys):
     assert "trained 6 steps" in capsys.readouterr().out
 
 
+def test_a_run_resumed_at_its_last_step_still_gets_its_final_weights(tmp_path):
+    config = tiny_setup(tmp_path, training={"max_steps": 3})
+    cfg, frames = load_config(config), load_frames(tmp_path / "video.hdf5")
+    run_dir = tmp_path / "run"
+    engine.train(cfg, frames, run_dir, seed=1234, log=lambda line: None)
+    (run_dir / "final.ckpt").unlink()  # e.g. killed between the last quicksave and the export
+    summary = engine.train(cfg, frames, run_dir, seed=1234, resume=run_dir / "quicksave.ckpt", log=lambda line: None)
+    assert summary["step"] == 3 and load_checkpoint(run_dir / "final.ckpt")["step"] == 3
+
+
 def test_resume_reproduces_the_uninterrupted_run(tmp_path):
     config = tiny_setup(tmp_path, model={"gradient_accumulation_steps": 2}, training={"max_steps": 9})
     cfg, frames = load_config(config), load_frames(tmp_path / "video.hdf5")

@@ -498,13 +498,17 @@ def compact_table(summary):
 
     Next-frame variants are measured against one bar, the strongest baseline (highest one-step PSNR on the
     first variant's windows, usually continue motion) among those every variant was compared with: ΔPSNR
-    and ΔL1 against it, and how many seeds beat it and copy-last in PSNR and L1 together; the per-seed PSNR
+    against it, and how many seeds beat it and copy-last in PSNR and L1 together (ΔL1 is in summary.md); PSNR
+    as mean ± std over seeds, the other columns as means (summary.md has every std); the per-seed PSNR
     beside the mean ± std (when a variant has several seeds). The baselines' rows, in italics, are those of
     the first variant's windows.
     """
-    def cell(values, digits, seeds, sign=""):
+    def cell(values, digits, seeds, sign=""):  # mean ± std over seeds
         mean, std = values
         return f"{mean:{sign}.{digits}f} ± {std:.{digits}f}" if seeds > 1 else f"{mean:{sign}.{digits}f}"
+
+    def mean(values, digits):  # the other columns: the mean alone, to keep the table one line a row
+        return f"{values[0]:.{digits}f}"
 
     def number(value, digits):
         return "–" if value is None else f"{value:.{digits}f}"
@@ -519,26 +523,24 @@ def compact_table(summary):
     several = any(len(entry["seeds"]) > 1 for entry in next_frame)  # a PSNR per seed column only then
     if next_frame:
         short = {"copy_last": "copy", "continue_motion": "motion", "mean_frame": "mean"}[bar]
-        header += ((" PSNR per seed |" if several else "") + f" ΔPSNR vs {short} | ΔL1 vs {short} | beats {short} |"
+        header += ((" PSNR per seed |" if several else "") + f" ΔPSNR vs {short} | beats {short} |"
                    + (" beats copy |" if bar != "copy_last" else "") + " 10-step PSNR | train PSNR |")
     lines = [header, "|" + "---|" * header.count(" |")]
     for variant, entry in summary.items():
         seeds, model = len(entry["seeds"]), entry["one_step_model"]
-        row = (f"| {variant} | {entry['steps']} | {seeds} | {cell(model['l1'], digits_l1, seeds)} | "
-               f"{cell(model['psnr'], 2, seeds)} | {cell(model['ssim'], 3, seeds)} |")
+        row = (f"| {variant} | {entry['steps']} | {seeds} | {mean(model['l1'], digits_l1)} | "
+               f"{cell(model['psnr'], 2, seeds)} | {mean(model['ssim'], 3)} |")
         if next_frame and "rollout10_model" not in entry:  # a masked variant next to next-frame ones
             row += " – |" * (header.count(" |") - 6)
         elif next_frame:
             train = entry.get("train_one_step_model")
-            l1_mean, l1_std = entry[f"one_step_minus_{bar}_l1"]
-            l1_delta = f"{l1_mean:+.1e}" + (f" ± {l1_std:.0e}" if seeds > 1 else "")
-            per_seed = " / ".join(f"{value:.2f}" for value in entry["per_seed_psnr"])
+            per_seed = "/".join(f"{value:.2f}" for value in entry["per_seed_psnr"])  # one word: never wraps
             row += ((f" {per_seed} |" if several else "") +
-                    f" {cell(entry[f'one_step_minus_{bar}_psnr'], 2, seeds, sign='+')} | {l1_delta} | "
+                    f" {entry[f'one_step_minus_{bar}_psnr'][0]:+.2f} | "  # its std is the PSNR's: the same bar
                     f"{entry[f'beats_{bar}']}/{seeds} |"
                     + (f" {entry['beats_copy_last']}/{seeds} |" if bar != "copy_last" else "")
-                    + f" {cell(entry['rollout10_model']['psnr'], 2, seeds)} | "
-                    f"{cell(train['psnr'], 2, seeds) if train else '–'} |")
+                    + f" {mean(entry['rollout10_model']['psnr'], 2)} | "
+                    f"{mean(train['psnr'], 2) if train else '–'} |")
         lines.append(row)
     for key in BASELINE_NAMES:
         one = reference.get(f"one_step_{key}")

@@ -197,10 +197,8 @@ def train(cfg, frames, run_dir, *, device="cpu", seed=1234, resume=None, stop=No
             best_val_loss = share_from_rank_0(best_val_loss, device)
         if is_main and (step % t.quicksave_every == 0 or last or stop):
             save_checkpoint(run_dir / QUICKSAVE, checkpoint(seconds_before + time.perf_counter() - start))
-            if last:  # finished: the final weights alone, for prediction and evaluation
-                export_checkpoint(run_dir / QUICKSAVE, run_dir / FINAL)
     progress.close()
-    if is_main and step == total_steps and not (run_dir / FINAL).exists():  # resumed at its last step
+    if is_main and step == total_steps:  # finished (also when resumed at its last step): the final weights alone
         export_checkpoint(run_dir / QUICKSAVE, run_dir / FINAL)
     return {"step": step, "total_steps": total_steps, "best_val_loss": best_val_loss, "val": last_val,
             "stopped": stop.reason, "seconds": seconds_before + time.perf_counter() - start,

@@ -503,9 +503,9 @@ def compact_table(summary):
     beside the mean ± std (when a variant has several seeds). The baselines' rows, in italics, are those of
     the first variant's windows.
     """
-    def cell(values, digits, seeds, sign=""):  # mean ± std over seeds
+    def cell(values, digits, seeds):  # mean ± std over seeds
         mean, std = values
-        return f"{mean:{sign}.{digits}f} ± {std:.{digits}f}" if seeds > 1 else f"{mean:{sign}.{digits}f}"
+        return f"{mean:.{digits}f} ± {std:.{digits}f}" if seeds > 1 else f"{mean:.{digits}f}"
 
     def mean(values, digits):  # the other columns: the mean alone, to keep the table one line a row
         return f"{values[0]:.{digits}f}"

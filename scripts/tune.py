@@ -13,7 +13,7 @@ reported to the median pruner through engine.train's on_record callback, which s
 trial early. The study lives in an Optuna journal file (JournalFileBackend), so any number of
 processes can add trials to it, and a stopped search continues where it was. Afterwards (and with
 --report-only) --out receives trials.csv, summary.md, param_importance.png, and --best-config
-(out/tune/vit_best.json unless named) is written from the best trial.
+(RUNS_DIR/vit_best.json unless named) is written from the best trial.
 
 A stop signal (SIGINT, SIGTERM, SIGUSR1: a SLURM job's time-limit warning, scancel) ends the search
 after the running trial's current step: the trial quicksaves, is marked failed (user attribute

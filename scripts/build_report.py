@@ -1,6 +1,7 @@
 """Build the submission PDF: fill docs/report.md's placeholders from results files, render with fpdf2.
 
     python -m scripts.build_report                    # docs/report.md -> docs/report.pdf
+    python scripts/build_report.py                    # the same, run as a file
     python -m scripts.build_report --check            # only resolve the placeholders
 
 Placeholders (paths relative to the repository root, or to --root):
@@ -32,7 +33,9 @@ import yaml
 from fpdf import FPDF, FontFace, TextStyle
 from PIL import Image
 
-from model.cli import CliParser, fail
+if __package__ in (None, ""):  # run as a file (python scripts/build_report.py): the repository root imports
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from model.cli import CliParser, fail  # noqa: E402
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 FONT_DIR = Path(matplotlib.get_data_path()) / "fonts" / "ttf"
@@ -297,17 +300,21 @@ class ReportPDF(FPDF):
         self.ln(above)
 
     def column_widths(self, rows, numeric, size):
-        """Per column at this font size: the width (mm) that keeps every cell on one line, and the least
-        width: the longest word of the heading and of text cells, but whole numeric cells (numbers never wrap)."""
-        natural, least = [0.0] * len(numeric), [0.0] * len(numeric)
+        """Per column at this font size: the width (mm) that keeps every cell on one line, the width that keeps
+        every body cell on one line (headings may wrap), and the least width: the longest word of the heading
+        and of text cells, but whole numeric cells (numbers never wrap)."""
+        natural, body, least = ([0.0] * len(numeric) for _ in range(3))
         for r, row in enumerate(rows):
             for c, cell in enumerate(row):
                 self.set_font("DejaVuMono" if is_code(cell) else "DejaVu", "B" if r == 0 or "**" in cell else "", size)
                 text = plain(cell)
                 pieces = [text] if numeric[c] and r > 0 else text.split()
-                natural[c] = max(natural[c], self.get_string_width(text) + 2 * CELL_PAD + 0.5)
+                width = self.get_string_width(text) + 2 * CELL_PAD + 0.5
+                natural[c] = max(natural[c], width)
+                if r > 0:
+                    body[c] = max(body[c], width)
                 least[c] = max([least[c]] + [self.get_string_width(p) + 2 * CELL_PAD + 0.5 for p in pieces])
-        return natural, least
+        return natural, [max(b, m) for b, m in zip(body, least)], least
 
     def table_layout(self, rows, spec):
         """Font size, column widths (mm, summing to at most the text width) and alignments of a table.
@@ -320,19 +327,30 @@ class ReportPDF(FPDF):
         align = tuple("C" if cell.startswith(":") and cell.endswith(":") else
                       "R" if cell.endswith(":") or (numeric[c] and not cell.startswith(":")) else "L"
                       for c, cell in enumerate(spec))
-        # Largest font at which the table fits: all on one line if possible, else wrapping headings and
-        # text; at the smallest font, whatever still does not fit is squeezed.
-        size = TABLE_PT
-        while True:
-            natural, least = self.column_widths(rows, numeric, size)
+        # Largest font at which every body cell stays on one line (headings may wrap); failing that, the
+        # largest at which text cells wrap only between words; at the smallest font, whatever still does
+        # not fit is squeezed.
+        sizes = [TABLE_PT - 0.5 * i for i in range(int((TABLE_PT - MIN_TABLE_PT) / 0.5) + 1)]
+        for size in sizes:
+            natural, body, _ = self.column_widths(rows, numeric, size)
             if sum(natural) <= self.epw:
                 return size, natural, align
+            if sum(body) <= self.epw:
+                # The slack unwraps whole headings, the nearest to one line first; what is left widens the
+                # rest in proportion to what they lack.
+                widths, slack = list(body), self.epw - sum(body)
+                for c in sorted(range(len(widths)), key=lambda c: natural[c] - body[c]):
+                    if natural[c] - body[c] <= slack:
+                        slack -= natural[c] - body[c]
+                        widths[c] = natural[c]
+                lacking = [n - w for n, w in zip(natural, widths)]
+                return size, [w + slack * d / sum(lacking) for w, d in zip(widths, lacking)], align
+        for size in sizes:
+            natural, _, least = self.column_widths(rows, numeric, size)
             if sum(least) <= self.epw:
                 slack = [n - m for n, m in zip(natural, least)]
                 return size, [m + (self.epw - sum(least)) * s / sum(slack) for m, s in zip(least, slack)], align
-            if size <= MIN_TABLE_PT:
-                return size, [m * self.epw / sum(least) for m in least], align
-            size -= 0.5
+        return size, [m * self.epw / sum(least) for m in least], align
 
     def table_block(self, lines):
         rows = [split_row(line) for line in lines]

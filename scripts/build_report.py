@@ -7,7 +7,8 @@
 Placeholders (paths relative to the repository root, or to --root):
     {{ value: results/vit/summary.json | full.one_step.psnr.mean | .2f }}
         one number or string from a JSON file by dotted path (list indices allowed: runs.0.loss);
-        the last field is a Python format spec and may be left out.
+        the last field is a Python format spec and may be left out. A list of numbers or strings (the
+        values per seed) is written as prose, each formatted: "24.85, 22.70 and 23.91".
     {{ table: results/timeseries/summary.md | caption | label=name }}
         a Markdown table file, included as is; with a caption it is numbered (Table N, caption above)
     {{ caption: caption | label=name }}                   the numbered caption of the hand-written table below it
@@ -19,6 +20,10 @@ Tables and figures are numbered in the order they appear; label= is optional. Ta
 authors placeholders stand alone on their line. HTML comments are removed before anything else, so a
 placeholder whose results do not exist yet can wait inside <!-- -->.
 A missing file, key or label stops the build with one line naming the placeholder (exit 1), never a blank.
+
+The README's results section is filled the same way (value placeholders only) from docs/readme_results.md
+into the lines between README_BEGIN and README_END, so it says what the report says; --check fails when the
+README's copy is stale.
 """
 import json
 import os
@@ -51,6 +56,9 @@ NUMBERED = ("table", "caption", "figure")
 BLOCKS = ("table", "caption", "figure", "authors")
 SEPARATOR_CELL = re.compile(r"^:?-+:?$")
 NUMBER = re.compile(r"^[-+−]?[\d.,]+(e[-+]?\d+)?\s*(±\s*[\d.,]+(e[-+]?\d+)?)?\s*[%×x]?$", re.IGNORECASE)
+
+README_BEGIN = "<!-- results: written by python -m scripts.build_report from docs/readme_results.md; edit that file -->"
+README_END = "<!-- end of results -->"
 
 BODY_PT, TABLE_PT, MIN_TABLE_PT = 10, 9, 6.5
 CELL_PAD = 1.5  # mm left and right of a table cell's text
@@ -100,6 +108,11 @@ def read_authors(path):
     return "\n".join(rows)
 
 
+def prose_list(items):
+    """['a'] -> 'a', ['a', 'b', 'c'] -> 'a, b and c'."""
+    return items[0] if len(items) == 1 else ", ".join(items[:-1]) + " and " + items[-1]
+
+
 def options(fields, allowed):
     """key=value fields -> dict; raises ValueError for another key or a field without '='."""
     found = {}
@@ -123,9 +136,12 @@ def resolve(kind, fields, root, authors, json_cache, number=None, labels=None):
         if path not in json_cache:
             json_cache[path] = json.loads(path.read_text(encoding="utf-8"))
         value = lookup(json_cache[path], fields[1])
+        spec = fields[2] if len(fields) == 3 else ""
+        if isinstance(value, list) and value and not any(isinstance(item, (dict, list)) for item in value):
+            return prose_list([format(item, spec) for item in value])  # per-seed values: "a, b and c"
         if isinstance(value, (dict, list)):
             raise ValueError(f"'{fields[1]}' is a {type(value).__name__}, not a value")
-        return format(value, fields[2]) if len(fields) == 3 else str(value)
+        return format(value, spec)
     if kind == "table" and 1 <= len(fields) <= 3:
         options(fields[2:], ("label",))
         table = read_table(root / fields[0])
@@ -175,8 +191,10 @@ def numbering(text, source_name):
     return numbers, labels
 
 
-def fill_placeholders(text, root, authors, source_name="report.md"):
-    """Remove HTML comments and replace every {{ }} placeholder; return (filled text, number replaced)."""
+def fill_placeholders(text, root, authors, source_name="report.md", kinds=None):
+    """Remove HTML comments and replace every {{ }} placeholder; return (filled text, number replaced).
+
+    kinds: the placeholder kinds allowed (default all)."""
     text = COMMENT.sub(lambda m: "\n" * m.group().count("\n"), text)  # keep line numbers for errors
     json_cache, count = {}, 0
     numbers, labels = numbering(text, source_name)
@@ -187,6 +205,8 @@ def fill_placeholders(text, root, authors, source_name="report.md"):
         line_no = text.count("\n", 0, match.start()) + 1
         where = f"{source_name}:{line_no}: {match.group()}"
         line = text[text.rfind("\n", 0, match.start()) + 1:].split("\n", 1)[0]
+        if kinds is not None and kind not in kinds:
+            raise ReportError(f"{where}: only {', '.join(f'{k}:' for k in kinds)} placeholders here")
         if kind in BLOCKS and line.strip() != match.group():
             raise ReportError(f"{where}: must stand alone on its line")
         try:
@@ -202,6 +222,14 @@ def fill_placeholders(text, root, authors, source_name="report.md"):
         return replacement
 
     return PLACEHOLDER.sub(replace, text), count
+
+
+def readme_with_results(readme, results):
+    """The README's text with the lines between README_BEGIN and README_END replaced by results."""
+    begin, end = readme.find(README_BEGIN), readme.find(README_END)
+    if begin < 0 or end < begin:
+        raise ReportError(f"the README has no results block: add the lines '{README_BEGIN}' and '{README_END}'")
+    return readme[:begin + len(README_BEGIN)] + "\n" + results.strip("\n") + "\n" + readme[end:]
 
 
 def split_row(line):
@@ -422,9 +450,13 @@ def main(argv=None):
     parser.add_argument("--source", default="docs/report.md")
     parser.add_argument("--out", default="docs/report.pdf")
     parser.add_argument("--authors", default="docs/authors.yaml")
-    parser.add_argument("--check", action="store_true", help="only resolve the placeholders")
+    parser.add_argument("--readme", default="README.md", help="the README whose results block is filled")
+    parser.add_argument("--readme-source", default="docs/readme_results.md",
+                        help="the source of the README's results block (skipped when the file does not exist)")
+    parser.add_argument("--check", action="store_true",
+                        help="only resolve the placeholders and check that the README's results block is current")
     args = parser.parse_args(argv)
-    source = args.root / args.source
+    source, readme_source, readme = args.root / args.source, args.root / args.readme_source, args.root / args.readme
     try:
         if not source.is_file():
             raise ReportError(f"no source file {source}")
@@ -433,10 +465,24 @@ def main(argv=None):
         todos = len(re.findall(r"\bTODO\b", filled))
         if todos:
             print(f"note: {todos} TODO marker(s) remain in {args.source}", file=sys.stderr)
+        if readme_source.is_file():
+            results, _ = fill_placeholders(readme_source.read_text(encoding="utf-8"), args.root,
+                                           args.root / args.authors, args.readme_source, kinds=("value",))
+            if not readme.is_file():
+                raise ReportError(f"no README {readme} for the results of {args.readme_source}")
+            old = readme.read_text(encoding="utf-8")
+            new = readme_with_results(old, results)
+            if args.check and new != old:
+                raise ReportError(f"{args.readme}'s results block is stale: run python -m scripts.build_report")
         if args.check:
             print(f"ok: {count} placeholder(s) resolved in {args.source}")
             return 0
         pages = render_pdf(filled, args.root / args.out)
+        if readme_source.is_file() and new != old:
+            temporary = readme.with_name(f".{readme.name}.tmp")  # never a half-written README
+            temporary.write_text(new, encoding="utf-8")
+            temporary.replace(readme)
+            print(f"wrote {args.readme}'s results block from {args.readme_source}")
     except ReportError as error:
         return fail(error, 1)
     print(f"wrote {args.out} ({pages} page(s), {count} placeholder(s))")

@@ -34,7 +34,7 @@ def root(tmp_path):
     """A results folder with a JSON summary, two Markdown tables, a PNG and an authors file."""
     (tmp_path / "results").mkdir()
     summary = {"full": {"one_step": {"psnr": {"mean": 31.23456}}}, "runs": [{"loss": 0.5}, {"loss": 0.01234}],
-               "best": "vit_best"}
+               "best": "vit_best", "per_seed": [24.851, 22.695, 23.9]}
     (tmp_path / "results" / "summary.json").write_text(json.dumps(summary))
     (tmp_path / "results" / "summary.md").write_text(TABLE + "\n")
     (tmp_path / "results" / "wide.md").write_text(WIDE_TABLE)
@@ -53,6 +53,8 @@ def fill(root, text):
     ("{{ value: results/summary.json | runs.1.loss | .1e }}", "1.2e-02"),
     ("{{ value: results/summary.json | runs.-1.loss | .1% }}", "1.2%"),
     ("{{ value: results/summary.json | best }}", "vit_best"),
+    ("{{ value: results/summary.json | per_seed | .2f }}", "24.85, 22.70 and 23.90"),
+    ("{{ value: results/summary.json | per_seed.0 | .1f }}", "24.9"),
 ])
 def test_value_formats_a_number_found_by_dotted_path(root, placeholder, expected):
     assert fill(root, f"PSNR {placeholder} dB") == f"PSNR {expected} dB"
@@ -223,3 +225,51 @@ def test_long_headings_wrap_before_body_cells_and_short_headings_stay_whole():
     assert size == build_report.TABLE_PT and sum(natural) > pdf.epw >= sum(widths) - 1e-6  # it must wrap
     assert all(w >= b - 1e-6 for w, b in zip(widths, body))  # but no body cell does
     assert widths[-1] >= natural[-1] - 1e-6  # and the short heading "CPU s" stays on one line
+
+
+README = f"""# Project
+
+Intro.
+
+## Results
+
+{build_report.README_BEGIN}
+old numbers
+{build_report.README_END}
+
+## Next
+"""
+
+
+def test_the_readme_results_block_is_filled_checked_and_nothing_else_changes(root, capsys):
+    (root / "docs").mkdir()
+    (root / "docs" / "report.md").write_text("# Title\n\nText.\n")
+    (root / "docs" / "readme_results.md").write_text(
+        "<!-- a note -->\nPSNR {{ value: results/summary.json | full.one_step.psnr.mean | .2f }} dB, per seed "
+        "{{ value: results/summary.json | per_seed | .1f }}.\n")
+    (root / "README.md").write_text(README)
+    argv = ["--root", str(root), "--authors", "authors.yaml"]
+    assert build_report.main(argv + ["--check"]) == 1
+    assert capsys.readouterr().err.strip() == (
+        "error: README.md's results block is stale: run python -m scripts.build_report")
+    assert build_report.main(argv) == 0
+    assert (root / "README.md").read_text() == README.replace(
+        "old numbers", "PSNR 31.23 dB, per seed 24.9, 22.7 and 23.9.")
+    assert build_report.main(argv + ["--check"]) == 0
+    (root / "docs" / "readme_results.md").write_text("{{ ref: curves }}\n")
+    assert build_report.main(argv + ["--check"]) == 1
+    assert "only value: placeholders here" in capsys.readouterr().err
+    (root / "docs" / "readme_results.md").write_text("Text.\n")
+    (root / "README.md").write_text("# Project without markers\n")
+    assert build_report.main(argv) == 1
+    assert "the README has no results block" in capsys.readouterr().err
+    assert (root / "README.md").read_text() == "# Project without markers\n"
+
+
+def test_the_committed_readme_results_are_those_of_the_committed_results():
+    # The README's results section says what the results files say: rebuilt, it is unchanged.
+    repo = SCRIPT.parents[1]
+    results, _ = build_report.fill_placeholders((repo / "docs" / "readme_results.md").read_text(encoding="utf-8"),
+                                                repo, repo / "docs" / "authors.yaml", kinds=("value",))
+    readme = (repo / "README.md").read_text(encoding="utf-8")
+    assert build_report.readme_with_results(readme, results) == readme, "run python -m scripts.build_report"

@@ -93,8 +93,11 @@ def frontier(finished, budget):
     flattens makes the first too hopeful, the second less so.
     """
     points = [{"run": label, "flop": flop, "val_psnr": value} for label, flop, value in sorted(finished, key=lambda x: x[1])]
-    result = {"points": points}
-    budgets = {point["flop"] for point in points}
+    budgets = sorted({point["flop"] for point in points})
+    # Per budget, smallest first (the index of a budget does not move when a seed finishes).
+    result = {"points": points, "budgets": [
+        {"flop": flop, "runs": [p["run"] for p in points if p["flop"] == flop],
+         "val_psnr": [p["val_psnr"] for p in points if p["flop"] == flop]} for flop in budgets]}
     if len(budgets) >= 2:
         slope, intercept = np.polyfit([math.log10(p["flop"]) for p in points], [p["val_psnr"] for p in points], 1)
         result.update(db_per_decade=float(slope), intercept=float(intercept),

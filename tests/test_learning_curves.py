@@ -43,6 +43,9 @@ def test_the_frontier_fits_a_line_in_log_compute_through_finished_runs():
     budget = {"flop": 1e16}
     line = learning_curves.frontier([("b", 1e14, 22.0), ("a", 1e13, 20.0), ("c", 1e14, 22.0)], budget)
     assert [point["run"] for point in line["points"]] == ["a", "b", "c"]
+    # Grouped by budget, smallest first, each with its seeds' runs and values.
+    assert line["budgets"] == [{"flop": 1e13, "runs": ["a"], "val_psnr": [20.0]},
+                               {"flop": 1e14, "runs": ["b", "c"], "val_psnr": [22.0, 22.0]}]
     assert abs(line["db_per_decade"] - 2.0) < 1e-9 and abs(line["sheet_budget_psnr"] - 26.0) < 1e-9
     # The slope of the two largest budgets (seeds averaged) carried on from the largest one.
     bent = learning_curves.frontier([("a", 1e12, 10.0), ("b", 1e13, 20.0), ("c", 1e14, 22.0), ("d", 1e14, 24.0)],

@@ -14,6 +14,7 @@ import torch  # noqa: E402
 from model.data import (PART_NAMES, config_parts, evaluation_part, load_metadata, part_windows,  # noqa: E402
                         resolve_data_path)
 from model.engine import final_weights, load_model  # noqa: E402
+from model.metrics import continue_motion_baseline  # noqa: E402
 
 COLOURS = plt.rcParams["axes.prop_cycle"].by_key()["color"]
 SAMPLES = 3  # windows per sample figure
@@ -32,7 +33,9 @@ def make_all(out, evaluations, configs, runs_dir, cache, frames_of):
         samples(out / f"samples_{variant}.png", cfg, runs_dir / f"{variant}.seed{seed}", frames)
     if next_frame:
         by_situation(out / "error_by_situation.png", {v: evaluations[v] for v in next_frame})
-        by_region(out / "error_by_region.png", next_frame, evaluations, runs_dir)
+        first = configs[next_frame[0]]
+        by_region(out / "error_by_region.png", next_frame, evaluations, runs_dir,
+                  baseline_error_maps(first, frames_of(first, cache)))
     for variant in next_frame:
         cfg = configs[variant]
         if cfg.model.attention:
@@ -95,7 +98,8 @@ def pick_windows(cfg, frames):
 
 @torch.no_grad()
 def samples(path, cfg, run_dir, frames):
-    """Rows of evaluation-part windows: input frames, truth, prediction, |error| (and copy-last's |error|)."""
+    """Rows of evaluation-part windows: the last input frame, truth, prediction and the |error| of the prediction,
+    of the copy of the last frame and of continue motion (masked reconstruction: input, truth, reconstruction)."""
     model, _ = load_model(final_weights(run_dir), cfg.model)
     windows, starts = pick_windows(cfg, frames)
     batch = windows.batch(starts)  # (S, T, H, W)
@@ -104,15 +108,17 @@ def samples(path, cfg, run_dir, frames):
     truth = batch[:, -1]
     T = cfg.model.num_frames
     if T > 1:
-        inputs = [(batch[:, t], f"input t-{T - 1 - t}") for t in range(T - 1)]
-        panels = inputs + [(truth, "truth"), (prediction, "prediction"), ((prediction - truth).abs(), "|error|"),
-                           ((batch[:, -2] - truth).abs(), "|error| copy-last")]
+        panels = [(batch[:, -2], f"last input (of {T - 1})"), (truth, "truth"), (prediction, "prediction"),
+                  ((prediction - truth).abs(), "|error|"), ((batch[:, -2] - truth).abs(), "|error| copy-last")]
+        if T >= 3:
+            panels.append(((continue_motion_baseline(batch[:, :-1]) - truth).abs(), "|error| continue motion"))
     else:
         masked = batch[:, 0].masked_fill(out["pixel_mask"][:, 0], 0.5)
         shown = torch.where(out["pixel_mask"][:, 0], prediction, truth)
         panels = [(masked, "input (masked grey)"), (truth, "truth"), (shown, "reconstruction"),
                   ((shown - truth).abs(), "|error|")]
-    fig, axes = plt.subplots(len(starts), len(panels), figsize=(2.2 * len(panels), 2.1 * len(starts)), squeeze=False)
+    fig, axes = plt.subplots(len(starts), len(panels), figsize=(1.7 * len(panels), 1.75 * len(starts) + 0.3),
+                             squeeze=False)
     for row, start in enumerate(starts.tolist()):
         for col, (images, title) in enumerate(panels):
             ax = axes[row, col]
@@ -121,12 +127,12 @@ def samples(path, cfg, run_dir, frames):
             ax.set_xticks([])
             ax.set_yticks([])
             if row == 0:
-                ax.set_title(title, fontsize=8)
+                ax.set_title(title.replace(" continue", "\ncontinue").replace(" copy", "\ncopy"), fontsize=10)
             if col == 0:
-                ax.set_ylabel(f"frame {windows.first_frame + start + T - 1}", fontsize=8)
-    fig.suptitle(f"{cfg.model_path} ({PART_NAMES[evaluation_part(cfg)]} windows)", fontsize=9)
+                ax.set_ylabel(f"frame {windows.first_frame + start + T - 1}", fontsize=10)
+    fig.suptitle(f"{cfg.model_path} ({PART_NAMES[evaluation_part(cfg)]} windows)", fontsize=11)
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
+    fig.savefig(path, dpi=130)
     plt.close(fig)
 
 
@@ -160,38 +166,54 @@ def by_situation(path, evaluations):
     plt.close(fig)
 
 
-def by_region(path, variants, evaluations, runs_dir, block=8):
-    """Mean |error| per 8x8 block of the frame: each variant (mean over seeds), copy-last, and the difference."""
-    maps = {}
-    for variant in variants:
-        loaded = [np.load(runs_dir / f"{variant}.seed{seed}" / "error_map.npz") for seed in evaluations[variant]]
-        maps[variant] = np.mean([m["model"] for m in loaded], axis=0)
-        copy_last = loaded[0]["copy_last"]
-    maps["copy-last frame"] = copy_last
+@torch.no_grad()
+def baseline_error_maps(cfg, frames):
+    """Mean |error| per pixel of the copy of the last frame and of continue motion on the evaluation part."""
+    video = torch.as_tensor(frames)
+    windows = part_windows(video, evaluation_part(cfg), config_parts(cfg, len(frames)), cfg.model.num_frames)
+    maps = {"copy-last frame": torch.zeros(video.shape[1:])}
+    if cfg.model.num_frames >= 3:
+        maps["continue motion"] = torch.zeros(video.shape[1:])
+    for starts in torch.arange(len(windows)).split(64):
+        batch = windows.batch(starts)
+        context, target = batch[:, :-1], batch[:, -1]
+        maps["copy-last frame"] += (context[:, -1] - target).abs().sum(0)
+        if "continue motion" in maps:
+            maps["continue motion"] += (continue_motion_baseline(context) - target).abs().sum(0)
+    return {name: (total / len(windows)).numpy() for name, total in maps.items()}
+
+
+def by_region(path, variants, evaluations, runs_dir, baselines, block=8):
+    """Mean |error| per 8x8 block of the frame: each variant (mean over seeds) and the baselines; below, each
+    variant minus the strongest baseline (continue motion where there is one)."""
+    maps = {variant: np.mean([np.load(runs_dir / f"{variant}.seed{seed}" / "error_map.npz")["model"]
+                              for seed in evaluations[variant]], axis=0) for variant in variants}
+    maps.update(baselines)
+    reference = "continue motion" if "continue motion" in baselines else "copy-last frame"
 
     def pool(image):
         h, w = image.shape
         return image[: h // block * block, : w // block * block].reshape(h // block, block, w // block, block).mean((1, 3))
 
-    fig, axes = plt.subplots(2, len(maps), figsize=(3 * len(maps), 5.6), squeeze=False)
+    fig, axes = plt.subplots(2, len(maps), figsize=(2.6 * len(maps), 4.8), squeeze=False)
     top = max(pool(m).max() for m in maps.values())
     for col, (label, image) in enumerate(maps.items()):
         shown = axes[0, col].imshow(pool(image), cmap="magma", vmin=0, vmax=top)
-        axes[0, col].set_title(f"{label}\nmean |error| per {block}x{block} block", fontsize=8)
-        fig.colorbar(shown, ax=axes[0, col], fraction=0.04)
-        if label == "copy-last frame":
+        axes[0, col].set_title(f"{label}\nmean |error| per {block}x{block}", fontsize=10)
+        fig.colorbar(shown, ax=axes[0, col], fraction=0.04).ax.tick_params(labelsize=9)
+        if label in baselines:
             axes[1, col].axis("off")
         else:
-            difference = pool(image) - pool(copy_last)
+            difference = pool(image) - pool(baselines[reference])
             limit = max(1e-6, np.abs(difference).max())
             diff_shown = axes[1, col].imshow(difference, cmap="coolwarm", vmin=-limit, vmax=limit)
-            axes[1, col].set_title("minus copy-last (blue: better)", fontsize=8)
-            fig.colorbar(diff_shown, ax=axes[1, col], fraction=0.04)
+            axes[1, col].set_title(f"minus {reference}\n(blue: better)", fontsize=10)
+            fig.colorbar(diff_shown, ax=axes[1, col], fraction=0.04).ax.tick_params(labelsize=9)
         for ax in axes[:, col]:
             ax.set_xticks([])
             ax.set_yticks([])
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
+    fig.savefig(path, dpi=120)
     plt.close(fig)
 
 

@@ -253,7 +253,7 @@ def objective(trial, base, frames, args, signals):
     val = result["val"] or {}
     trial.set_user_attr("seconds", result["seconds"])
     trial.set_user_attr("steps", result["step"])
-    for key in ("l1", "psnr", "copy_last_l1", "copy_last_psnr"):
+    for key in ("l1", "psnr", "copy_last_l1", "copy_last_psnr", "continue_motion_l1", "continue_motion_psnr"):
         if key in val:
             trial.set_user_attr(f"val_{key}", val[key])
     print(f"trial {trial.number}: step {result['step']}, val L1 {val.get('l1', math.nan):.4f}, "
@@ -279,11 +279,17 @@ def write_report(study, base, args):
     complete = [t for t in trials if t.state == optuna.trial.TrialState.COMPLETE]
     seconds = sum(t.user_attrs.get("seconds", 0) for t in trials)
     pruned = sum(t.state == optuna.trial.TrialState.PRUNED for t in trials)
+    # Baselines on the first trial's windows that recorded them (trials of an older version lack continue motion).
+    baselines = {name: (_first_attr(trials, f"val_{key}_l1"), _first_attr(trials, f"val_{key}_psnr"))
+                 for name, key in (("copy-last", "copy_last"), ("continue motion", "continue_motion"))}
+    l1_bars = "; ".join(f"{name}: {_number(l1, 4)}" for name, (l1, _) in baselines.items() if l1 is not None)
+    psnr_bars = "; ".join(f"{name}: {_number(value, 2)} dB" for name, (_, value) in baselines.items()
+                          if value is not None)
     lines = [f"# Hyperparameter search: {args.study_name}", "",
              f"Base config {args.config}; {plural(args.steps_per_trial, 'step')} per trial; objective: one-step L1 on the "
-             f"held-out part (lower is better; copy-last: {_number(_first_attr(trials, 'val_copy_last_l1'), 4)}). Trials: {len(trials)} ({len(complete)} complete, "
-             f"{pruned} pruned); training time {seconds:.0f} s. PSNR: one-step validation PSNR in dB "
-             f"(copy-last: {_number(_first_attr(trials, 'val_copy_last_psnr'), 2)} dB).", "",
+             f"held-out part (lower is better; {l1_bars or 'no baseline recorded'}). Trials: {len(trials)} "
+             f"({len(complete)} complete, {pruned} pruned); training time {seconds:.0f} s. PSNR: one-step validation "
+             f"PSNR in dB ({psnr_bars or 'no baseline recorded'}).", "",
              "| trial | state | val L1 | PSNR | s | " + " | ".join(SHORT_NAMES.values()) + " |",
              "|---" * (5 + len(SEARCH_SPACE)) + "|"]
     for t in sorted(trials, key=lambda t: (t.value is None, t.value or 0)):

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from model.config import load_config, strip_json_comments, with_overrides
-from scripts import run_experiments
+from scripts import experiment_figures, run_experiments
 
 TINY_MODEL = {"image_height": 32, "image_width": 32, "patch_size": 8, "channels": 16, "num_heads": 2,
               "layers": 1, "batch_size": 4}
@@ -85,6 +85,12 @@ def test_runner_trains_resumes_evaluates_and_reports(tiny_configs, capsys):
     for figure in ("loss_curves", "samples_full", "samples_masked", "error_by_situation", "error_by_region",
                    "attention_full"):
         assert (out / f"{figure}.png").stat().st_size > 0
+    # The region figure's baselines are those of the evaluation, on the same windows.
+    cfg = run_experiments.run_config("full", 4, root)
+    maps = experiment_figures.baseline_error_maps(cfg, run_experiments.frames_of(cfg, {}))
+    copy_map = np.load(root / "runs" / "full.seed0" / "error_map.npz")["copy_last"]
+    assert set(maps) == {"copy-last frame", "continue motion"}
+    np.testing.assert_allclose(maps["copy-last frame"], copy_map, rtol=1e-5, atol=1e-7)
     # A second call skips the finished runs (and reuses their evaluations); a run without done.json
     # resumes from its quicksave.
     (root / "runs" / "nopos.seed1" / "done.json").unlink()
@@ -134,6 +140,7 @@ def test_tune_shares_a_journal_study_and_writes_the_best_config(tiny_configs):
     assert tune.main(args[:6] + ["--trials", "1"] + args[8:]) == 0  # a second process adds to the same study
     summary = (root / "tune" / "summary.md").read_text()
     assert "Trials: 3" in summary and (root / "tune" / "trials.csv").exists()
+    assert "copy-last: 0." in summary and "continue motion: 0." in summary  # the strongest baseline too
     assert (root / "tune" / "param_importance.png").exists()
     assert tune.main(args[:6] + ["--until", "3"] + args[8:]) == 0  # complete: nothing added
     facts = json.loads((root / "tune" / "study.json").read_text())

@@ -57,6 +57,7 @@ BLOCKS = ("table", "caption", "figure", "authors")
 SEPARATOR_CELL = re.compile(r"^:?-+:?$")
 NUMBER = re.compile(r"^[-+−]?[\d.,]+(e[-+]?\d+)?\s*(±\s*[\d.,]+(e[-+]?\d+)?)?\s*[%×x]?$", re.IGNORECASE)
 
+APPENDIX = "Appendix"  # the level-2 heading that ends the body
 README_BEGIN = "<!-- results: written by python -m scripts.build_report from docs/readme_results.md; edit that file -->"
 README_END = "<!-- end of results -->"
 
@@ -289,6 +290,7 @@ class ReportPDF(FPDF):
 
     def __init__(self):
         super().__init__(format="A4")
+        self.body_pages = None  # pages before the level-2 heading "Appendix" (all pages without one)
         self.set_margins(20, 18, 20)
         self.set_auto_page_break(True, margin=18)
         for family, stem in (("DejaVu", "DejaVuSans"), ("DejaVuMono", "DejaVuSansMono")):
@@ -306,6 +308,8 @@ class ReportPDF(FPDF):
         if self.will_page_break(space + 30):  # keep a heading with the start of its section
             self.add_page()
         self.ln(space if self.get_y() > self.t_margin + 1 else 0)
+        if level == 2 and title == APPENDIX:
+            self.body_pages = self.page_no() - (self.get_y() <= self.t_margin + 1)
         self.set_font("DejaVu", "B", size)
         if level in (2, 3):  # the PDF outline: sections and subsections
             self.start_section(title, level=level - 2)
@@ -432,7 +436,7 @@ class ReportPDF(FPDF):
 
 
 def render_pdf(text, out):
-    """Render filled Markdown to a PDF at out; return the page count."""
+    """Render filled Markdown to a PDF at out; return (page count, body pages: those before the appendix)."""
     pdf = ReportPDF()
     if "SOURCE_DATE_EPOCH" in os.environ:  # reproducible bytes for a committed PDF
         pdf.set_creation_date(datetime.fromtimestamp(int(os.environ["SOURCE_DATE_EPOCH"]), timezone.utc))
@@ -441,7 +445,7 @@ def render_pdf(text, out):
         getattr(pdf, f"{kind}_block")(payload)
     Path(out).parent.mkdir(parents=True, exist_ok=True)
     pdf.output(str(out))
-    return pdf.pages_count
+    return pdf.pages_count, pdf.body_pages or pdf.pages_count
 
 
 def main(argv=None):
@@ -453,6 +457,8 @@ def main(argv=None):
     parser.add_argument("--readme", default="README.md", help="the README whose results block is filled")
     parser.add_argument("--readme-source", default="docs/readme_results.md",
                         help="the source of the README's results block (skipped when the file does not exist)")
+    parser.add_argument("--max-body-pages", type=int, default=8,
+                        help="fail when the pages before the '## Appendix' heading are more (the sheet's brief report)")
     parser.add_argument("--check", action="store_true",
                         help="only resolve the placeholders and check that the README's results block is current")
     args = parser.parse_args(argv)
@@ -477,7 +483,10 @@ def main(argv=None):
         if args.check:
             print(f"ok: {count} placeholder(s) resolved in {args.source}")
             return 0
-        pages = render_pdf(filled, args.root / args.out)
+        pages, body = render_pdf(filled, args.root / args.out)
+        if body > args.max_body_pages:
+            raise ReportError(f"the body of {args.out} is {body} pages, more than --max-body-pages "
+                              f"{args.max_body_pages}: shorten it or move material to the appendix")
         if readme_source.is_file() and new != old:
             temporary = readme.with_name(f".{readme.name}.tmp")  # never a half-written README
             temporary.write_text(new, encoding="utf-8")
@@ -485,7 +494,7 @@ def main(argv=None):
             print(f"wrote {args.readme}'s results block from {args.readme_source}")
     except ReportError as error:
         return fail(error, 1)
-    print(f"wrote {args.out} ({pages} page(s), {count} placeholder(s))")
+    print(f"wrote {args.out} ({pages} page(s), {body} before the appendix, {count} placeholder(s))")
     return 0
 
 

@@ -81,6 +81,12 @@ python -m scripts.run_experiments --set long_riverraid --seeds 0 --threads 1
 python -m scripts.learning_curves --runs-dir out/experiments --out results/vit/long
 python -m scripts.learning_curves --runs-dir out/experiments --out results/vit/long_ablation --seeds "${SEEDS[@]}" \
     --variants ablation10k_full ablation10k_noattention ablation10k_nopos ablation10k_residual
+python -m scripts.learning_curves --runs-dir out/experiments --out results/vit/long_masked --seeds "${SEEDS[@]}" \
+    --variants masked10k_full masked10k_noattention --frontier
+for game in pong riverraid; do
+    python -m scripts.learning_curves --runs-dir out/experiments --out results/vit/long_$game --seeds 0 \
+        --variants ${game}10k --frontier
+done
 # The selected model: best_long's final weights.
 python -m model.scripts.export_checkpoint out/experiments/best_long.seed0/final.ckpt results/vit/vit_best_long.ckpt
 

@@ -189,7 +189,21 @@ def test_small_report_builds_to_a_pdf(root, capsys):
     pdf = (root / "docs" / "report.pdf").read_bytes()
     pages = len(re.findall(rb"/Type /Page\b", pdf))
     assert code == 0 and pdf.startswith(b"%PDF-") and pages >= 1
-    assert capsys.readouterr().out.strip() == f"wrote docs/report.pdf ({pages} page(s), 5 placeholder(s))"
+    assert capsys.readouterr().out.strip() == (
+        f"wrote docs/report.pdf ({pages} page(s), {pages} before the appendix, 5 placeholder(s))")
+
+
+def test_the_body_before_the_appendix_is_held_to_its_page_limit(root, capsys):
+    (root / "docs").mkdir()
+    page = "\n\n".join(["A paragraph of filler text that runs on for a while. " * 12] * 6)
+    (root / "docs" / "report.md").write_text(f"# Title\n\n{page}\n\n{page}\n\n## Appendix\n\nMore.\n")
+    argv = ["--root", str(root), "--authors", "authors.yaml"]
+    assert build_report.main(argv + ["--max-body-pages", "2"]) == 0
+    assert ", 2 before the appendix," in capsys.readouterr().out
+    assert build_report.main(argv + ["--max-body-pages", "1"]) == 1
+    assert capsys.readouterr().err.strip() == (
+        "error: the body of docs/report.pdf is 2 pages, more than --max-body-pages 1: shorten it or move "
+        "material to the appendix")
 
 
 def test_the_report_resolves_from_the_committed_results():

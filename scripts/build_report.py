@@ -16,7 +16,8 @@ Placeholders (paths relative to the repository root, or to --root):
         a figure scaled to a fraction of the text width (default 1), numbered (Figure N), with its caption
     {{ ref: name }}                                       "Table N" or "Figure N" of the labelled one
     {{ authors }}                                         docs/authors.yaml as a table
-Tables and figures are numbered in the order they appear; label= is optional. Table, caption, figure and
+Tables and figures are numbered in the order they appear; label= is optional; a caption may hold value
+placeholders. Table, caption, figure and
 authors placeholders stand alone on their line. HTML comments are removed before anything else, so a
 placeholder whose results do not exist yet can wait inside <!-- -->.
 A missing file, key or label stops the build with one line naming the placeholder (exit 1), never a blank.
@@ -48,6 +49,7 @@ AUTHOR_KEYS = ("name", "matriculation", "email")
 FONT_FILES = {"": "", "B": "-Bold", "I": "-Oblique", "BI": "-BoldOblique"}
 
 PLACEHOLDER = re.compile(r"\{\{(.*?)\}\}")
+INNERMOST = re.compile(r"\{\{((?:(?!\{\{).)*?)\}\}")  # a placeholder with none inside it
 COMMENT = re.compile(r"<!--.*?-->", re.DOTALL)
 HEADING = re.compile(r"^(#{1,6})\s+(.*?)\s*#*$")
 FIGURE = re.compile(r"^!\[(?P<caption>.*)\]\((?P<path>[^()]+)\)\{width=(?P<width>[\d.]+)\}$")
@@ -195,10 +197,11 @@ def numbering(text, source_name):
 def fill_placeholders(text, root, authors, source_name="report.md", kinds=None):
     """Remove HTML comments and replace every {{ }} placeholder; return (filled text, number replaced).
 
-    kinds: the placeholder kinds allowed (default all)."""
+    kinds: the placeholder kinds allowed (default all). Values are filled first, so a caption can hold them.
+    """
     text = COMMENT.sub(lambda m: "\n" * m.group().count("\n"), text)  # keep line numbers for errors
     json_cache, count = {}, 0
-    numbers, labels = numbering(text, source_name)
+    numbers, labels = {}, {}
 
     def replace(match):
         nonlocal count
@@ -222,6 +225,8 @@ def fill_placeholders(text, root, authors, source_name="report.md", kinds=None):
         count += 1
         return replacement
 
+    text = INNERMOST.sub(lambda match: replace(match) if parse(match)[0] == "value" else match.group(), text)
+    numbers, labels = numbering(text, source_name)
     return PLACEHOLDER.sub(replace, text), count
 
 

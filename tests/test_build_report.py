@@ -287,3 +287,9 @@ def test_the_committed_readme_results_are_those_of_the_committed_results():
                                                 repo, repo / "docs" / "authors.yaml", kinds=("value",))
     readme = (repo / "README.md").read_text(encoding="utf-8")
     assert build_report.readme_with_results(readme, results) == readme, "run python -m scripts.build_report"
+
+
+def test_a_caption_may_hold_values(root):
+    text = fill(root, "{{ table: results/summary.md | Runs of {{ value: results/summary.json | best }}, PSNR "
+                      "{{ value: results/summary.json | full.one_step.psnr.mean | .1f }} dB. | label=t }}\n\nSee {{ ref: t }}.")
+    assert text.startswith("Table: **Table 1:** Runs of vit_best, PSNR 31.2 dB.\n|") and text.endswith("See Table 1.")

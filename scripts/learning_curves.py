@@ -137,8 +137,13 @@ def plot(runs, budget, out, line=None):
 
 
 def _plot(runs, budget, out, line):
-    fig, (steps_ax, time_ax) = plt.subplots(1, 2, figsize=(11, 5.2))
-    compute_fig, compute_ax = plt.subplots(figsize=(10, 4.4))
+    with plt.rc_context({"font.size": 12.5}):  # legible at the report's text width
+        _draw(runs, budget, out, line)
+
+
+def _draw(runs, budget, out, line):
+    fig, (steps_ax, time_ax) = plt.subplots(1, 2, figsize=(11, 5.6))
+    compute_fig, compute_ax = plt.subplots(figsize=(9, 6.2))
     drawn = set()
     for i, (name, run) in enumerate(runs.items()):
         colour = f"C{i}"
@@ -175,9 +180,9 @@ def _plot(runs, budget, out, line):
         ax.grid(alpha=0.3)
     handles, labels = steps_ax.get_legend_handles_labels()
     rows = math.ceil(len(labels) / 3)
-    fig.legend(handles, labels, loc="lower center", ncol=3, fontsize=9.5, frameon=False)
-    compute_ax.legend(fontsize=9.5, loc="upper left", bbox_to_anchor=(1.01, 1), borderaxespad=0)
-    fig.tight_layout(rect=(0, 0.045 * rows + 0.02, 1, 1))
+    fig.legend(handles, labels, loc="lower center", ncol=3, fontsize=10.5, frameon=False)
+    compute_ax.legend(fontsize=11, loc="upper center", bbox_to_anchor=(0.5, -0.16), ncol=2, frameon=False)
+    fig.tight_layout(rect=(0, 0.052 * rows + 0.02, 1, 1))
     fig.savefig(out / "learning_curves.png", dpi=130)
     compute_fig.tight_layout()
     compute_fig.savefig(out / "compute.png", dpi=130)

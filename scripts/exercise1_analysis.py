@@ -119,9 +119,9 @@ def markdown(analysis):
     them, and each model's validation accuracy there."""
     layers = analysis["tcn_layers"]
     models = list(dict.fromkeys(model for entry in analysis["tasks"].values() for model in entry["accuracy_by_position"]))
-    lines = [f"| task (training positions) | validation positions | TCN slots, layers {layers - 1}, {layers} | "
-             f"layer-{layers - 1} slot on a training path | layer-{layers} slot on a training path | "
-             "both on one training path | " + " | ".join(model.upper() for model in models) + " |",
+    # Headings short enough for a page: "trained" = on the path of a training token.
+    lines = [f"| task (trained on) | positions | TCN slots (L{layers - 1}, L{layers}) | L{layers - 1} slot trained | "
+             f"L{layers} slot trained | pair trained | " + " | ".join(model.upper() for model in models) + " |",
              "|---|---|---|---|---|---|" + "---:|" * len(models)]
     for task, entry in analysis["tasks"].items():
         first, last = entry["train_positions"]

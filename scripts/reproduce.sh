@@ -87,6 +87,8 @@ for game in pong riverraid; do
     python -m scripts.learning_curves --runs-dir out/experiments --out results/vit/long_$game --seeds 0 \
         --variants ${game}10k --frontier
 done
+# Where the targets stand (results/vit/targets.md).
+python -m scripts.targets
 # The selected model: best_long's final weights.
 python -m model.scripts.export_checkpoint out/experiments/best_long.seed0/final.ckpt results/vit/vit_best_long.ckpt
 

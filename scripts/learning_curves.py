@@ -192,7 +192,8 @@ def _draw(runs, budget, out, line):
 
 def main(argv=None):
     parser = CliParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--variants", nargs="+", default=["sheet_cpu_long", "best_long", "best3k", "sheet_l1_5k"])
+    parser.add_argument("--variants", nargs="+", default=["sheet_cpu_long", "best_long", "best3k", "sheet_l1_5k",
+                                                          "sheet_sincos_5k"])
     parser.add_argument("--seeds", nargs="+", type=int, default=[0])
     parser.add_argument("--runs-dir", default="out/experiments", help="run folders {variant}.seed{S}/")
     parser.add_argument("--out", default="results/vit/long", help="where the figures and the JSON go")

@@ -51,8 +51,9 @@ from model.rollout import closed_loop, per_step_means
 VARIANT_FOLDERS = ("config/long", "config/short")
 SETS = {
     # Long runs: learning curves of the sheet's model and of the best configuration (30 000 steps); best3k: a
-    # shorter budget for the compute frontier; sheet_l1_5k: the sheet's model with the L1 loss.
-    "long": ["sheet_cpu_long", "best_long", "best3k", "sheet_l1_5k"],
+    # shorter budget for the compute frontier; sheet_l1_5k: the sheet's model with the L1 loss; sheet_sincos_5k:
+    # with its positional embedding started from sines and cosines.
+    "long": ["sheet_cpu_long", "best_long", "best3k", "sheet_l1_5k", "sheet_sincos_5k"],
     # 2 (d), (e) at 10 000 steps on the model that leaves the copy of the last frame, and what its learned warp
     # adds (the residual output instead); masked reconstruction.
     "long_ablation": ["ablation10k_full", "ablation10k_noattention", "ablation10k_nopos", "ablation10k_residual"],

@@ -157,6 +157,8 @@ def _draw(runs, budget, out, line):
             if f"{key}_psnr" in val and key not in drawn:
                 for ax in (steps_ax, time_ax, compute_ax):
                     ax.axhline(val[f"{key}_psnr"], color=grey, ls="--", lw=1, label=f"{label} (validation)")
+                    ax.annotate(label, (0.99, val[f"{key}_psnr"]), xycoords=("axes fraction", "data"), ha="right",
+                                va="bottom", fontsize=10, color=grey)  # named on the plot, not only in the legend
                 drawn.add(key)
     compute_ax.axvline(budget["flop"], color="k", ls="-.", lw=1,
                        label=f"the template's budget ({budget['epochs']} epochs of vit.json)")

@@ -1,7 +1,8 @@
 """Learning curves of long runs: validation and training PSNR against steps, wall time and compute.
 
     python -m scripts.learning_curves                                   # the runs of the 'long' set, seed 0
-    python -m scripts.learning_curves --variants best_long --seeds 0 1 2 --runs-dir out/experiments
+    python -m scripts.learning_curves --set long_ablation --seeds 0 1 2  # -> results/vit/long_ablation
+    python -m scripts.learning_curves --variants best_long --seeds 0 1 2 --out out/curves
 
 Reads each run folder's metrics.jsonl (written by model.engine.train while it trains; an unfinished
 run is drawn up to the step it reached) and writes into --out:
@@ -39,6 +40,7 @@ from model.cli import CliParser, fail  # noqa: E402
 from model.config import ConfigError, config_from_dict, load_config  # noqa: E402
 from model.data import DataError, config_parts  # noqa: E402
 from model.engine import METRICS, step_flops, write_json_atomically  # noqa: E402
+from scripts.experiment_sets import SETS  # noqa: E402
 
 BASELINES = {"copy_last": ("copy-last frame", "0.45"), "continue_motion": ("continue motion", "0.2"),
              "mean_frame": ("mean frame", "0.7")}
@@ -194,17 +196,18 @@ def _draw(runs, budget, out, line):
 
 def main(argv=None):
     parser = CliParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--variants", nargs="+", default=["sheet_cpu_long", "best_long", "best3k", "sheet_l1_5k",
-                                                          "sheet_sincos_5k"])
+    parser.add_argument("--set", choices=sorted(SETS), default="long", help="the variants of a set of scripts.run_experiments")
+    parser.add_argument("--variants", nargs="+", help="these variants instead of --set's")
     parser.add_argument("--seeds", nargs="+", type=int, default=[0])
     parser.add_argument("--runs-dir", default="out/experiments", help="run folders {variant}.seed{S}/")
-    parser.add_argument("--out", default="results/vit/long", help="where the figures and the JSON go")
+    parser.add_argument("--out", help="where the figures and the JSON go (default: results/vit/{set})")
     parser.add_argument("--video-frames", type=int, default=6000, help="frames of the video the runs trained on")
     parser.add_argument("--frontier", nargs="*", default=["best3k", "ablation10k_full", "best_long"],
                         help="variants of one configuration at different budgets: their finished runs form the frontier")
     parser.add_argument("--frontier-seeds", nargs="+", type=int, default=[0, 1, 2])
     args = parser.parse_args(argv)
-    out = Path(args.out)
+    args.variants = args.variants or SETS[args.set]
+    out = Path(args.out or f"results/vit/{args.set}")
     try:
         runs, flops = {}, {}
         for variant in args.variants:

@@ -78,15 +78,11 @@ python -m scripts.run_experiments --set long_masked --seeds "${SEEDS[@]}" --thre
 python -m scripts.run_experiments --set long_pong --seeds 0 --threads 1
 python -m scripts.run_experiments --set long_riverraid --seeds 0 --threads 1
 # The curves of the long set; the frontier: the final validation PSNR of best3k, ablation10k_full and best_long.
-python -m scripts.learning_curves --runs-dir out/experiments --out results/vit/long
-python -m scripts.learning_curves --runs-dir out/experiments --out results/vit/long_ablation --seeds "${SEEDS[@]}" \
-    --variants ablation10k_full ablation10k_noattention ablation10k_nopos ablation10k_residual
-python -m scripts.learning_curves --runs-dir out/experiments --out results/vit/long_masked --seeds "${SEEDS[@]}" \
-    --variants masked10k_full masked10k_noattention --frontier
-for game in pong riverraid; do
-    python -m scripts.learning_curves --runs-dir out/experiments --out results/vit/long_$game --seeds 0 \
-        --variants ${game}10k --frontier
-done
+python -m scripts.learning_curves --set long
+python -m scripts.learning_curves --set long_ablation --seeds "${SEEDS[@]}"
+python -m scripts.learning_curves --set long_masked --seeds "${SEEDS[@]}" --frontier
+python -m scripts.learning_curves --set long_pong --frontier
+python -m scripts.learning_curves --set long_riverraid --frontier
 # Where the targets stand (results/vit/targets.md).
 python -m scripts.targets
 # The selected model: best_long's final weights.

@@ -44,37 +44,8 @@ from model.engine import (FINAL, QUICKSAVE, StopFlag, TrainingError, evaluate, f
                           train, write_json_atomically)
 from model.metrics import continue_motion_baseline, frame_metrics, mean_frame_baseline, psnr
 from model.rollout import closed_loop, per_step_means
+from scripts.experiment_sets import SETS, VARIANT_FOLDERS
 
-# Every variant is a config file: config/long/{variant}.json (the long runs) or config/short/{variant}.json
-# (the short study of the project's first version). `python -m model.main -cfg <that file> --train`
-# trains the same run; --steps replaces the file's budget (model.config.with_budget).
-VARIANT_FOLDERS = ("config/long", "config/short")
-SETS = {
-    # Long runs: learning curves of the sheet's model and of the best configuration (30 000 steps); best3k: a
-    # shorter budget for the compute frontier; sheet_l1_5k: the sheet's model with the L1 loss; sheet_sincos_5k:
-    # with its positional embedding started from sines and cosines.
-    "long": ["sheet_cpu_long", "best_long", "best3k", "sheet_l1_5k", "sheet_sincos_5k"],
-    # 2 (d), (e) at 10 000 steps on the model that leaves the copy of the last frame, and what its learned warp
-    # adds (the residual output instead); masked reconstruction.
-    "long_ablation": ["ablation10k_full", "ablation10k_noattention", "ablation10k_nopos", "ablation10k_residual"],
-    "long_masked": ["masked10k_full", "masked10k_noattention"],
-    # Other footage at 10 000 steps, one set per video (a table's baselines are those of one video).
-    "long_pong": ["pong10k"],
-    "long_riverraid": ["riverraid10k"],
-    # The short study (600 steps unless the file says otherwise); an appendix, not the evidence.
-    "ablation": ["full", "noattention", "nopos"],
-    "ablation_warp": ["warp_l1", "warp_l1_noattention", "warp_l1_nopos"],
-    "masked": ["masked", "masked_noattention"],
-    # "full" is vit_cpu.json as it is: the residual model with the template's loss.
-    "study": ["plain", "full", "pos1", "sincos", "loss_l1", "loss_mse", "patch8", "frames5", "long", "warp",
-              "warp_l1"],
-    "atari": ["pong_full", "pong_plain"],
-    "best": ["best_1500"],
-    "atari_best": ["pong_best"],  # its own set: the baselines of a table are those of one video
-    "atari_best_long": ["pong_best_3000"],
-    "best_gate": ["best_gate"],
-    "atari_best_gate": ["pong_best_gate"],
-}
 BASELINE_NAMES = ("copy_last", "continue_motion", "mean_frame")
 BASELINE_LABELS = {"copy_last": "copy-last frame", "continue_motion": "continue motion", "mean_frame": "mean frame"}
 ROLLOUT_STEPS = 10

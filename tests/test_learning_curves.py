@@ -54,3 +54,12 @@ def test_the_frontier_fits_a_line_in_log_compute_through_finished_runs():
     assert abs(bent["local_sheet_budget_psnr"] - (23.0 + 3.0 * math.log10(budget["flop"] / 1e14))) < 1e-9
     assert abs(line["extrapolation_factor"] - 100.0) < 1e-9
     assert "db_per_decade" not in learning_curves.frontier([("a", 1e13, 20.0), ("b", 1e13, 21.0)], budget)
+
+
+def test_a_set_names_the_variants_of_scripts_run_experiments(tmp_path, capsys):
+    # No run folders yet: each variant of the set is named as left out, then one line and exit 1.
+    assert learning_curves.main(["--set", "long_masked", "--runs-dir", str(tmp_path)]) == 1
+    captured = capsys.readouterr()
+    assert all(f"{variant}.seed0: no metrics.jsonl, left out" in captured.out
+               for variant in learning_curves.SETS["long_masked"])
+    assert captured.err.count("\n") == 1

@@ -63,7 +63,7 @@ APPENDIX = "Appendix"  # the level-2 heading that ends the body
 README_BEGIN = "<!-- results: written by python -m scripts.build_report from docs/readme_results.md; edit that file -->"
 README_END = "<!-- end of results -->"
 
-BODY_PT, TABLE_PT, MIN_TABLE_PT = 10, 9, 6.5
+BODY_PT, TABLE_PT, MIN_TABLE_PT = 10, 9, 6
 CELL_PAD = 1.5  # mm left and right of a table cell's text
 
 

@@ -506,7 +506,7 @@ def compact_table(summary):
             row += " – |" * (header.count(" |") - 6)
         elif next_frame:
             train = entry.get("train_one_step_model")
-            per_seed = "/".join(f"{value:.2f}" for value in entry["per_seed_psnr"])  # one word: never wraps
+            per_seed = "/".join(f"{value:.1f}" for value in entry["per_seed_psnr"])  # one word: never wraps
             row += ((f" {per_seed} |" if several else "") +
                     f" {entry[f'one_step_minus_{bar}_psnr'][0]:+.2f} | "  # its std is the PSNR's: the same bar
                     f"{entry[f'beats_{bar}']}/{seeds} |"

@@ -213,7 +213,7 @@ def test_the_table_measures_against_the_strongest_baseline():
     table = run_experiments.compact_table({"best": entry}).splitlines()
     assert "| ΔPSNR vs motion | beats motion | beats copy |" in table[0]
     # PSNR as mean ± std and per seed (one word: it never wraps), the other columns as means.
-    assert table[2] == "| best | 100 | 2 | 0.0050 | 24.00 ± 0.00 | 0.900 | 23.90/24.10 | +2.00 | 2/2 | 2/2 | 18.00 | – |"
+    assert table[2] == "| best | 100 | 2 | 0.0050 | 24.00 ± 0.00 | 0.900 | 23.9/24.1 | +2.00 | 2/2 | 2/2 | 18.00 | – |"
     assert table[4].startswith("| *continue motion* | – | – | 0.0060 | 22.00 | 0.900 |")
     assert table[4].endswith("| 16.00 | – |") and all(line.count("|") == table[0].count("|") for line in table)
 

@@ -136,6 +136,15 @@ def frames_of(cfg, cache):
     return cache[key]
 
 
+def data_record(cfg, frames):
+    """What a config trains and is scored on: its video's file, size and parts (frame index ranges)."""
+    parts = config_parts(cfg, len(frames))
+    return {"file": cfg.data.hdf5_file, "frames": len(frames), "height": frames.shape[1], "width": frames.shape[2],
+            "parts": {name: [part.start, part.stop] for name, part in parts.items()},
+            "fractions": {"train": len(parts["train"]) / len(frames), "val": cfg.data.validation_fraction,
+                          "test": cfg.data.test_fraction}}
+
+
 def train_run(cfg, run_dir, seed, cache, stop=None):
     """Train one run to its budget: skip when done, resume from its quicksave when started.
 
@@ -328,7 +337,8 @@ def report(args, variants, name, cache):
         print("no finished runs to report")
         return
     results = {"set": name, "steps": args.steps, "runs_dir": str(args.runs_dir),
-               "configs": {v: {"file": str(variant_file(v, args.config_root).relative_to(args.config_root))}
+               "configs": {v: {"file": str(variant_file(v, args.config_root).relative_to(args.config_root)),
+                               "data": data_record(configs[v], frames_of(configs[v], cache))}
                            for v in evaluations},
                "runs": evaluations}
     write_results(out, results)

@@ -64,6 +64,10 @@ def test_runner_trains_resumes_evaluates_and_reports(tiny_configs, capsys):
         assert entry["l1_unchanged"] + entry["l1_changed"] == pytest.approx(entry["l1"], rel=1e-5), name
     assert full["one_step"]["copy_last"]["l1_unchanged"] == 0
     assert "one_step_mean_frame" in results["summary"]["masked"]
+    data = results["configs"]["full"]["data"]  # what the runs saw, for the report to cite
+    assert data["file"].endswith("video.hdf5") and data["height"] == data["width"] == 32
+    assert data["parts"]["val"][0] == data["parts"]["train"][1] and data["parts"]["test"][1] == data["frames"]
+    assert data["fractions"]["val"] == 0.25 and data["fractions"]["train"] == data["parts"]["train"][1] / data["frames"]
     assert "| full | 4 | 2 |" in (out / "summary.md").read_text()
     table = (out / "table.md").read_text().splitlines()
     assert all(line.count("|") == table[0].count("|") for line in table) and table[2].startswith("| full | 4 | 2 |")

@@ -19,15 +19,14 @@ A checkpoint is a plain dict saved with torch.save and loadable with ``torch.loa
 Saving writes a temporary file next to the target, syncs it to disk and renames it over the target,
 so a crash during the save leaves the previous checkpoint intact.
 """
-import os
 import pickle
-import tempfile
 import zipfile
 from pathlib import Path
 
 import torch
 
 from model.config import ARCHITECTURE_KEYS, config_from_dict
+from model.files import atomic_file
 
 # 2: the output as one choice (model.output) and its head's weights under head.*;
 # model/scripts/convert_checkpoint.py turns a format-1 checkpoint into this one.
@@ -41,20 +40,8 @@ class CheckpointError(Exception):
 
 def save_checkpoint(path, payload):
     """torch.save payload to path atomically (temporary file, fsync, rename)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(handle, "wb") as file:
-            torch.save(payload, file)
-            file.flush()
-            os.fsync(file.fileno())
-        os.chmod(temporary, 0o644)  # mkstemp creates the file readable by its owner only
-        os.replace(temporary, path)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
-    _sync_folder(path.parent)
+    with atomic_file(path, "wb") as file:
+        torch.save(payload, file)
 
 
 def load_checkpoint(path, map_location="cpu", check_format=True):
@@ -124,14 +111,3 @@ def _missing_best_hint(path):
     instead = quicksave if quicksave.is_file() else "the run's quicksave.ckpt"
     return (f" (a run writes best.ckpt at its first validation, after training.validate_every steps; "
             f"until then load {instead})")
-
-
-def _sync_folder(folder):
-    """Make the rename itself durable (POSIX; folders cannot be opened for syncing on Windows)."""
-    if os.name != "posix":
-        return
-    descriptor = os.open(folder, os.O_RDONLY)
-    try:
-        os.fsync(descriptor)
-    finally:
-        os.close(descriptor)

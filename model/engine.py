@@ -31,6 +31,7 @@ from tqdm import tqdm
 from model.checkpoint import (FORMAT_VERSION, check_model_kwargs, export_checkpoint, load_checkpoint, load_model_state,
                               save_checkpoint)
 from model.data import WindowSampler, config_parts, evaluation_indices, part_windows
+from model.files import write_json_atomically, write_text_atomically
 from model.metrics import (continue_motion_baseline, copy_last_frame_baseline, frame_metrics, mean_frame_baseline,
                            psnr)
 from model.vit import VisionTransformer
@@ -479,13 +480,6 @@ def mixed_precision(device, enabled):
     return autocast, scaler
 
 
-def write_json_atomically(path, data):
-    path = Path(path)
-    temporary = path.with_name(f".{path.name}.tmp")
-    temporary.write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
-    temporary.replace(path)
-
-
 def keep_metrics_until(path, step):
     """Start metrics.jsonl afresh (step 0) or, when resuming, drop the records after the resumed step."""
     path = Path(path)
@@ -493,9 +487,7 @@ def keep_metrics_until(path, step):
     if step > 0 and path.exists():
         kept = [line for line in path.read_text(encoding="utf-8").splitlines()
                 if line.strip() and json.loads(line)["step"] <= step]
-    temporary = path.with_name(f".{path.name}.tmp")
-    temporary.write_text("".join(line + "\n" for line in kept), encoding="utf-8")
-    temporary.replace(path)
+    write_text_atomically(path, "".join(line + "\n" for line in kept))
 
 
 def _last_good(run_dir):

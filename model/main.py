@@ -41,7 +41,8 @@ from model.cli import (STOP_SIGNALS, CliParser, describe_os_error, fail, pick_de
 from model.config import ConfigError, load_config, with_overrides
 from model.data import PART_NAMES, PARTS, DataError, config_parts, load_video, part_windows
 from model.engine import (QUICKSAVE, SPEED_STEPS, StopFlag, TrainingError, describe_metrics, evaluate, load_model,
-                          mixed_precision, run_name, stop_code, train, write_json_atomically)
+                          mixed_precision, run_name, stop_code, train)
+from model.files import write_json_atomically
 from model.metrics import mean_frame_baseline
 
 CPU_CONFIG = "config/vit_cpu.json"

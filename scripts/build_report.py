@@ -42,6 +42,7 @@ from PIL import Image
 if __package__ in (None, ""):  # run as a file (python scripts/build_report.py): the repository root imports
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from model.cli import CliParser, fail  # noqa: E402
+from model.files import write_text_atomically  # noqa: E402
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 FONT_DIR = Path(matplotlib.get_data_path()) / "fonts" / "ttf"
@@ -493,9 +494,7 @@ def main(argv=None):
             raise ReportError(f"the body of {args.out} is {body} pages, more than --max-body-pages "
                               f"{args.max_body_pages}: shorten it or move material to the appendix")
         if readme_source.is_file() and new != old:
-            temporary = readme.with_name(f".{readme.name}.tmp")  # never a half-written README
-            temporary.write_text(new, encoding="utf-8")
-            temporary.replace(readme)
+            write_text_atomically(readme, new)  # never a half-written README
             print(f"wrote {args.readme}'s results block from {args.readme_source}")
     except ReportError as error:
         return fail(error, 1)

@@ -19,7 +19,7 @@ import torch
 
 from model.cli import CliParser, fail
 from model.data import DataError, load_frames, split_video
-from model.engine import write_json_atomically
+from model.files import write_json_atomically, write_text_atomically
 from model.vit import change_support
 
 RADII = (0, 2, 4, 6, 8, 12)
@@ -77,7 +77,7 @@ def main(argv=None):
         out = Path(args.out)
         out.parent.mkdir(parents=True, exist_ok=True)
         write_json_atomically(out.with_suffix(".json"), results)
-        out.with_suffix(".md").write_text(table + "\n")
+        write_text_atomically(out.with_suffix(".md"), table + "\n")
     return 0
 
 

@@ -39,7 +39,8 @@ import numpy as np  # noqa: E402
 from model.cli import CliParser, fail  # noqa: E402
 from model.config import ConfigError, config_from_dict, load_config  # noqa: E402
 from model.data import DataError, config_parts  # noqa: E402
-from model.engine import METRICS, step_flops, write_json_atomically  # noqa: E402
+from model.engine import METRICS, step_flops  # noqa: E402
+from model.files import write_json_atomically, write_text_atomically  # noqa: E402
 from scripts.experiment_sets import SETS  # noqa: E402
 
 BASELINES = {"copy_last": ("copy-last frame", "0.45"), "continue_motion": ("continue motion", "0.2"),
@@ -245,7 +246,7 @@ def main(argv=None):
         out.mkdir(parents=True, exist_ok=True)
         plot(runs, budget, out, line)
         write_json_atomically(out / "learning_curves.json", {"runs": runs, "sheet_budget": budget, "frontier": line})
-        (out / "status.md").write_text(status_table(runs), encoding="utf-8")
+        write_text_atomically(out / "status.md", status_table(runs))
     except (ConfigError, DataError) as error:
         return fail(error, 2 if isinstance(error, ConfigError) else 1)
     for name, run in runs.items():

@@ -41,7 +41,8 @@ from model.config import ConfigError, config_from_dict, load_config, with_budget
 from model.data import (DataError, config_parts, evaluation_part, load_metadata, load_video, part_windows,
                         resolve_data_path)
 from model.engine import (FINAL, QUICKSAVE, StopFlag, TrainingError, evaluate, final_weights, load_model, stop_code,
-                          train, write_json_atomically)
+                          train)
+from model.files import write_json_atomically, write_text_atomically
 from model.metrics import continue_motion_baseline, frame_metrics, mean_frame_baseline, psnr
 from model.rollout import closed_loop, per_step_means
 from scripts.experiment_sets import SETS, VARIANT_FOLDERS
@@ -369,8 +370,8 @@ def write_results(out, results):
     results.pop("summary", None)
     results.update(summary={variant: summary_of(list(seeds.values())) for variant, seeds in runs.items()}, runs=runs)
     write_json_atomically(out / "results.json", results)
-    (out / "summary.md").write_text(markdown(results["set"], results["summary"], results["steps"]), encoding="utf-8")
-    (out / "table.md").write_text(compact_table(results["summary"]), encoding="utf-8")
+    write_text_atomically(out / "summary.md", markdown(results["set"], results["summary"], results["steps"]))
+    write_text_atomically(out / "table.md", compact_table(results["summary"]))
 
 
 def summary_of(runs):

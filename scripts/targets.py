@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from model.cli import CliParser, fail
-from model.engine import write_json_atomically
+from model.files import write_json_atomically, write_text_atomically
 
 MARGIN_DB = 2.0  # over continue motion
 MEMORISED_DB = 30.0  # train-part PSNR the sheet's "perfectly memorise" stands for here
@@ -125,7 +125,7 @@ def main(argv=None):
                     f"first, or name the folder with --results", 1)
     assessment = assess(args.results)
     write_json_atomically(args.results / "targets.json", assessment)
-    (args.results / "targets.md").write_text(markdown(assessment), encoding="utf-8")
+    write_text_atomically(args.results / "targets.md", markdown(assessment))
     print(markdown(assessment), end="")
     return 0
 

@@ -17,7 +17,7 @@ from pathlib import Path
 
 from model.checkpoint import FORMAT_VERSION, CheckpointError, load_checkpoint, save_checkpoint
 from model.cli import CliParser, fail
-from model.engine import write_json_atomically
+from model.files import write_json_atomically
 
 
 def convert_model_section(model):

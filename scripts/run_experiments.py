@@ -403,7 +403,7 @@ def summary_of(runs):
             summary[f"beats_{baseline}"] = sum(
                 run["one_step"]["model"]["psnr"] > run["one_step"][baseline]["psnr"]
                 and run["one_step"]["model"]["l1"] < run["one_step"][baseline]["l1"] for run in runs)
-        summary["per_seed_psnr"] = [run["one_step"]["model"]["psnr"] for run in runs]
+    summary["per_seed_psnr"] = [run["one_step"]["model"]["psnr"] for run in runs]
     return summary
 
 

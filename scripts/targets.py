@@ -104,7 +104,9 @@ def markdown(assessment):
         if "psnr_margin" in target:
             measured = ", ".join(f"{value:+.2f} dB" for value in target["psnr_margin"].values())
             if "l1_margin" in target:
-                measured += " (L1 " + ", ".join(f"{value:+.4f}" for value in target["l1_margin"].values()) + ")"
+                margins = list(target["l1_margin"].values())
+                digits = 4 if max(abs(value) for value in margins) >= 0.0005 else 6  # footage that hardly changes
+                measured += " (L1 " + ", ".join(f"{value:+.{digits}f}" for value in margins) + ")"
         else:
             measured = "–"
         lines.append(f"| {name} | {seeds} | {measured} | {target['status']} |")

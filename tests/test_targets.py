@@ -47,3 +47,12 @@ def test_a_missing_results_folder_is_one_line_and_exit_1(tmp_path, capsys):
     assert targets.main(["--results", str(tmp_path / "nowhere")]) == 1
     err = capsys.readouterr().err.strip()
     assert err.count("\n") == 0 and "run python -m scripts.run_experiments --set long first" in err
+
+
+def test_a_tiny_l1_margin_is_printed_with_its_digits(tmp_path):
+    # Footage that hardly changes (Atari Pong): an L1 margin of 1e-5 must not print as +0.0000.
+    write(tmp_path, "long/results.json", "best_long", {"0": run(24.5, 0.004)})
+    write(tmp_path, "long_pong/results.json", "pong10k", {"0": run(37.2, 0.000626, copy=(37.1, 0.000616))})
+    assert targets.main(["--results", str(tmp_path)]) == 0
+    assert "| Atari Pong: beats the copy | 0 | +0.10 dB (L1 +0.000010) | not met |" in \
+        (tmp_path / "targets.md").read_text()

@@ -32,7 +32,8 @@ def make_all(out, evaluations, configs, runs_dir, cache, frames_of):
         frames = frames_of(cfg, cache)
         samples(out / f"samples_{variant}.png", cfg, runs_dir / f"{variant}.seed{seed}", frames)
     if next_frame:
-        by_situation(out / "error_by_situation.png", {v: evaluations[v] for v in next_frame})
+        if next(iter(evaluations[next_frame[0]].values()))["situations"]:  # the video's /meta names situations
+            by_situation(out / "error_by_situation.png", {v: evaluations[v] for v in next_frame})
         first = configs[next_frame[0]]
         by_region(out / "error_by_region.png", next_frame, evaluations, runs_dir,
                   baseline_error_maps(first, frames_of(first, cache)))

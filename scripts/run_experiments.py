@@ -23,7 +23,8 @@ eval.json:
   masked       num_frames == 1 variants: the masked pixels of the reconstruction (mean-frame baseline)
 
 Results go to --results/--name (default results/vit/{set}/): results.json, summary.md (mean +- std
-over seeds), loss_curves.png, samples_{variant}.png, error_by_situation.png, error_by_region.png and
+over seeds), loss_curves.png, samples_{variant}.png, error_by_situation.png (videos whose /meta records
+situations), error_by_region.png and
 attention_{variant}.png (scripts/experiment_figures.py). Budgets (steps, wall-clock seconds) are recorded with every number.
 """
 import argparse
@@ -191,8 +192,18 @@ def first_difference(saved, wanted, prefix=""):
 
 # --- evaluation ---------------------------------------------------------------------------------
 
+SITUATION_FLAGS = ("camera_dx", "camera_dy", "player_moving", "npc_moving", "overlay", "transition")
+
+
 def situations(meta, frame_indices):
-    """Boolean masks (W,) per situation for the predicted frames at frame_indices, from /meta."""
+    """Boolean masks (W,) per situation for the predicted frames at frame_indices, from /meta.
+
+    {} for a video whose /meta has none of the flags (imported Atari footage records actions and rewards):
+    what happens there is not known, so no frame is called static.
+    """
+    if not any(name in meta for name in SITUATION_FLAGS):
+        return {}
+
     def flag(name):
         values = meta.get(name)
         return np.zeros(len(frame_indices), bool) if values is None else np.asarray(values)[frame_indices] != 0

@@ -119,6 +119,16 @@ def test_runner_trains_resumes_evaluates_and_reports(tiny_configs, capsys):
     assert "full.seed0 holds a run of another config (model.layers: 1 (run folder) vs 2 (now))" in error
 
 
+def test_situations_come_only_from_a_video_that_records_them():
+    flags = {"camera_dx": np.array([0, 1, 0, 0]), "player_moving": np.array([0, 0, 1, 0])}
+    masks = run_experiments.situations(flags, np.arange(4))
+    assert masks["static"].tolist() == [True, False, False, True] and masks["scrolling"].tolist()[1]
+    assert not masks["overlay"].any()  # a flag the video lacks: never
+    # Imported Atari footage records actions and rewards, not situations: no frame is called static.
+    atari = {"action": np.array([1, 2, 3, 0]), "reward": np.zeros(4), "episode": np.zeros(4)}
+    assert run_experiments.situations(atari, np.arange(4)) == {}
+
+
 def test_train_part_windows_predict_the_same_frames_for_every_context_length():
     from model.data import FrameWindows
 

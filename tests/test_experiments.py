@@ -188,6 +188,14 @@ def test_tune_output_choices_are_valid_configs():
         assert (cfg.model.output, cfg.model.warp_radius) == (overrides["model.output"], overrides["model.warp_radius"])
 
 
+def test_the_readme_lists_every_set():
+    import re
+
+    rows = [line for line in Path("README.md").read_text(encoding="utf-8").splitlines() if line.startswith("| `")]
+    listed = {name for row in rows for name in re.findall(r"`([a-z0-9_]+)`", row.split(" | ")[0])}
+    assert set(run_experiments.SETS) <= listed, f"README.md's --set table lacks {set(run_experiments.SETS) - listed}"
+
+
 def test_every_variant_and_set_builds_a_valid_config():
     names = run_experiments.variant_names()
     files = [path.stem for folder in run_experiments.VARIANT_FOLDERS for path in Path(folder).glob("*.json")]

@@ -75,7 +75,6 @@ def main(argv=None):
     print(table)
     if args.out:
         out = Path(args.out)
-        out.parent.mkdir(parents=True, exist_ok=True)
         write_json_atomically(out.with_suffix(".json"), results)
         write_text_atomically(out.with_suffix(".md"), table + "\n")
     return 0

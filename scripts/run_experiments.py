@@ -23,9 +23,9 @@ eval.json:
   masked       num_frames == 1 variants: the masked pixels of the reconstruction (mean-frame baseline)
 
 Results go to --results/--name (default results/vit/{set}/): results.json, summary.md (mean +- std
-over seeds), loss_curves.png, samples_{variant}.png, error_by_situation.png (videos whose /meta records
-situations), error_by_region.png and
-attention_{variant}.png (scripts/experiment_figures.py). Budgets (steps, wall-clock seconds) are recorded with every number.
+over seeds), loss_curves.png, samples_{variant}.png, error_by_situation.png (for videos whose /meta
+records situations), error_by_region.png and attention_{variant}.png (scripts/experiment_figures.py).
+Budgets (steps, wall-clock seconds) are recorded with every number.
 """
 import argparse
 import json

@@ -32,10 +32,10 @@ from model.checkpoint import (FORMAT_VERSION, check_model_kwargs, export_checkpo
                               save_checkpoint)
 from model.data import WindowSampler, config_parts, evaluation_indices, part_windows
 from model.files import write_json_atomically, write_text_atomically
-from model.metrics import (continue_motion_baseline, copy_last_frame_baseline, frame_metrics, mean_frame_baseline,
-                           psnr)
+from model.evaluate import BASELINES, baseline_predictors, flat_summary, model_predictor, score
+from model.metrics import mean_frame_baseline, psnr
 from model.vit import VisionTransformer
-from nn.loss import masked_loss
+from nn.loss import DSSIM_WEIGHT, L1_WEIGHT, masked_loss
 
 QUICKSAVE = "quicksave.ckpt"
 FINAL = "final.ckpt"  # a finished run's weights without optimizer state (model.checkpoint.export_checkpoint)
@@ -162,8 +162,9 @@ def train(cfg, frames, run_dir, *, device="cpu", seed=1234, resume=None, stop=No
             sums[key] = sums.get(key, 0.0) + value
         summed_steps += 1
         progress.update(1)
-        progress.set_postfix(loss=f"{step_values['train_loss']:.4f}", L1=f"{step_values['train_l1']:.4f}",
-                             PSNR=f"{psnr(torch.tensor(step_values['train_mse'])).item():.1f}", refresh=False)
+        # The training batch's numbers (before this step's update); the validation lines give the held-out ones.
+        progress.set_postfix({"batch loss": f"{step_values['train_loss']:.4f}", "L1": f"{step_values['train_l1']:.4f}",
+                              "PSNR": f"{psnr(torch.tensor(step_values['train_mse'])).item():.1f} dB"}, refresh=False)
 
         last = step == total_steps
         validate = val_windows is not None and (step % t.validate_every == 0 or last) and not stop
@@ -303,92 +304,51 @@ def share_from_rank_0(value, device):
     return tensor.item()
 
 
-BASELINES = ("copy_last", "continue_motion", "mean_frame")
-
-
-@torch.no_grad()
 def evaluate(model, windows, *, batch_size, max_batches=None, mean_frame=None, autocast=nullcontext, seed=0,
-             loss="l1_ssim", baselines=None, progress=False):
-    """Mean metrics of the model on windows (all, or max_batches batches spread over them) -> dict.
+             loss="l1_ssim", baselines=None, player_box=None, progress=False):
+    """Mean metrics of the model on windows (all, or max_batches batches spread over them) -> flat dict.
 
-    num_frames > 1: the predicted last frame (clamped to [0, 1]) against the true one.
-    num_frames == 1: the masked pixels of the reconstruction (the masks drawn from ``seed``, the same
-    every call). Keys: loss, l1, mse, psnr, ssim, windows, then the baselines' metrics on the same
-    windows (see baseline_metrics), taken from ``baselines`` when given (they do not change from one
-    validation to the next) and computed here otherwise. PSNR is that of the mean MSE over windows.
-    ``progress``: show a progress bar over the batches.
+    The one evaluator (model.evaluate) on these windows: num_frames > 1 the predicted last frame (clamped to
+    [0, 1]) against the true one; num_frames == 1 the masked pixels of the reconstruction (the masks drawn from
+    ``seed``, the same every call). Keys: loss (the training loss ``loss`` of the clamped prediction, from the
+    per-window means), l1, mse, psnr, ssim, windows, then the baselines' as '{name}_{key}' on the same windows,
+    taken from ``baselines`` when given (they do not change from one validation to the next) and computed
+    here otherwise (see baseline_metrics). PSNR is that of the mean MSE over windows.
     """
     was_training = model.training
     model.eval()
-    generator = torch.Generator().manual_seed(seed)
-    totals = MetricSums()
     indices = evaluation_indices(len(windows), batch_size, max_batches)
-    for starts in tqdm(indices.split(batch_size), desc="evaluating", leave=False, disable=not progress,
-                       mininterval=0.5 if sys.stderr.isatty() else 30):
-        frames = windows.batch(starts)  # (B, T, H, W)
-        with autocast():
-            out = model(frames, generator=generator)
-        prediction = out["prediction"][:, -1:].float()  # (B, 1, H, W): the predicted or reconstructed frame
-        pixel_mask = out["pixel_mask"][:, -1:]
-        value, _, _ = masked_loss(loss, prediction, frames[:, -1:], pixel_mask, with_ssim=False)
-        totals.add("loss", value * len(starts), len(starts))
-        mask = pixel_mask[:, 0] if model.num_frames == 1 else None
-        totals.add_frames("", frame_metrics(prediction[:, 0].clamp(0, 1), frames[:, -1], mask))
+    masker = model if model.num_frames == 1 else None
+    with autocast():
+        per_window, _ = score({"model": model_predictor(model)}, windows, indices, batch_size=batch_size,
+                              masker=masker, mask_seed=seed, progress=progress)
     model.train(was_training)
+    metrics = flat_summary(per_window)
+    metrics = {"loss": loss_of_means(loss, metrics), **metrics, "windows": len(indices)}
     if baselines is None:
-        baselines = baseline_metrics(windows, indices, batch_size, mean_frame, generator_seed=seed,
-                                     masker=model if model.num_frames == 1 else None)
-    return {**totals.means(), "windows": len(indices), **baselines}
+        baselines = baseline_metrics(windows, indices, batch_size, mean_frame, generator_seed=seed, masker=masker,
+                                     player_box=player_box)
+    return {**metrics, **baselines}
 
 
-@torch.no_grad()
-def baseline_metrics(windows, indices, batch_size, mean_frame=None, generator_seed=0, masker=None):
-    """Mean metrics of the baselines on the windows at indices -> dict copy_last_l1, ..., mean_frame_ssim.
-
-    copy_last (the last seen frame) and, with num_frames >= 3, continue_motion (the last global shift
-    applied again, model.metrics.continue_motion_baseline) for num_frames > 1; mean_frame (the mean
-    training frame, when given) always. For masked reconstruction (num_frames == 1) ``masker`` is the
-    model whose patch masks (drawn from generator_seed, as evaluate draws them) select the pixels scored.
-    """
-    totals = MetricSums()
-    generator = torch.Generator().manual_seed(generator_seed)
-    for starts in indices.split(batch_size):
-        frames = windows.batch(starts)
-        target = frames[:, -1]
-        mask = None
-        if masker is not None:
-            _, token_mask = masker.embedding(frames, generator=generator)
-            mask = masker.embedding.pixel_mask(token_mask)[:, -1]
-        if windows.num_frames > 1:
-            totals.add_frames("copy_last_", frame_metrics(copy_last_frame_baseline(frames[:, :-1]), target))
-        if windows.num_frames > 2:
-            totals.add_frames("continue_motion_", frame_metrics(continue_motion_baseline(frames[:, :-1]), target))
-        if mean_frame is not None:
-            totals.add_frames("mean_frame_", frame_metrics(mean_frame.expand_as(target), target, mask))
-    return totals.means()
+def loss_of_means(kind, metrics):
+    """The training loss ``kind`` from mean metrics l1, mse, ssim (the template's DSSIM from the mean SSIM)."""
+    if kind == "mse":
+        return metrics["mse"]
+    if kind == "l1":
+        return metrics["l1"]
+    return L1_WEIGHT * metrics["l1"] + DSSIM_WEIGHT * (1 - metrics["ssim"]) / 2
 
 
-class MetricSums:
-    """Sums of per-window metrics by name -> means; PSNR is computed once, from the mean MSE."""
-
-    def __init__(self):
-        self.sums, self.counts = {}, {}
-
-    def add(self, key, total, count):
-        self.sums[key] = self.sums.get(key, 0.0) + float(total)
-        self.counts[key] = self.counts.get(key, 0) + count
-
-    def add_frames(self, prefix, metrics):
-        """metrics: dict of per-frame (B,) tensors as model.metrics.frame_metrics returns them."""
-        for key, values in metrics.items():
-            if key != "psnr":
-                self.add(prefix + key, values.sum(), len(values))
-
-    def means(self):
-        result = {key: total / self.counts[key] for key, total in self.sums.items()}
-        for key in [k for k in result if k.endswith("mse")]:
-            result[key[:-3] + "psnr"] = psnr(torch.tensor(result[key])).item()
-        return result
+def baseline_metrics(windows, indices, batch_size, mean_frame=None, generator_seed=0, masker=None,
+                     player_box=None):
+    """Mean metrics of the baselines (model.evaluate.baseline_predictors) on the windows at indices -> flat dict
+    copy_last_l1, ..., mean_frame_ssim. For masked reconstruction (num_frames == 1) ``masker`` is the model
+    whose patch masks (drawn from generator_seed, as evaluate draws them) select the pixels scored."""
+    predictors = baseline_predictors(windows.num_frames, mean_frame, player_box)
+    per_window, _ = score(predictors, windows, indices, batch_size=batch_size, masker=masker,
+                          mask_seed=generator_seed)
+    return flat_summary(per_window)
 
 
 def final_weights(run_dir):

@@ -64,6 +64,9 @@ ANIMATION_PERIOD = 8      # frames per phase of water and flowers
 PHASES = 4
 PLAYER_SCREEN_X, PLAYER_SCREEN_Y = 64, 64  # where the camera keeps the player's tile on screen
 SPRITE_LIFT = 4           # sprites are drawn 4 px up, so they stand in their tile rather than on its edge
+# The player's sprite on the screen, (top, bottom, left, right): the camera keeps it there in every frame.
+PLAYER_BOX = (PLAYER_SCREEN_Y - SPRITE_LIFT, PLAYER_SCREEN_Y - SPRITE_LIFT + TILE,
+              PLAYER_SCREEN_X, PLAYER_SCREEN_X + TILE)
 MARGIN = 6                # tiles of forest (town) or darkness (houses) around each map; the camera never leaves it
 TOWN_ROWS, TOWN_COLS = 30, 36
 TEXT_TOP = 96             # the text box covers rows 96..143

@@ -78,3 +78,16 @@ def continue_motion_baseline(context, max_shift=2):
     errors[shifts.index((0, 0))] -= 1e-6  # ties go to "nothing moved"
     best = errors.argmin(dim=0)
     return torch.stack([shift_frame(last[i], *shifts[k]) for i, k in enumerate(best.tolist())])
+
+
+def player_held_baseline(context, player_box, max_shift=2):
+    """Continue motion with the player held: context (B, >=2, H, W) -> (B, H, W).
+
+    Where the camera follows the player, the player's sprite stays at one place on the screen while the scenery
+    scrolls past it; this is continue motion (continue_motion_baseline) with the block ``player_box`` = (top,
+    bottom, left, right) copied from the last frame instead of moved.
+    """
+    top, bottom, left, right = player_box
+    prediction = continue_motion_baseline(context, max_shift).clone()
+    prediction[:, top:bottom, left:right] = context[:, -1, top:bottom, left:right]
+    return prediction

@@ -7,7 +7,7 @@ way (on its own predictions: the last real frame moved on by its last global shi
 """
 import torch
 
-from model.metrics import continue_motion_baseline, frame_metrics, psnr
+from model.metrics import continue_motion_baseline, frame_metrics, player_held_baseline, psnr
 
 
 def rollout(predict, context, steps):
@@ -29,18 +29,21 @@ def continue_motion_rollout(context, steps):
 
 
 @torch.no_grad()
-def closed_loop(model, video, starts, steps):
+def closed_loop(model, video, starts, steps, player_box=None):
     """Rollouts from the given first context frames of a video -> dict of (S, steps, H, W) tensors.
 
     video: uint8 or float frames (N, H, W) on the model's device; starts (S,) long. Keys: ``truth``,
     ``model``, ``copy_last`` (the last real frame of each context, held still) and, with at least two
-    context frames, ``continue_motion`` (rolled out on its own predictions).
+    context frames, ``continue_motion`` and, given ``player_box``, ``player_held`` (each rolled out on its
+    own predictions).
     """
     context, truth = rollout_clips(video, starts, model.num_frames - 1, steps)
     result = {"truth": truth, "model": rollout(model.predict_next_frame, context, steps),
               "copy_last": context[:, -1:].expand_as(truth)}
     if context.shape[1] >= 2:
         result["continue_motion"] = continue_motion_rollout(context, steps)
+        if player_box is not None:
+            result["player_held"] = rollout(lambda window: player_held_baseline(window, player_box), context, steps)
     return result
 
 

@@ -76,16 +76,16 @@ class VisionTransformer(tnn.Module):
         """Build from the config's ``model`` section (a ModelConfig)."""
         return cls(**model_cfg.model_kwargs())
 
-    def forward(self, frames, generator=None, return_attention=False):
+    def forward(self, frames, generator=None, return_attention=False, mask=None):
         """frames (B, T, H, W) in [0, 1] -> dict with
 
         prediction (B, T, H, W): raw output (not clamped); only the masked pixels are predictions,
         pixel_mask (B, T, H, W) bool: True where the input was hidden,
         attention: list of (B, heads, N, N) per block (None for blocks without attention) when
         return_attention, else None.
-        ``generator`` draws the random patch mask when num_frames == 1.
+        ``generator`` draws the random patch mask when num_frames == 1; ``mask`` (B, T*h*w) bool gives it instead.
         """
-        tokens, mask = self.embedding(frames, generator=generator)  # (B, N, C), (B, N)
+        tokens, mask = self.embedding(frames, generator=generator, mask=mask)  # (B, N, C), (B, N)
         attention = [] if return_attention else None
         for block in self.blocks:
             if return_attention:

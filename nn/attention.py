@@ -198,11 +198,11 @@ class PatchEmbedding(tnn.Module):
             # No parameter at all, so 2 (e) models neither train nor store position weights.
             self.positional_embedding = None
 
-    def forward(self, frames, generator=None):
+    def forward(self, frames, generator=None, mask=None):
         """frames (B, T, H, W) in [0, 1] -> (tokens (B, T*h*w, C), mask (B, T*h*w) bool).
 
-        ``generator`` (torch.Generator) draws the random patch mask when num_frames == 1;
-        it is unused otherwise.
+        ``mask``: the tokens to hide, (B, T*h*w) bool; by default drawn by ``draw_mask`` (``generator``
+        draws the random patch mask when num_frames == 1; it is unused otherwise).
         """
         expected = (self.num_frames, self.image_height, self.image_width)
         if frames.dim() != 4 or tuple(frames.shape[1:]) != expected:
@@ -211,13 +211,14 @@ class PatchEmbedding(tnn.Module):
         patches = rearrange(frames, "b t (h p1) (w p2) -> b (t h w) (p1 p2)",
                             p1=self.patch_size, p2=self.patch_size)
         tokens = self.proj(patches)  # (B, N, C)
-        mask = self._mask(frames.shape[0], frames.device, generator)  # (B, N)
+        if mask is None:
+            mask = self.draw_mask(frames.shape[0], frames.device, generator)  # (B, N)
         tokens = tokens.masked_fill(mask.unsqueeze(-1), 0.0)
         if self.positional_embedding is not None:
             tokens = tokens + self.positional_embedding
         return tokens, mask
 
-    def _mask(self, batch_size, device, generator):
+    def draw_mask(self, batch_size, device, generator=None):
         """(B, T*h*w) bool, True for the tokens the model must predict."""
         if self.num_frames > 1:
             mask = torch.zeros(batch_size, self.num_frames, self.patches_per_frame,

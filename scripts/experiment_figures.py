@@ -14,6 +14,7 @@ import torch  # noqa: E402
 from model.data import (PART_NAMES, config_parts, evaluation_part, load_metadata, part_windows,  # noqa: E402
                         resolve_data_path)
 from model.engine import final_weights, load_model  # noqa: E402
+from model.evaluate import BASELINES, LABELS  # noqa: E402
 from model.metrics import continue_motion_baseline  # noqa: E402
 
 COLOURS = plt.rcParams["axes.prop_cycle"].by_key()["color"]
@@ -34,9 +35,8 @@ def make_all(out, evaluations, configs, runs_dir, cache, frames_of):
     if next_frame:
         if next(iter(evaluations[next_frame[0]].values()))["situations"]:  # the video's /meta names situations
             by_situation(out / "error_by_situation.png", {v: evaluations[v] for v in next_frame})
-        first = configs[next_frame[0]]
         by_region(out / "error_by_region.png", next_frame, evaluations, runs_dir,
-                  baseline_error_maps(first, frames_of(first, cache)))
+                  baseline_error_maps(runs_dir, next_frame[0], min(evaluations[next_frame[0]])))
     for variant in next_frame:
         cfg = configs[variant]
         if cfg.model.attention:
@@ -168,29 +168,20 @@ def by_situation(path, evaluations):
 
 
 @torch.no_grad()
-def baseline_error_maps(cfg, frames):
-    """Mean |error| per pixel of the copy of the last frame and of continue motion on the evaluation part."""
-    video = torch.as_tensor(frames)
-    windows = part_windows(video, evaluation_part(cfg), config_parts(cfg, len(frames)), cfg.model.num_frames)
-    maps = {"copy-last frame": torch.zeros(video.shape[1:])}
-    if cfg.model.num_frames >= 3:
-        maps["continue motion"] = torch.zeros(video.shape[1:])
-    for starts in torch.arange(len(windows)).split(64):
-        batch = windows.batch(starts)
-        context, target = batch[:, :-1], batch[:, -1]
-        maps["copy-last frame"] += (context[:, -1] - target).abs().sum(0)
-        if "continue motion" in maps:
-            maps["continue motion"] += (continue_motion_baseline(context) - target).abs().sum(0)
-    return {name: (total / len(windows)).numpy() for name, total in maps.items()}
+def baseline_error_maps(runs_dir, variant, seed):
+    """Mean |error| per pixel of the next-frame baselines, as the evaluation of one run stored them (error_map.npz)."""
+    stored = np.load(runs_dir / f"{variant}.seed{seed}" / "error_map.npz")
+    return {LABELS[name]: stored[name] for name in BASELINES if name in stored.files}
 
 
 def by_region(path, variants, evaluations, runs_dir, baselines, block=8):
     """Mean |error| per 8x8 block of the frame: each variant (mean over seeds) and the baselines; below, each
-    variant minus the strongest baseline (continue motion where there is one)."""
+    variant minus the strongest baseline (the player held, else continue motion, where there is one)."""
     maps = {variant: np.mean([np.load(runs_dir / f"{variant}.seed{seed}" / "error_map.npz")["model"]
                               for seed in evaluations[variant]], axis=0) for variant in variants}
     maps.update(baselines)
-    reference = "continue motion" if "continue motion" in baselines else "copy-last frame"
+    reference = next(label for label in (LABELS["player_held"], LABELS["continue_motion"], LABELS["copy_last"])
+                     if label in baselines)
 
     def pool(image):
         h, w = image.shape

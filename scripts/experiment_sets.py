@@ -1,10 +1,16 @@
-"""The named sets of Exercise 2 experiments, shared by scripts.run_experiments and scripts.learning_curves."""
+"""The named sets of Exercise 2 experiments and their config files, shared by the experiment scripts."""
+from pathlib import Path
+
+from model.config import ConfigError, load_config, with_budget
 
 # Every variant is a config file: config/long/{variant}.json (the long runs) or config/short/{variant}.json
 # (the short study of the project's first version). `python -m model.main -cfg <that file> --train`
 # trains the same run; --steps replaces the file's budget (model.config.with_budget).
-VARIANT_FOLDERS = ("config/long", "config/short")
+VARIANT_FOLDERS = ("config/long", "config/diagnosis", "config/short")
 SETS = {
+    # What makes the sheet's model (frame output) learn: one recipe change each, 3000 steps (1500 at batch 32).
+    "diagnosis": ["diag_template", "diag_l1", "diag_mse", "diag_mse_lr3e-4", "diag_mse_lr3e-3", "diag_mse_sincos",
+                  "diag_mse_warmup1000", "diag_mse_batch32"],
     # Long runs: learning curves of the sheet's model and of the best configuration (30 000 steps); best3k: a
     # shorter budget for the compute frontier; sheet_l1_5k: the sheet's model with the L1 loss; sheet_sincos_5k:
     # with its positional embedding started from sines and cosines.
@@ -30,3 +36,23 @@ SETS = {
     "best_gate": ["best_gate"],
     "atari_best_gate": ["pong_best_gate"],
 }
+
+
+def variant_names(root="."):
+    """The names of every variant (config file stems under VARIANT_FOLDERS)."""
+    return {path.stem for folder in VARIANT_FOLDERS for path in (Path(root) / folder).glob("*.json")}
+
+
+def variant_file(variant, root="."):
+    """The config file of a variant."""
+    for folder in VARIANT_FOLDERS:
+        path = Path(root) / folder / f"{variant}.json"
+        if path.is_file():
+            return path
+    raise ConfigError(f"no config file for variant {variant!r} in {', '.join(VARIANT_FOLDERS)}")
+
+
+def run_config(variant, steps=None, root="."):
+    """The Config of one variant: its file, or with steps its file at that budget (model.config.with_budget)."""
+    cfg = load_config(variant_file(variant, root))
+    return cfg if steps is None else with_budget(cfg, steps)

@@ -38,23 +38,23 @@ import torch
 
 from model.checkpoint import CheckpointError, export_checkpoint
 from model.cli import CliParser, fail, positive_int, stop_on_signals
-from model.config import ConfigError, config_from_dict, load_config, with_budget
+from model.config import ConfigError, config_from_dict
 from model.data import (DataError, config_parts, evaluation_part, load_metadata, load_video, part_windows,
-                        resolve_data_path)
-from model.engine import (FINAL, QUICKSAVE, StopFlag, TrainingError, evaluate, final_weights, load_model, stop_code,
-                          train)
+                        player_box, resolve_data_path)
+from model.engine import FINAL, QUICKSAVE, StopFlag, TrainingError, final_weights, load_model, stop_code, train
+from model.evaluate import BASELINES, LABELS, baseline_predictors, model_predictor, score, summarise
 from model.files import write_json_atomically, write_text_atomically
-from model.metrics import continue_motion_baseline, frame_metrics, mean_frame_baseline, psnr
+from model.metrics import mean_frame_baseline
 from model.rollout import closed_loop, per_step_means
-from scripts.experiment_sets import SETS, VARIANT_FOLDERS
+from scripts.experiment_sets import SETS, run_config, variant_file, variant_names
 
-BASELINE_NAMES = ("copy_last", "continue_motion", "mean_frame")
-BASELINE_LABELS = {"copy_last": "copy-last frame", "continue_motion": "continue motion", "mean_frame": "mean frame"}
+BASELINE_NAMES = BASELINES
+BASELINE_LABELS = LABELS
 ROLLOUT_STEPS = 10
 ROLLOUT_STARTS = 40  # closed-loop starts, spread evenly over the evaluation part
 TRAIN_WINDOWS = 600  # one-step metrics on this many training windows: how closely the model memorises
 TRAIN_FIRST_TARGET = 8  # the first of them predicts this frame: the same frames for every num_frames <= 9
-EVAL_PROTOCOL = 2  # eval.json of another protocol is computed again (2: train-part windows by predicted frame)
+EVAL_PROTOCOL = 3  # eval.json of another protocol is computed again (3: model.evaluate, the player-held baseline)
 EVAL_BATCH = 32
 
 
@@ -108,26 +108,6 @@ def main(argv=None):
     except (DataError, CheckpointError, TrainingError) as error:
         return fail(error, 1)
     return 0
-
-
-def variant_names(root="."):
-    """The names of every variant (config file stems under VARIANT_FOLDERS)."""
-    return {path.stem for folder in VARIANT_FOLDERS for path in (Path(root) / folder).glob("*.json")}
-
-
-def variant_file(variant, root="."):
-    """The config file of a variant."""
-    for folder in VARIANT_FOLDERS:
-        path = Path(root) / folder / f"{variant}.json"
-        if path.is_file():
-            return path
-    raise ConfigError(f"no config file for variant {variant!r} in {', '.join(VARIANT_FOLDERS)}")
-
-
-def run_config(variant, steps=None, root="."):
-    """The Config of one variant: its file, or with steps its file at that budget (model.config.with_budget)."""
-    cfg = load_config(variant_file(variant, root))
-    return cfg if steps is None else with_budget(cfg, steps)
 
 
 def frames_of(cfg, cache):
@@ -225,42 +205,13 @@ def spread_windows(windows, count, first_target=TRAIN_FIRST_TARGET):
     return targets - windows.targets.start
 
 
-def one_step_per_frame(windows, indices, predictors, error_map=None):
-    """Per-frame L1, MSE and SSIM of each predictor on the windows at indices -> {name: {key: (W,) array}}.
-
-    predictors: name -> function(context (B, T-1, H, W), target (B, H, W)) -> prediction (B, H, W).
-    error_map: optional {name: (H, W) tensor}, to which each named predictor's absolute error is added.
-    """
-    per_frame = {name: {key: [] for key in ("l1", "mse", "ssim", "l1_unchanged", "l1_changed")}
-                 for name in predictors}
-    for starts in indices.split(EVAL_BATCH):
-        batch = windows.batch(starts)  # (B, T, H, W)
-        context, target = batch[:, :-1], batch[:, -1]
-        unchanged = target == context[:, -1]  # (B, H, W): pixels the copy of the last frame gets exactly
-        for name, predict in predictors.items():
-            prediction = predict(context, target)
-            for key, value in frame_metrics(prediction, target).items():
-                if key != "psnr":
-                    per_frame[name][key].append(value.numpy())
-            # L1 = l1_unchanged + l1_changed: the error on pixels that stay and on pixels that change.
-            error = (prediction - target).abs()
-            per_frame[name]["l1_unchanged"].append((error * unchanged).mean(dim=(1, 2)).numpy())
-            per_frame[name]["l1_changed"].append((error * ~unchanged).mean(dim=(1, 2)).numpy())
-            if error_map is not None and name in error_map:
-                error_map[name] += error.sum(0)
-    return {name: {key: np.concatenate(v) for key, v in values.items()} for name, values in per_frame.items()}
-
-
-def summarise(per_frame):
-    """dict of per-frame arrays l1, mse, ssim, l1_unchanged, l1_changed (W,) -> means (PSNR of the mean MSE)."""
-    mse = float(np.mean(per_frame["mse"]))
-    means = {key: float(np.mean(values)) for key, values in per_frame.items() if key != "mse"}
-    return {**means, "mse": mse, "psnr": float(psnr(torch.tensor(mse)))}
-
-
 @torch.no_grad()
 def evaluate_run(cfg, run_dir, frames, meta):
-    """Evaluate the final weights of a run on its evaluation part -> dict (also cached in eval.json)."""
+    """Evaluate the final weights of a run on its evaluation part -> dict (also cached in eval.json).
+
+    The model and the baselines are scored by model.evaluate on the same windows; the mean absolute error per
+    pixel of the model and of the next-frame baselines goes to the run's error_map.npz.
+    """
     cached = run_dir / "eval.json"
     if cached.exists():
         result = json.loads(cached.read_text(encoding="utf-8"))
@@ -272,32 +223,28 @@ def evaluate_run(cfg, run_dir, frames, meta):
     parts = config_parts(cfg, len(frames))
     part = evaluation_part(cfg)
     video = torch.as_tensor(frames)
-    mean_frame = mean_frame_baseline(video[:len(parts["train"])])
+    box = player_box(meta)
+    predictors = {"model": model_predictor(model),
+                  **baseline_predictors(T, mean_frame_baseline(video[:len(parts["train"])]), box)}
     windows = part_windows(video, part, parts, T)
     result = {"protocol": EVAL_PROTOCOL, "variant": cfg.model_path, "seed": done["seed"], "steps": done["steps"],
               "train_seconds": done["seconds"], "num_frames": T, "part": part, "windows": len(windows)}
     if T == 1:  # masked reconstruction: the masked pixels only
-        metrics = evaluate(model, windows, batch_size=EVAL_BATCH, mean_frame=mean_frame)
-        result["one_step"] = {"model": {k: metrics[k] for k in ("l1", "mse", "psnr", "ssim")},
-                              "mean_frame": {k: metrics["mean_frame_" + k] for k in ("l1", "mse", "psnr", "ssim")}}
+        per_window, _ = score(predictors, windows, batch_size=EVAL_BATCH, masker=model)
+        result["one_step"] = {name: summarise(values) for name, values in per_window.items()}
         write_json_atomically(cached, result)
         return result
 
-    predictors = {"model": lambda context, target: model.predict_next_frame(context),
-                  "copy_last": lambda context, target: context[:, -1],
-                  "mean_frame": lambda context, target: mean_frame.expand_as(target)}
-    if T >= 3:
-        predictors["continue_motion"] = lambda context, target: continue_motion_baseline(context)
-    error_map = {"model": torch.zeros(video.shape[1:]), "copy_last": torch.zeros(video.shape[1:])}
-    per_frame = one_step_per_frame(windows, torch.arange(len(windows)), predictors, error_map)
-    result["one_step"] = {name: summarise(values) for name, values in per_frame.items()}
+    per_window, maps = score(predictors, windows, batch_size=EVAL_BATCH,
+                             error_maps=[name for name in predictors if name != "mean_frame"])
+    result["one_step"] = {name: summarise(values) for name, values in per_window.items()}
 
     # The training part, on windows spread evenly over it: memorised, or as hard as the evaluation part?
     train_windows = part_windows(video, "train", parts, T)
     picked = spread_windows(train_windows, TRAIN_WINDOWS)
-    train_per_frame = one_step_per_frame(train_windows, picked, {name: predictors[name] for name in predictors
-                                                                 if name != "mean_frame"})
-    result["train_one_step"] = {name: summarise(values) for name, values in train_per_frame.items()}
+    train_per_window, _ = score({name: predict for name, predict in predictors.items() if name != "mean_frame"},
+                                train_windows, picked, batch_size=EVAL_BATCH)
+    result["train_one_step"] = {name: summarise(values) for name, values in train_per_window.items()}
     result["train_one_step"]["windows"] = len(picked)
 
     targets = np.asarray(windows.targets)  # video index of each predicted frame
@@ -305,17 +252,16 @@ def evaluate_run(cfg, run_dir, frames, meta):
     for situation, mask in situations(meta, targets).items():
         entry = {"windows": int(mask.sum())}
         if mask.any():
-            for name in predictors:
-                entry[name] = summarise({key: values[mask] for key, values in per_frame[name].items()})
+            entry.update({name: summarise(values, mask) for name, values in per_window.items()})
         result["situations"][situation] = entry
 
     # Closed loop: the model sees its own (8-bit) predictions; copy-last holds the last real frame.
     first, last = windows.targets.start, windows.targets.stop - ROLLOUT_STEPS  # predicted frames stay in the part
     starts = torch.linspace(first, last, min(ROLLOUT_STARTS, last - first + 1)).round().long() - (T - 1)
-    rolled = closed_loop(model, video, starts, ROLLOUT_STEPS)
+    rolled = closed_loop(model, video, starts, ROLLOUT_STEPS, player_box=box)
     truth = rolled.pop("truth")
     result["rollout"] = {"starts": len(starts), **{name: per_step_means(frames, truth) for name, frames in rolled.items()}}
-    np.savez_compressed(run_dir / "error_map.npz", **{k: (v / len(windows)).numpy() for k, v in error_map.items()})
+    np.savez_compressed(run_dir / "error_map.npz", **maps)
     write_json_atomically(cached, result)
     return result
 
@@ -395,13 +341,13 @@ def summary_of(runs):
                 if all(key in run["one_step"][name] for run in runs)]
         summary[f"one_step_{name}"] = {key: mean_std([run["one_step"][name][key] for run in runs]) for key in keys}
     if "train_one_step" in runs[0]:
-        for name in ("model", "copy_last", "continue_motion"):
+        for name in ("model", "copy_last", "continue_motion", "player_held"):
             if not all(name in run["train_one_step"] for run in runs):
                 continue
             summary[f"train_one_step_{name}"] = {key: mean_std([run["train_one_step"][name][key] for run in runs])
                                                  for key in ("l1", "mse", "psnr", "ssim")}
     if "rollout" in runs[0]:
-        for name in ("model", "copy_last", "continue_motion"):
+        for name in ("model", "copy_last", "continue_motion", "player_held"):
             if all(name in run["rollout"] for run in runs):  # continue motion: 3+ frames, newer evaluations
                 summary[f"rollout10_{name}"] = {key: mean_std([run["rollout"][name][key][-1] for run in runs])
                                                 for key in ("l1", "mse", "psnr", "ssim")}
@@ -516,7 +462,7 @@ def compact_table(summary):
     header = "| variant | steps | seeds | L1 | PSNR | SSIM |"  # PSNR in dB (the report's captions say so)
     several = any(len(entry["seeds"]) > 1 for entry in next_frame)  # a PSNR per seed column only then
     if next_frame:
-        short = {"copy_last": "copy", "continue_motion": "motion", "mean_frame": "mean"}[bar]
+        short = {"copy_last": "copy", "continue_motion": "motion", "player_held": "held", "mean_frame": "mean"}[bar]
         header += ((" PSNR per seed |" if several else "") + f" ΔPSNR vs {short} | beats {short} |"
                    + (" beats copy |" if bar != "copy_last" else "") + " 10-step PSNR | train PSNR |")
     lines = [header, "|" + "---|" * header.count(" |")]

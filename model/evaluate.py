@@ -1,0 +1,114 @@
+"""The one evaluator of Exercise 2: the model and every baseline are predictors, scored by one function.
+
+A predictor maps a batch of windows to its prediction of each window's last frame:
+
+    predict(frames (B, T, H, W) in [0, 1], token_mask (B, T*h*w) bool or None) -> (B, H, W) in [0, 1]
+
+A next-frame predictor (num_frames > 1) reads only frames[:, :-1]; the masked reconstruction (num_frames
+== 1) reads the visible patches of the single frame, the patches of ``token_mask`` hidden. :func:`score`
+runs a set of predictors over the same windows and returns per-window metrics (model.metrics.frame_metrics:
+L1, MSE, SSIM, and for next-frame prediction the L1 on the pixels that stay as in the last seen frame and on
+those that change), from which :func:`summarise` takes means over any subset of windows (a situation, a
+part); PSNR is always that of the mean MSE. The validation during training, ``--validate``, the experiment
+runner and the bench all call these.
+
+The baselines (:func:`baseline_predictors`): ``copy_last`` (the last seen frame), ``continue_motion`` (the last global
+shift applied again, num_frames >= 3), ``player_held`` (continue motion with the block where the camera
+keeps the player copied from the last frame, for videos that record where that is) and ``mean_frame`` (the
+mean training frame).
+"""
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from model.metrics import continue_motion_baseline, frame_metrics, player_held_baseline, psnr
+
+BASELINES = ("copy_last", "continue_motion", "player_held", "mean_frame")
+LABELS = {"model": "model", "copy_last": "copy-last frame", "continue_motion": "continue motion",
+          "player_held": "continue motion, player held", "mean_frame": "mean frame"}
+
+
+def model_predictor(model):
+    """The model as a predictor: its clamped prediction of the last frame (masked patches: those given)."""
+    def predict(frames, token_mask):
+        if model.num_frames > 1:
+            return model.predict_next_frame(frames[:, :-1])
+        return model(frames, mask=token_mask)["prediction"][:, -1].clamp(0, 1)
+    return predict
+
+
+def baseline_predictors(num_frames, mean_frame=None, player_box=None):
+    """The baselines that apply to windows of num_frames frames -> {name: predictor}.
+
+    mean_frame (H, W): the mean training frame (model.metrics.mean_frame_baseline), or None to leave it out;
+    player_box (top, bottom, left, right): where the camera keeps the player, or None (no such baseline).
+    """
+    found = {}
+    if num_frames > 1:
+        found["copy_last"] = lambda frames, mask: frames[:, -2]
+    if num_frames > 2:
+        found["continue_motion"] = lambda frames, mask: continue_motion_baseline(frames[:, :-1])
+        if player_box is not None:
+            found["player_held"] = lambda frames, mask: player_held_baseline(frames[:, :-1], player_box)
+    if mean_frame is not None:
+        found["mean_frame"] = lambda frames, mask: mean_frame.to(frames.device).expand_as(frames[:, -1])
+    return found
+
+
+@torch.no_grad()
+def score(predictors, windows, indices=None, *, batch_size=32, masker=None, mask_seed=0, error_maps=(),
+          progress=False):
+    """Per-window metrics of every predictor on windows[indices] (default: all) -> (per_window, maps).
+
+    per_window: {name: {"l1", "mse", "ssim"[, "l1_unchanged", "l1_changed"]: float64 array (W,)}};
+    masker: the model whose patch masks (drawn from mask_seed, the same every call) hide the patches of a
+    masked reconstruction (num_frames == 1); its metrics are those of the masked pixels only.
+    error_maps: names whose mean absolute error per pixel (H, W) is returned in ``maps``.
+    """
+    indices = torch.arange(len(windows)) if indices is None else indices
+    generator = torch.Generator().manual_seed(mask_seed)
+    next_frame = windows.num_frames > 1
+    keys = ("l1", "mse", "ssim") + (("l1_unchanged", "l1_changed") if next_frame else ())
+    per_window = {name: {key: [] for key in keys} for name in predictors}
+    maps = {name: 0.0 for name in error_maps}
+    for starts in tqdm(indices.split(batch_size), desc="evaluating", leave=False, disable=not progress):
+        frames = windows.batch(starts)  # (B, T, H, W)
+        target = frames[:, -1]
+        token_mask, pixel_mask = None, None
+        if masker is not None:
+            token_mask = masker.embedding.draw_mask(len(frames), frames.device, generator)
+            pixel_mask = masker.embedding.pixel_mask(token_mask)[:, -1]
+        for name, predict in predictors.items():
+            prediction = predict(frames, token_mask).float()
+            for key, value in frame_metrics(prediction, target, pixel_mask).items():
+                if key in per_window[name]:
+                    per_window[name][key].append(value)
+            error = (prediction - target).abs()
+            if next_frame:  # L1 = l1_unchanged + l1_changed: on pixels that stay as in the last seen frame, and the rest
+                unchanged = target == frames[:, -2]
+                per_window[name]["l1_unchanged"].append((error * unchanged).mean(dim=(1, 2)))
+                per_window[name]["l1_changed"].append((error * ~unchanged).mean(dim=(1, 2)))
+            if name in maps:
+                maps[name] = maps[name] + error.sum(0)
+    per_window = {name: {key: torch.cat(values).double().cpu().numpy() for key, values in metrics.items()}
+                  for name, metrics in per_window.items()}
+    return per_window, {name: (total / len(indices)).cpu().numpy() for name, total in maps.items()}
+
+
+def summarise(metrics, select=None):
+    """One predictor's per-window metrics (optionally only the windows where ``select`` is True) -> means.
+
+    PSNR is that of the mean MSE over the windows.
+    """
+    means = {key: float(np.mean(values if select is None else values[select])) for key, values in metrics.items()}
+    means["psnr"] = float(psnr(torch.tensor(means["mse"])))
+    return means
+
+
+def flat_summary(per_window, select=None):
+    """All predictors' means as one flat dict: the model's keys bare, a baseline's as '{name}_{key}'."""
+    flat = {}
+    for name, metrics in per_window.items():
+        prefix = "" if name == "model" else f"{name}_"
+        flat.update({prefix + key: value for key, value in summarise(metrics, select).items()})
+    return flat

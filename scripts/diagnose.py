@@ -1,0 +1,135 @@
+"""Why the sheet's model (frame output) learned nothing with the template's loss, and what makes it learn.
+
+    python -m scripts.diagnose --threads 1                 # one-batch fits of every recipe, then the tables
+    python -m scripts.diagnose --tables-only               # the tables again from what is stored
+
+Every recipe is a config file of the set 'diagnosis' (config/diagnosis/*.json): the sheet's architecture at
+the CPU size of config/vit_cpu.json with its output "frame", one change of loss or recipe each. Two tests:
+
+  one batch    the recipe trains on one fixed batch of 16 training windows (the same for every recipe) for
+               --steps steps (model.fit.fit_one_batch); its PSNR on that batch against the copy of the
+               last frame on it. A model and loss that cannot fit 16 windows will not learn from the video.
+  validation   the recipe's run of the whole training part (`python -m scripts.run_experiments --set
+               diagnosis --seeds 0 --runs-dir out/diagnosis` trains them, 3000 steps; 1500 at batch 32,
+               the same windows seen): its validation PSNR (every window of the validation part) at
+               each validation, read from the run folder's metrics.jsonl, next to the baselines.
+
+Writes results/vit/diagnosis/one_batch.json, diagnosis.md (both tables) and learning_curves from the runs
+go to the same folder through scripts.learning_curves.
+"""
+import json
+from pathlib import Path
+
+import torch
+
+from model.cli import CliParser, positive_int
+from model.data import config_parts, load_video, part_windows
+from model.engine import METRICS
+from model.files import write_json_atomically, write_text_atomically
+from model.fit import fit_one_batch
+from scripts.experiment_sets import SETS, run_config
+
+BATCH = 16
+BATCH_SEED = 0
+BASELINES = ("copy_last", "continue_motion", "mean_frame")
+
+
+def fixed_batch(cfg, frames):
+    """BATCH training windows drawn once with BATCH_SEED: (B, T, H, W) in [0, 1]."""
+    parts = config_parts(cfg, len(frames))
+    windows = part_windows(torch.as_tensor(frames), "train", parts, cfg.model.num_frames)
+    starts = torch.randperm(len(windows), generator=torch.Generator().manual_seed(BATCH_SEED))[:BATCH]
+    return windows.batch(starts)
+
+
+def recipe(cfg):
+    """What a diagnosis config changes, in words."""
+    m, t = cfg.model, cfg.training
+    return (f"loss {t.loss}, lr {cfg.learning_rate:g}, warm-up {t.warmup_steps}, batch {m.batch_size}, "
+            f"positions {m.positional_init}")
+
+
+def one_batch_table(variants, steps, out):
+    results, frames = {}, None
+    for variant in variants:
+        cfg = run_config(variant)
+        if frames is None:
+            frames = load_video(cfg)
+        fit = fit_one_batch(cfg, fixed_batch(cfg, frames), steps)
+        results[variant] = {"recipe": recipe(cfg), **fit}
+        print(f"{variant}: {fit['psnr'][-1][1]:.2f} dB after {steps} steps (copy-last {fit['copy_last_psnr']:.2f})",
+              flush=True)
+    write_json_atomically(out / "one_batch.json", {"steps": steps, "batch": BATCH, "batch_seed": BATCH_SEED,
+                                                   "runs": results})
+
+
+def validation_rows(variants, runs_dir):
+    """Per variant: its validation records (step, PSNR) and the baselines of the last one, from metrics.jsonl."""
+    rows = {}
+    for variant in variants:
+        path = Path(runs_dir) / f"{variant}.seed0" / METRICS
+        if not path.exists():
+            continue
+        records = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+        val = [r for r in records if "val_psnr" in r]
+        if val:
+            rows[variant] = {"recipe": recipe(run_config(variant)), "val": [(r["step"], r["val_psnr"]) for r in val],
+                             "seconds": records[-1]["seconds"], "max_steps": run_config(variant).training.max_steps,
+                             **{b: val[-1][f"val_{b}_psnr"] for b in BASELINES}}
+    return rows
+
+
+def markdown(one_batch, rows):
+    lines = ["# What makes the sheet's model (frame output) learn", ""]
+    if one_batch:
+        steps = one_batch["steps"]
+        marks = [s for s, _ in next(iter(one_batch["runs"].values()))["psnr"]][1::2]
+        lines += [f"## One fixed batch ({one_batch['batch']} training windows, {steps} steps, CPU size)", "",
+                  "| config | recipe | " + " | ".join(f"step {s}" for s in marks) + " | copy-last |",
+                  "|---|---|" + "---:|" * (len(marks) + 1)]
+        for variant, run in one_batch["runs"].items():
+            at = dict(run["psnr"])
+            lines.append(f"| {variant} | {run['recipe']} | " + " | ".join(f"{at[s]:.2f}" for s in marks)
+                         + f" | {run['copy_last_psnr']:.2f} |")
+        lines += ["", "PSNR in dB on that batch (clamped prediction of the last frame).", ""]
+    if rows:
+        marks = sorted({s for row in rows.values() for s, _ in row["val"]})
+        first = next(iter(rows.values()))
+        lines += ["## Validation part (every window), seed 0", "",
+                  "| config | recipe | " + " | ".join(f"step {s}" for s in marks) + " | minutes |",
+                  "|---|---|" + "---:|" * (len(marks) + 1)]
+        for variant, row in rows.items():
+            at = dict(row["val"])
+            lines.append(f"| {variant} | {row['recipe']} | " + " | ".join(f"{at[s]:.2f}" if s in at else "" for s in marks)
+                         + f" | {row['seconds'] / 60:.0f} |")
+        lines += ["", "Validation PSNR in dB. Baselines on the same windows: "
+                  + ", ".join(f"{b.replace('_', ' ')} {first[b]:.2f}" for b in BASELINES)
+                  + ". Minutes: training time of the run (one thread, two runs side by side).", ""]
+    return "\n".join(lines)
+
+
+def main(argv=None):
+    parser = CliParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--steps", type=positive_int, default=500, help="optimizer steps of each one-batch fit")
+    parser.add_argument("--runs-dir", default="out/diagnosis", help="run folders of the validation runs")
+    parser.add_argument("--out", default="results/vit/diagnosis")
+    parser.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
+    parser.add_argument("--tables-only", action="store_true", help="no fitting: the tables from what is stored")
+    args = parser.parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    variants = SETS["diagnosis"]
+    if not args.tables_only:
+        one_batch_table(variants, args.steps, out)
+    one_batch = json.loads((out / "one_batch.json").read_text()) if (out / "one_batch.json").exists() else None
+    rows = validation_rows(variants, args.runs_dir)
+    write_json_atomically(out / "validation.json", rows)
+    write_text_atomically(out / "diagnosis.md", markdown(one_batch, rows))
+    print(f"wrote {out / 'diagnosis.md'}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -378,6 +378,8 @@ def parse_args(argv=None):
     parser.add_argument("--lr", type=float, default=5e-4, help="Adam learning rate")
     parser.add_argument("--batch-size", type=int, default=32, help="training mini-batch size")
     parser.add_argument("--device", default="cpu", help="e.g. cpu, cuda, cuda:1")
+    parser.add_argument("--overwrite", action="store_true",
+                        help="replace the grid that --out already holds (its results, summary and figures)")
     parser.add_argument("--replot", action="store_true",
                         help="only draw the per-position figures again from --out's results.json (no training)")
     return parser.parse_args(argv)
@@ -471,6 +473,17 @@ def replot(out):
     return 0
 
 
+GRID_FILES = ("results.json", "summary.md", "*_accuracy_by_position.png", "*_losses.png", "*_prediction.png")
+
+
+def remove_grid(out):
+    """Remove the files a grid wrote into out (and its seed folders), nothing else."""
+    for folder in [out, *sorted(out.glob("seed*"))]:
+        for pattern in GRID_FILES:
+            for path in folder.glob(pattern):
+                path.unlink()
+
+
 def main(argv=None):
     argv = sys.argv[1:] if argv is None else list(argv)
     command = " ".join(["python main.py", *map(shlex.quote, argv)])  # written down beside the results
@@ -484,6 +497,12 @@ def main(argv=None):
     out = Path(args.out)
     if args.replot:
         return replot(out)
+    if (out / "results.json").exists():
+        if not args.overwrite:
+            print(f"error: {out} holds an earlier grid (results.json); choose another --out, or replace it with "
+                  f"--overwrite", file=sys.stderr)
+            return 2
+        remove_grid(out)
     configs = [
         RunConfig(
             task=task,

@@ -9,6 +9,7 @@ The decoded frames stay in memory as one uint8 tensor; a batch of windows is gat
 indexing operation and only then converted to float in [0, 1].
 """
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from io import BytesIO
 from pathlib import Path
 
@@ -58,7 +59,7 @@ def load_video(cfg, scratch=None, log=print):
 
 def load_frames(path, num_workers=0):
     """Read /rgb_images -> uint8 array (N, H, W) grayscale; encoded rows are decoded with num_workers threads."""
-    with _open(path) as file:
+    with _open(path) as file, _read_errors(path):
         if "rgb_images" not in file or not isinstance(file["rgb_images"], h5py.Dataset):
             found = ", ".join(sorted(file.keys())) or "nothing"
             raise DataError(f"{path} has no dataset /rgb_images (found: {found})")
@@ -78,12 +79,21 @@ def load_frames(path, num_workers=0):
 
 def load_metadata(path):
     """The 1-D per-frame datasets of the /meta group -> dict name -> array (empty without /meta)."""
-    with _open(path) as file:
+    with _open(path) as file, _read_errors(path):
         group = file.get("meta")
         if not isinstance(group, h5py.Group):
             return {}
         return {name: item[()] for name, item in group.items()
                 if isinstance(item, h5py.Dataset) and item.ndim == 1}
+
+
+def player_box(meta):
+    """Where the camera keeps the player, (top, bottom, left, right), in a video of the built-in renderer (its
+    /meta records the player), else None: the place the continue-motion-player-held baseline copies."""
+    if "player_tile_x" not in meta:
+        return None
+    from model.gameplay import PLAYER_BOX
+    return PLAYER_BOX
 
 
 def check_frames(frames, path, model_cfg):
@@ -246,7 +256,24 @@ def _open(path):
     try:
         return h5py.File(path, "r")
     except OSError as error:
-        raise DataError(f"{path} is not a readable HDF5 file ({_first_line(error)})") from None
+        raise DataError(f"{path} is not a readable HDF5 file ({_first_line(error)}){_render_hint(path)}") from None
+
+
+@contextmanager
+def _read_errors(path):
+    """An HDF5 file whose header opens but whose data cannot be read (damaged, cut short) -> one DataError line."""
+    try:
+        yield
+    except OSError as error:
+        raise DataError(f"{path} cannot be read, it may be damaged or cut short ({_first_line(error)})"
+                        f"{_render_hint(path)}") from None
+
+
+def _render_hint(path):
+    """For the built-in video's default file: how to get it back."""
+    if Path(path).resolve() != Path(DEFAULT_HDF5_FILE).resolve():
+        return ""
+    return "; delete it and the next run renders the built-in video into it again"
 
 
 def _decode_rows(path, rows, num_workers):

@@ -35,13 +35,14 @@ import torch
 import torch.distributed as dist
 from tqdm import tqdm
 
-from model.checkpoint import CheckpointError
+from model.checkpoint import CheckpointError, load_checkpoint
 from model.cli import (STOP_SIGNALS, CliParser, describe_os_error, fail, pick_device, plural, positive_int,
                        stop_on_signals)
 from model.config import ConfigError, load_config, with_overrides
-from model.data import PART_NAMES, PARTS, DataError, config_parts, load_video, part_windows
-from model.engine import (QUICKSAVE, SPEED_STEPS, StopFlag, TrainingError, describe_metrics, evaluate, load_model,
-                          mixed_precision, run_name, stop_code, train)
+from model.data import (PART_NAMES, PARTS, DataError, config_parts, load_metadata, load_video, part_windows, player_box,
+                        resolve_data_path)
+from model.engine import (BEST, FINAL, METRICS, QUICKSAVE, SPEED_STEPS, StopFlag, TrainingError, describe_metrics,
+                          evaluate, load_model, mixed_precision, run_name, stop_code, train)
 from model.files import write_json_atomically
 from model.metrics import mean_frame_baseline
 
@@ -56,36 +57,38 @@ CPU_ADVICE_SECONDS = 3600  # a CPU run that would take longer than this is point
 def parse_args(argv=None):
     parser = CliParser(prog="python -m model.main",
                        description="Train or validate the predictive Vision Transformer.")
-    parser.add_argument("-cfg", "--cfg", required=True, metavar="CONFIG", help="config file (.json or .yaml)")
+    parser.add_argument("--cfg", "-cfg", required=True, metavar="CONFIG", help="config file (.json or .yaml)")
     mode = parser.add_mutually_exclusive_group(required=True)
-    mode.add_argument("-train", "--train", action="store_true", help="train (resumes with --load)")
-    mode.add_argument("-validate", "--validate", action="store_true",
+    mode.add_argument("--train", "-train", action="store_true", help="train (resumes with --load)")
+    mode.add_argument("--validate", "-validate", action="store_true",
                       help="evaluate --load CKPT on a part of the video (--split)")
-    parser.add_argument("-load", "--load", metavar="CKPT", help="checkpoint to resume from or to validate")
-    parser.add_argument("-resume", "--resume", action="store_true",
+    parser.add_argument("--load", "-load", metavar="CKPT", help="checkpoint to resume from or to validate")
+    parser.add_argument("--resume", "-resume", action="store_true",
                         help="with --train: resume from the run folder's quicksave.ckpt when there is one "
                              "(for job scripts that are requeued)")
-    parser.add_argument("-device", "--device", type=int, default=0, metavar="N",
+    parser.add_argument("--device", "-device", type=int, default=0, metavar="N",
                         help="CUDA device index, also part of the run's folder name (CPU without CUDA)")
-    parser.add_argument("-seed", "--seed", type=int, default=1234, help="seed of weights, data order and masks")
+    parser.add_argument("--seed", "-seed", type=int, default=1234, help="seed of weights, data order and masks")
     parser.add_argument("-n", type=int, dest="run_number", metavar="N", help="append .runN to the run's folder")
-    parser.add_argument("-scratch", "--scratch", metavar="DIR",
+    parser.add_argument("--overwrite", action="store_true",
+                        help="with --train: start over in a run folder that holds a run (its checkpoints are removed)")
+    parser.add_argument("--scratch", "-scratch", metavar="DIR",
                         help="folder holding the data file: a leading './' of data.hdf5_file becomes DIR/")
-    parser.add_argument("-num-gpus", "--num-gpus", type=int, default=1, metavar="N",
+    parser.add_argument("--num-gpus", "-num-gpus", type=int, default=1, metavar="N",
                         help="local processes to train with (DDP; GPUs device..device+N-1, or CPU processes "
                              "without CUDA)")
-    parser.add_argument("-port", "--port", type=int, default=29500,
+    parser.add_argument("--port", "-port", type=int, default=29500,
                         help="port of the process group that --num-gpus starts")
-    parser.add_argument("-float32-matmul-precision", "--float32-matmul-precision", default="highest",
+    parser.add_argument("--float32-matmul-precision", "-float32-matmul-precision", default="highest",
                         choices=("highest", "high", "medium"), help="torch.set_float32_matmul_precision")
-    parser.add_argument("-max-steps", "--max-steps", type=positive_int, metavar="N",
+    parser.add_argument("--max-steps", "-max-steps", type=positive_int, metavar="N",
                         help="optimizer steps of the run (overrides training.max_steps)")
-    parser.add_argument("-out-dir", "--out-dir", default="out", metavar="DIR", help="where run folders go")
-    parser.add_argument("-run-dir", "--run-dir", metavar="DIR",
+    parser.add_argument("--out-dir", "-out-dir", default="out", metavar="DIR", help="where run folders go")
+    parser.add_argument("--run-dir", "-run-dir", metavar="DIR",
                         help="the run folder itself (instead of OUT_DIR/{model_path}.device{N}[.runK])")
-    parser.add_argument("-split", "--split", choices=PARTS, default="val",
+    parser.add_argument("--split", "-split", choices=PARTS, default="val",
                         help="with --validate: the part of the video to evaluate on (test: final evaluations only)")
-    parser.add_argument("-output", "--output", metavar="FILE",
+    parser.add_argument("--output", "-output", metavar="FILE",
                         help="with --validate: where the metrics go (default: validation_{split}.json next to "
                              "the checkpoint)")
     args = parser.parse_args(argv)
@@ -97,6 +100,8 @@ def parse_args(argv=None):
         parser.error("--validate needs --load CKPT (e.g. out/vit.device0/best.ckpt)")
     if args.resume and (args.load is not None or not args.train):
         parser.error("--resume goes with --train and without --load (it picks the run folder's quicksave.ckpt)")
+    if args.overwrite and (args.resume or args.load is not None or not args.train):
+        parser.error("--overwrite goes with --train and without --resume or --load (it starts the run over)")
     return args
 
 
@@ -116,7 +121,7 @@ def guarded_run(args, argv):
     """run(), with the project's errors turned into one line on stderr and an exit code."""
     try:
         return run(args, argv)
-    except ConfigError as error:
+    except (ConfigError, RunFolderTaken) as error:
         return fail(error, 2)
     except (DataError, CheckpointError, TrainingError) as error:
         return fail(error, 1)
@@ -138,15 +143,21 @@ def run(args, argv):
     frames = load_video(cfg, args.scratch)
     run_dir = Path(args.run_dir) if args.run_dir else Path(args.out_dir) / run_name(cfg, args.device, args.run_number)
     if args.validate:
-        return validate(cfg, frames, args.load, device, args.split, args.output)
+        box = player_box(load_metadata(resolve_data_path(cfg.data.hdf5_file, args.scratch)))
+        return validate(cfg, frames, args.load, device, args.split, args.output, box)
 
+    config_parts(cfg, len(frames))  # a video too short for its split is named before the run folder
     resume = args.load
     if args.resume and (run_dir / QUICKSAVE).exists():
         resume = run_dir / QUICKSAVE
-        print(f"resuming from {resume}")
-    elif resume is None and (run_dir / QUICKSAVE).exists():
-        print(f"note: {run_dir} holds an earlier run; starting over (continue it with "
-              f"--load {run_dir / QUICKSAVE} or --resume)")
+    elif resume is None and held_run(run_dir):
+        if not args.overwrite:
+            raise RunFolderTaken(refusal(run_dir, cfg, args))
+        print(f"--overwrite: starting {run_dir} over (the earlier run's checkpoints and metrics are removed)")
+        for name in held_run(run_dir) + [METRICS, "cfg.json"]:
+            (run_dir / name).unlink(missing_ok=True)
+    if resume is not None:
+        print(f"resuming from {resume} (step {load_checkpoint(resume)['step']})")
     stop = StopFlag()
     with stop_on_signals(stop), process_group(device, world_size):
         summary = train(cfg, frames, run_dir, device=device, seed=args.seed, resume=resume, stop=stop,
@@ -155,7 +166,10 @@ def run(args, argv):
     if summary["stopped"]:
         print(f"stopped by {summary['stopped']} after step {summary['step']} of {summary['total_steps']}; "
               f"saved {summary['quicksave']}")
-        print(f"resume with: python -m model.main {resume_command(argv, summary['quicksave'])}")
+        if os.environ.get("SLURM_JOB_ID"):  # its --scratch folder goes with the job: the job script resumes it
+            print("resume: submit the job again (sbatch train.sbatch); it continues from there with --resume")
+        else:
+            print(f"resume with: python -m model.main {resume_command(argv, summary['quicksave'])}")
         code = stop_code(summary["stopped"])
         return 128 + code if code > 1 else 1
     print(f"trained {plural(summary['step'], 'step')} in {summary['seconds']:.0f} s; run folder {run_dir}")
@@ -164,7 +178,26 @@ def run(args, argv):
     return 0
 
 
-def validate(cfg, frames, checkpoint_path, device, split="val", output=None):
+class RunFolderTaken(Exception):
+    """A training command pointed at a run folder that holds a run, without saying what to do with it."""
+
+
+def held_run(run_dir):
+    """The checkpoints of an earlier run in run_dir (a training command must not destroy them unasked)."""
+    return [name for name in (QUICKSAVE, BEST, FINAL) if (run_dir / name).exists()]
+
+
+def refusal(run_dir, cfg, args):
+    """The one line that refuses to start over in a run folder that holds a run, with the three ways on."""
+    step = load_checkpoint(run_dir / QUICKSAVE)["step"] if (run_dir / QUICKSAVE).exists() else None
+    number = next(k for k in range(2, 10_000)
+                  if not (Path(args.out_dir) / run_name(cfg, args.device, k)).exists())
+    where = f" (step {step})" if step is not None else ""
+    return (f"{run_dir} holds a run{where}: continue it with --resume, start another beside it with -n {number}, "
+            f"or start it over with --overwrite")
+
+
+def validate(cfg, frames, checkpoint_path, device, split="val", output=None, box=None):
     """Evaluate a checkpoint on every window of one part of the video; print and write the metrics.
 
     The metrics go to ``output`` (default: validation_{split}.json next to the checkpoint).
@@ -176,7 +209,7 @@ def validate(cfg, frames, checkpoint_path, device, split="val", output=None):
     autocast, _ = mixed_precision(device, cfg.model.mixed_precision)
     metrics = evaluate(model, windows, batch_size=cfg.model.batch_size,
                        mean_frame=mean_frame_baseline(video[:len(parts["train"])]).to(device), autocast=autocast,
-                       loss=cfg.training.loss, progress=True)
+                       loss=cfg.training.loss, player_box=box, progress=True)
     print(f"{checkpoint_path} (step {payload['step']}), {PART_NAMES[split]} part "
           f"({plural(metrics['windows'], 'window')}): {describe_metrics(metrics)}")
     output = Path(output) if output is not None else Path(checkpoint_path).with_name(f"validation_{split}.json")
@@ -200,23 +233,26 @@ def speed_note(seconds_per_step, steps_left, device, config_path):
 
 
 def describe_duration(seconds):
-    """'40 s', '12 min', '3.5 h'."""
+    """'40 s', '12 min', '3.5 h', '8.7 days'."""
     if seconds < 120:
         return f"{seconds:.0f} s"
     if seconds < 7200:
         return f"{seconds / 60:.0f} min"
-    return f"{seconds / 3600:.1f} h"
+    if seconds < 2 * 86400:
+        return f"{seconds / 3600:.1f} h"
+    return f"{seconds / 86400:.1f} days"
 
 
 def resume_command(argv, checkpoint):
-    """The flags of this run with --load pointing at checkpoint (and without --resume, which --load replaces)."""
+    """The flags of this run with --load pointing at checkpoint (without --resume, which --load replaces, and
+    --overwrite, which would start it over)."""
     kept, skip = [], False
     for arg in argv:
         if skip:
             skip = False
         elif arg in ("-load", "--load"):
             skip = True
-        elif not arg.startswith(("-load=", "--load=")) and arg not in ("-resume", "--resume"):
+        elif not arg.startswith(("-load=", "--load=")) and arg not in ("-resume", "--resume", "--overwrite"):
             kept.append(arg)
     return shlex.join(kept + ["--load", str(checkpoint)])
 

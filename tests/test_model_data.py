@@ -116,6 +116,26 @@ def test_damaged_image_row(tmp_path):
         load_frames(path)
 
 
+def damage_the_middle(path):
+    """Overwrite the middle of a file with garbage, its HDF5 header left intact."""
+    size = path.stat().st_size
+    with open(path, "r+b") as file:
+        file.seek(size // 2)
+        file.write(b"\xff" * (size // 4))
+
+
+def test_a_file_damaged_in_the_middle_is_named(tmp_path, monkeypatch):
+    path = write_encoded(tmp_path / "v.hdf5", colour_video(num_frames=200, size=32))
+    damage_the_middle(path)
+    with pytest.raises(DataError, match=rf"^{path} cannot be read, it may be damaged or cut short \(") as error:
+        load_frames(path)
+    assert "renders" not in str(error.value)  # not the default file: no hint to delete it
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "v.hdf5").rename(tmp_path / "gameplay-data.hdf5")  # the built-in video's default file
+    with pytest.raises(DataError, match="delete it and the next run renders the built-in video into it again$"):
+        load_frames("./gameplay-data.hdf5")
+
+
 def test_frames_must_fit_the_config():
     model_cfg = with_overrides(Config(), {"model.image_height": 32, "model.image_width": 32,
                                           "model.num_frames": 3, "model.patch_size": 8}).model

@@ -146,6 +146,14 @@ def test_predict_without_load_takes_the_run_folders_checkpoint(trained, tmp_path
     shutil.copy(checkpoint, run_dir / "quicksave.ckpt")
     assert predict.main(argv) == 0
     assert f"using {config} and {run_dir / 'quicksave.ckpt'}" in capsys.readouterr().out
+    # Bare (no -cfg): an unvalidated local run (a quicksave alone) does not replace the published model.
+    published = tmp_path / "published.ckpt"
+    shutil.copy(checkpoint, published)
+    cfg, _, chosen, line = predict.choose_model(None, None, tmp_path / "out", sheet_config=str(config),
+                                                published=str(published))
+    assert chosen == published and line.startswith(f"{run_dir} has no validated run yet (only quicksave.ckpt")
+    assert predict.main(argv) == 0  # with -cfg: that config's run, quicksave or not, and the checkpoint's step
+    assert f"{run_dir / 'quicksave.ckpt'}: step 3" in capsys.readouterr().out
     shutil.copy(checkpoint, run_dir / "best.ckpt")  # the best validation wins over the latest step
     cfg, config_name, chosen, line = predict.choose_model(None, None, tmp_path / "out", sheet_config=str(config))
     assert chosen == run_dir / "best.ckpt" and cfg.model_path == "tiny" and config_name == str(config)

@@ -195,3 +195,19 @@ def test_the_analysis_groups_validation_positions_by_the_tcn_paths(tmp_path, cap
     assert [g["accuracy"]["tcn"] for g in groups] == pytest.approx([0.9, 0.3, 0.3])
     assert "| memorygen (0-14) | 15-17 | 1, 0 | yes | yes | yes | 0.900 |" in (tmp_path / "analysis.md").read_text()
     assert exercise1_analysis.main(["--results", str(tmp_path / "nowhere")]) == 1
+
+
+def test_a_second_grid_never_replaces_an_earlier_one_unasked(tmp_path, capsys):
+    out = tmp_path / "grid"
+    argv = ["--epochs", "1", "--num-samples", "32", "--models", "rnn", "--tasks", "memory", "--out", str(out)]
+    assert main.main(argv) == 0
+    before = (out / "results.json").read_bytes()
+    capsys.readouterr()
+    assert main.main(argv) == 2
+    assert capsys.readouterr().err.strip() == (f"error: {out} holds an earlier grid (results.json); choose another "
+                                               f"--out, or replace it with --overwrite")
+    assert (out / "results.json").read_bytes() == before
+    (out / "notes.txt").write_text("mine")
+    assert main.main([*argv[:-4], "--tasks", "memorygen", "--out", str(out), "--overwrite"]) == 0
+    assert not (out / "memory_rnn_losses.png").exists() and (out / "memorygen_rnn_losses.png").exists()
+    assert (out / "notes.txt").read_text() == "mine"  # only the grid's own files were replaced

@@ -282,7 +282,7 @@ def test_a_missing_best_checkpoint_points_to_the_quicksave(tmp_path, capsys):
 def test_a_run_says_how_long_a_step_takes_and_points_a_cpu_to_the_cpu_config(tmp_path, capsys, monkeypatch):
     cpu, gpu = torch.device("cpu"), torch.device("cuda", 0)
     sheet = train_cli.speed_note(2.5, 167_997, cpu, REPO / "config/vit.json")
-    assert sheet.startswith("note: a step takes 2.50 s on cpu (measured over 3 steps): about 116.7 h for the "
+    assert sheet.startswith("note: a step takes 2.50 s on cpu (measured over 3 steps): about 4.9 days for the "
                             "167997 steps left; for a CPU use -cfg config/vit_cpu.json")
     assert "vit_cpu.json" not in train_cli.speed_note(2.5, 167_997, gpu, REPO / "config/vit.json")
     assert "for a CPU" not in train_cli.speed_note(0.11, 100_000, cpu, train_cli.CPU_CONFIG)  # already the CPU config
@@ -296,7 +296,7 @@ def test_a_run_says_how_long_a_step_takes_and_points_a_cpu_to_the_cpu_config(tmp
     assert "on cpu (measured over 3 steps)" in lines[0]
     assert lines[0].endswith("for the 2 steps left") and "vit_cpu.json" not in lines[0]  # a short run: no advice
     monkeypatch.setattr(train_cli, "CPU_ADVICE_SECONDS", 0)  # as if the run took hours
-    assert cli(config, tmp_path / "out", "--train", "--max-steps", "6") == 0
+    assert cli(config, tmp_path / "out", "--train", "--max-steps", "6", "--overwrite") == 0
     line = next(line for line in capsys.readouterr().out.splitlines() if "a step takes" in line)
     assert line.endswith("; for a CPU use -cfg config/vit_cpu.json: its 2000 steps took 11 min on 2 cores "
                          "(results/vit/study)")
@@ -395,3 +395,25 @@ def test_a_step_of_micro_batches_records_their_mean(tmp_path):
         logged[batch] = records(tmp_path / f"b{batch}")[0]
     for key in ("train_loss", "train_l1", "train_mse", "train_ssim"):
         assert logged[2][key] == pytest.approx(logged[4][key], rel=1e-5), key
+
+
+def test_a_second_training_command_never_destroys_the_run_it_finds(tmp_path, capsys):
+    config = tiny_setup(tmp_path)
+    out = tmp_path / "out"
+    run_dir = out / "tiny.device0"
+    assert cli(config, out, "--train", "--max-steps", "4") == 0
+    before = {name: (run_dir / name).read_bytes() for name in ("quicksave.ckpt", "metrics.jsonl", "best.ckpt")}
+    capsys.readouterr()
+    assert cli(config, out, "--train", "--max-steps", "8") == 2  # the same command again: refused, one line
+    error = capsys.readouterr().err.strip()
+    assert error == (f"error: {run_dir} holds a run (step 4): continue it with --resume, start another beside it "
+                     f"with -n 2, or start it over with --overwrite")
+    assert {name: (run_dir / name).read_bytes() for name in before} == before  # nothing lost
+    assert cli(config, out, "--train", "--max-steps", "8", "--resume") == 0  # continues: steps 5-8 appended
+    assert "resuming from" in capsys.readouterr().out and [r["step"] for r in records(run_dir)] == list(range(1, 9))
+    assert cli(config, out, "--train", "--max-steps", "2", "-n", "2") == 0  # beside it
+    assert (out / "tiny.device0.run2" / "final.ckpt").exists() and torch.load(
+        run_dir / "quicksave.ckpt", weights_only=True)["step"] == 8
+    assert cli(config, out, "--train", "--max-steps", "2", "--overwrite") == 0  # asked for: starts over
+    assert [r["step"] for r in records(run_dir)] == [1, 2]
+    assert torch.load(run_dir / "quicksave.ckpt", weights_only=True)["step"] == 2

@@ -3,12 +3,13 @@
     python -m model.scripts.predict                      # a fresh clone: the published checkpoint
     python -m model.scripts.predict -cfg config/vit.json --load out/vit.device0/quicksave.ckpt
 
-Which model (the command says which it used):
+Which model (the command says which it used, and the checkpoint's step):
     --load CKPT with -cfg CONFIG, or with the config stored in the checkpoint;
-    without --load the best.ckpt (else quicksave.ckpt) of the config's run folder
-    OUT_DIR/{model_path}.device{N}/, the config being -cfg or, by default, the sheet's config/vit.json;
-    with neither flag and no run of config/vit.json yet, the published results/vit/vit_best_long.ckpt
-    with the config stored in it (that of config/vit_best.json).
+    -cfg CONFIG alone: the best.ckpt (else quicksave.ckpt) of that config's run folder
+    OUT_DIR/{model_path}.device{N}/;
+    with neither flag: the best.ckpt of config/vit.json's run folder once a local run has been validated,
+    else the published results/vit/vit_best_long.ckpt with the config stored in it (that of
+    config/vit_best.json); an unvalidated local run (a quicksave alone) never replaces it unasked.
 
 Each sample starts from num_frames - 1 real frames of the video (from the held-out part by default),
 predicts the next frame, quantises it to 8 bit, appends it to the window and drops the oldest frame,
@@ -63,26 +64,26 @@ BAR_HEIGHT = 4  # of the error scale, pixels per upscaling step
 def parse_args(argv=None):
     parser = CliParser(prog="python -m model.scripts.predict",
                        description="Closed-loop rollout of a trained predictive ViT.")
-    parser.add_argument("-cfg", "--cfg", metavar="CONFIG",
+    parser.add_argument("--cfg", "-cfg", metavar="CONFIG",
                         help=f"config file of the model (default: the one stored in --load; without --load "
                              f"{SHEET_CONFIG})")
-    parser.add_argument("-load", "--load", metavar="CKPT",
+    parser.add_argument("--load", "-load", metavar="CKPT",
                         help=f"checkpoint to predict with (default: best.ckpt, else quicksave.ckpt, of the "
                              f"config's run folder; without -cfg and without that run, {PUBLISHED_CHECKPOINT})")
-    parser.add_argument("-out-dir", "--out-dir", default="out", metavar="DIR",
+    parser.add_argument("--out-dir", "-out-dir", default="out", metavar="DIR",
                         help="where the run folders are (as for model.main)")
-    parser.add_argument("-output", "--output", metavar="DIR",
+    parser.add_argument("--output", "-output", metavar="DIR",
                         help="output folder (default: samples/{model_path}/ of the config used)")
-    parser.add_argument("-num_samples", "--num_samples", "--num-samples", type=int, default=1, metavar="N",
+    parser.add_argument("--num-samples", "--num_samples", "-num_samples", type=int, default=1, metavar="N",
                         dest="num_samples", help="rollouts, each from a random start")
-    parser.add_argument("-device", "--device", type=int, default=0, metavar="N",
+    parser.add_argument("--device", "-device", type=int, default=0, metavar="N",
                         help="CUDA device index, also part of the run folder's name")
-    parser.add_argument("-seed", "--seed", type=int, default=1234, help="seed of the start frames")
-    parser.add_argument("-scratch", "--scratch", metavar="DIR",
+    parser.add_argument("--seed", "-seed", type=int, default=1234, help="seed of the start frames")
+    parser.add_argument("--scratch", "-scratch", metavar="DIR",
                         help="folder holding the data file: a leading './' of data.hdf5_file becomes DIR/")
-    parser.add_argument("-steps", "--steps", type=int, default=10, metavar="N",
+    parser.add_argument("--steps", "-steps", type=int, default=10, metavar="N",
                         help="frames to predict per sample")
-    parser.add_argument("-split", "--split", choices=PARTS, default="val",
+    parser.add_argument("--split", "-split", choices=PARTS, default="val",
                         help="part of the video whose frames are predicted")
     args = parser.parse_args(argv)
     for name in ("num_samples", "steps"):
@@ -114,6 +115,7 @@ def run(args):
                           "reconstruction)")
     device = pick_device(args.device)
     model, payload = load_model(checkpoint, cfg.model, device)
+    print(f"{checkpoint}: step {payload['step']}")
     frames = load_video(cfg, args.scratch)
     parts = config_parts(cfg, len(frames), num_frames)
     first_predicted = pick_first_predicted(parts[args.split], num_frames - 1, args.steps, args.num_samples,
@@ -164,15 +166,17 @@ def choose_model(config_path, checkpoint, out_dir="out", device=0, sheet_config=
     given, config_path = config_path is not None, config_path or sheet_config
     cfg = load_config(config_path)
     run_dir = Path(out_dir) / run_name(cfg, device)
-    for name in (BEST, QUICKSAVE):
+    # -cfg given: that config's run, validated or not; bare: a local run only once it has been validated.
+    for name in (BEST, QUICKSAVE) if given else (BEST,):
         if (run_dir / name).is_file():
             return cfg, str(config_path), run_dir / name, f"using {config_path} and {run_dir / name}"
     if given:  # that config's own run, or nothing
         raise CheckpointError(f"no checkpoint in {run_dir} (train with python -m model.main -cfg {config_path} "
                               f"--train, or pass --load CKPT)")
+    why = (f"{run_dir} has no validated run yet (only {QUICKSAVE}; pass --load {run_dir / QUICKSAVE} for it)"
+           if (run_dir / QUICKSAVE).is_file() else f"no run of {sheet_config} in {run_dir} yet")
     return (checkpoint_config(published), f"stored in {published}", Path(published),
-            f"no run of {sheet_config} in {run_dir} yet: using the published {published} and the config "
-            f"stored in it")
+            f"{why}: using the published {published} and the config stored in it")
 
 
 def pick_first_predicted(part, context_frames, steps, num_samples, seed, split_name):

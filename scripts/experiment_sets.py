@@ -8,6 +8,10 @@ from model.config import ConfigError, load_config, with_budget
 # trains the same run; --steps replaces the file's budget (model.config.with_budget).
 VARIANT_FOLDERS = ("config/long", "config/diagnosis", "config/short")
 SETS = {
+    # The sheet's model (config/vit_cpu.json: frame output, MSE) trained 30 000 steps: the headline numbers of 2 (c)
+    # and the published checkpoint; its ablations (2 (d), (e)) at 10 000 steps.
+    "sheet": ["sheet30k"],
+    "sheet_ablation": ["sheet10k_full", "sheet10k_noattention", "sheet10k_nopos"],
     # What makes the sheet's model (frame output) learn: one recipe change each, 3000 steps (1500 at batch 32).
     "diagnosis": ["diag_template", "diag_l1", "diag_mse", "diag_mse_lr3e-4", "diag_mse_lr3e-3", "diag_mse_sincos",
                   "diag_mse_warmup1000", "diag_mse_batch32"],

@@ -344,8 +344,9 @@ def baseline_metrics(windows, indices, batch_size, mean_frame=None, generator_se
                      player_box=None):
     """Mean metrics of the baselines (model.evaluate.baseline_predictors) on the windows at indices -> flat dict
     copy_last_l1, ..., mean_frame_ssim. For masked reconstruction (num_frames == 1) ``masker`` is the model
-    whose patch masks (drawn from generator_seed, as evaluate draws them) select the pixels scored."""
-    predictors = baseline_predictors(windows.num_frames, mean_frame, player_box)
+    whose patch masks (drawn from generator_seed, as evaluate draws them) select the pixels scored (and the
+    neighbour fill's hidden pixels)."""
+    predictors = baseline_predictors(windows.num_frames, mean_frame, player_box, masker=masker)
     per_window, _ = score(predictors, windows, indices, batch_size=batch_size, masker=masker,
                           mask_seed=generator_seed)
     return flat_summary(per_window)

@@ -14,18 +14,21 @@ runner and the bench all call these.
 
 The baselines (:func:`baseline_predictors`): ``copy_last`` (the last seen frame), ``continue_motion`` (the last global
 shift applied again, num_frames >= 3), ``player_held`` (continue motion with the block where the camera
-keeps the player copied from the last frame, for videos that record where that is) and ``mean_frame`` (the
-mean training frame).
+keeps the player copied from the last frame, for videos that record where that is), ``mean_frame`` and
+``median_frame`` (the mean and the per-pixel median training frame) and, for masked reconstruction,
+``neighbour_fill`` (each hidden pixel from the visible pixels around it).
 """
 import numpy as np
 import torch
 from tqdm import tqdm
 
-from model.metrics import continue_motion_baseline, frame_metrics, player_held_baseline, psnr
+from model.metrics import (continue_motion_baseline, frame_metrics, neighbour_fill_baseline, player_held_baseline,
+                           psnr)
 
-BASELINES = ("copy_last", "continue_motion", "player_held", "mean_frame")
+BASELINES = ("copy_last", "continue_motion", "player_held", "mean_frame", "median_frame", "neighbour_fill")
 LABELS = {"model": "model", "copy_last": "copy-last frame", "continue_motion": "continue motion",
-          "player_held": "continue motion, player held", "mean_frame": "mean frame"}
+          "player_held": "continue motion, player held", "mean_frame": "mean frame", "median_frame": "median frame",
+          "neighbour_fill": "neighbour fill"}
 
 
 def model_predictor(model):
@@ -37,11 +40,13 @@ def model_predictor(model):
     return predict
 
 
-def baseline_predictors(num_frames, mean_frame=None, player_box=None):
+def baseline_predictors(num_frames, mean_frame=None, player_box=None, median_frame=None, masker=None):
     """The baselines that apply to windows of num_frames frames -> {name: predictor}.
 
-    mean_frame (H, W): the mean training frame (model.metrics.mean_frame_baseline), or None to leave it out;
-    player_box (top, bottom, left, right): where the camera keeps the player, or None (no such baseline).
+    mean_frame, median_frame (H, W): the mean and median training frame (model.metrics), or None to leave
+    them out; player_box (top, bottom, left, right): where the camera keeps the player, or None (no such
+    baseline); masker: for masked reconstruction (num_frames == 1) the model whose patch embedding turns a
+    token mask into hidden pixels, for the neighbour fill (each hidden pixel from the visible ones around it).
     """
     found = {}
     if num_frames > 1:
@@ -52,6 +57,11 @@ def baseline_predictors(num_frames, mean_frame=None, player_box=None):
             found["player_held"] = lambda frames, mask: player_held_baseline(frames[:, :-1], player_box)
     if mean_frame is not None:
         found["mean_frame"] = lambda frames, mask: mean_frame.to(frames.device).expand_as(frames[:, -1])
+    if median_frame is not None:
+        found["median_frame"] = lambda frames, mask: median_frame.to(frames.device).expand_as(frames[:, -1])
+    if num_frames == 1 and masker is not None:
+        found["neighbour_fill"] = lambda frames, mask: neighbour_fill_baseline(
+            frames[:, -1], masker.embedding.pixel_mask(mask)[:, -1])
     return found
 
 

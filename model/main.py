@@ -42,14 +42,11 @@ from model.config import ConfigError, load_config, with_overrides
 from model.data import (PART_NAMES, PARTS, DataError, config_parts, load_metadata, load_video, part_windows, player_box,
                         resolve_data_path)
 from model.engine import (BEST, FINAL, METRICS, QUICKSAVE, SPEED_STEPS, StopFlag, TrainingError, describe_metrics,
-                          evaluate, load_model, mixed_precision, run_name, stop_code, train)
+                          evaluate, load_model, mixed_precision, run_name, step_flops, stop_code, train)
 from model.files import write_json_atomically
 from model.metrics import mean_frame_baseline
 
 CPU_CONFIG = "config/vit_cpu.json"
-# Measured, not estimated (tests/test_training.py checks it against the file): the training command's
-# whole 2000-step run of config/vit_cpu.json on 2 shared cores (results/vit/study/results.json, run "long").
-CPU_CONFIG_RUN_MINUTES = 11
 CPU_ADVICE_SECONDS = 3600  # a CPU run that would take longer than this is pointed to CPU_CONFIG
 
 
@@ -162,7 +159,7 @@ def run(args, argv):
     with stop_on_signals(stop), process_group(device, world_size):
         summary = train(cfg, frames, run_dir, device=device, seed=args.seed, resume=resume, stop=stop,
                         rank=rank, world_size=world_size,
-                        on_speed=lambda seconds, left: tqdm.write(speed_note(seconds, left, device, args.cfg)))
+                        on_speed=lambda seconds, left: tqdm.write(speed_note(seconds, left, device, args.cfg, cfg)))
     if summary["stopped"]:
         print(f"stopped by {summary['stopped']} after step {summary['step']} of {summary['total_steps']}; "
               f"saved {summary['quicksave']}")
@@ -220,15 +217,19 @@ def validate(cfg, frames, checkpoint_path, device, split="val", output=None, box
     return 0
 
 
-def speed_note(seconds_per_step, steps_left, device, config_path):
+def speed_note(seconds_per_step, steps_left, device, config_path, cfg):
     """The line printed after the first timed steps: the measured time of a step and of the rest of the
-    run; on the CPU, for a run of more than CPU_ADVICE_SECONDS, also what to run instead."""
+    run; on the CPU, for a run of more than CPU_ADVICE_SECONDS, also what to run instead and how long that
+    would take here (this step's time scaled by the two configs' FLOP per step: an estimate)."""
     line = (f"note: a step takes {seconds_per_step:.2f} s on {device} (measured over {SPEED_STEPS} steps): "
             f"about {describe_duration(seconds_per_step * steps_left)} for the {plural(steps_left, 'step')} left")
     is_cpu_config = Path(config_path).resolve() == Path(CPU_CONFIG).resolve()
     if device.type == "cpu" and seconds_per_step * steps_left > CPU_ADVICE_SECONDS and not is_cpu_config:
-        line += (f"; for a CPU use -cfg {CPU_CONFIG}: its 2000 steps took {CPU_CONFIG_RUN_MINUTES} min on 2 "
-                 f"cores (results/vit/study)")
+        cpu_cfg = load_config(CPU_CONFIG)
+        estimate = seconds_per_step * step_flops(cpu_cfg) / step_flops(cfg) * cpu_cfg.training.max_steps
+        line += (f"; for a CPU use -cfg {CPU_CONFIG} (the same model at CPU size): its "
+                 f"{plural(cpu_cfg.training.max_steps, 'step')} would take about {describe_duration(estimate)} here "
+                 f"(estimated from the FLOP per step)")
     return line
 
 

@@ -91,3 +91,30 @@ def player_held_baseline(context, player_box, max_shift=2):
     prediction = continue_motion_baseline(context, max_shift).clone()
     prediction[:, top:bottom, left:right] = context[:, -1, top:bottom, left:right]
     return prediction
+
+
+def median_frame_baseline(train_frames):
+    """uint8 or float training frames (N, H, W) -> the per-pixel median frame (H, W) in [0, 1]."""
+    frames = torch.as_tensor(train_frames)
+    scale = 255.0 if frames.dtype == torch.uint8 else 1.0
+    return frames.flatten(1).median(dim=0).values.view(frames.shape[1:]).float() / scale
+
+
+def neighbour_fill_baseline(frame, hidden):
+    """Each hidden pixel from the visible pixels around it: frame (B, H, W), hidden (B, H, W) bool -> (B, H, W).
+
+    Normalised 3x3 averaging, ring after ring: a hidden pixel next to known ones takes their mean, then counts as
+    known for the next ring, until every pixel is filled (a frame with nothing visible stays 0).
+    """
+    known = (~hidden).float()[:, None]  # (B, 1, H, W)
+    values = frame[:, None] * known
+    pool = torch.nn.functional.avg_pool2d
+    while (known == 0).any():
+        counts = pool(known, 3, stride=1, padding=1, count_include_pad=False)
+        sums = pool(values, 3, stride=1, padding=1, count_include_pad=False)
+        reached = (known == 0) & (counts > 0)
+        if not reached.any():
+            break
+        values = torch.where(reached, sums / counts.clamp_min(1e-12), values)
+        known = known + reached.float()
+    return values[:, 0]

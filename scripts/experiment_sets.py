@@ -12,6 +12,7 @@ SETS = {
     # and the published checkpoint; its ablations (2 (d), (e)) at 10 000 steps.
     "sheet": ["sheet30k"],
     "sheet_ablation": ["sheet10k_full", "sheet10k_noattention", "sheet10k_nopos"],
+    "sheet_masked": ["sheet_masked10k_full", "sheet_masked10k_noattention"],  # config/vit_masked.json: 1 frame
     # What makes the sheet's model (frame output) learn: one recipe change each, 3000 steps (1500 at batch 32).
     "diagnosis": ["diag_template", "diag_l1", "diag_mse", "diag_mse_lr3e-4", "diag_mse_lr3e-3", "diag_mse_sincos",
                   "diag_mse_warmup1000", "diag_mse_batch32"],

@@ -14,13 +14,15 @@ on its evaluation part (test; validation for the short study's configs without o
 eval.json:
 
   one-step     every window of the evaluation part: L1, MSE, PSNR, SSIM of the predicted last frame, next to the
-               copy-last-frame, mean-frame and (num_frames >= 3) continue-motion baselines, split by
+               baselines of model.evaluate (copy-last frame, continue motion and, on the built-in video, continue
+               motion with the player held; mean and median training frame), split by
                situation from the video's /meta; L1 also split into the pixels that stay the same
                as in the last seen frame and those that change (l1_unchanged + l1_changed = l1)
   closed loop  10 steps from starts spread over the evaluation part (the model sees its own
                8-bit predictions, as model/scripts/predict.py does), against copy-last held still and
                (num_frames >= 3) continue motion rolled out on its own predictions
-  masked       num_frames == 1 variants: the masked pixels of the reconstruction (mean-frame baseline)
+  masked       num_frames == 1 variants: the masked pixels of the reconstruction (against the mean and median
+               frame and the neighbour fill, each hidden pixel from the visible ones around it)
 
 Results go to --results/--name (default results/vit/{set}/): results.json, summary.md (mean +- std
 over seeds), loss_curves.png, samples_{variant}.png, error_by_situation.png (for videos whose /meta
@@ -44,7 +46,7 @@ from model.data import (DataError, config_parts, evaluation_part, load_metadata,
 from model.engine import FINAL, QUICKSAVE, StopFlag, TrainingError, final_weights, load_model, stop_code, train
 from model.evaluate import BASELINES, LABELS, baseline_predictors, model_predictor, score, summarise
 from model.files import write_json_atomically, write_text_atomically
-from model.metrics import mean_frame_baseline
+from model.metrics import mean_frame_baseline, median_frame_baseline
 from model.rollout import closed_loop, per_step_means
 from scripts.experiment_sets import SETS, run_config, variant_file, variant_names
 
@@ -224,8 +226,10 @@ def evaluate_run(cfg, run_dir, frames, meta):
     part = evaluation_part(cfg)
     video = torch.as_tensor(frames)
     box = player_box(meta)
+    train_part = video[:len(parts["train"])]
     predictors = {"model": model_predictor(model),
-                  **baseline_predictors(T, mean_frame_baseline(video[:len(parts["train"])]), box)}
+                  **baseline_predictors(T, mean_frame_baseline(train_part), box, median_frame_baseline(train_part),
+                                        masker=model)}
     windows = part_windows(video, part, parts, T)
     result = {"protocol": EVAL_PROTOCOL, "variant": cfg.model_path, "seed": done["seed"], "steps": done["steps"],
               "train_seconds": done["seconds"], "num_frames": T, "part": part, "windows": len(windows)}
@@ -236,13 +240,14 @@ def evaluate_run(cfg, run_dir, frames, meta):
         return result
 
     per_window, maps = score(predictors, windows, batch_size=EVAL_BATCH,
-                             error_maps=[name for name in predictors if name != "mean_frame"])
+                             error_maps=[name for name in predictors if name not in ("mean_frame", "median_frame")])
     result["one_step"] = {name: summarise(values) for name, values in per_window.items()}
 
     # The training part, on windows spread evenly over it: memorised, or as hard as the evaluation part?
     train_windows = part_windows(video, "train", parts, T)
     picked = spread_windows(train_windows, TRAIN_WINDOWS)
-    train_per_window, _ = score({name: predict for name, predict in predictors.items() if name != "mean_frame"},
+    train_per_window, _ = score({name: predict for name, predict in predictors.items()
+                                 if name not in ("mean_frame", "median_frame")},
                                 train_windows, picked, batch_size=EVAL_BATCH)
     result["train_one_step"] = {name: summarise(values) for name, values in train_per_window.items()}
     result["train_one_step"]["windows"] = len(picked)
@@ -399,9 +404,11 @@ def markdown(name, summary, steps):
              "CPU cores, 1 thread per run); evaluated on the test part (the last 10% of the video), or for "
              "configs without one (the short study) on the validation part (then the last 10%).",
              "One-step: every window of the evaluation part. 10-step: closed loop, metrics of the 10th predicted frame.",
-             "Masked variants (1 frame): the masked pixels only, against the mean training frame.",
+             "Masked variants (1 frame): the masked pixels only, against the mean and median training frame and "
+             "the neighbour fill.",
              "Continue-motion baseline (3+ frames): the last frame moved on by the global shift between the two "
-             "frames before (model/metrics.py), a hand-made predictor of camera scrolling.", "",
+             "frames before (model/metrics.py), a hand-made predictor of camera scrolling; with the player held: "
+             "the same with the block where the camera keeps the player copied from the last frame.", "",
              "ΔL1, ΔPSNR: the model's one-step value minus copy-last's on the same windows, per run.", "",
              "| variant | steps | seeds | train s | 1-step L1 | 1-step PSNR dB | 1-step SSIM | 10-step L1 | 10-step PSNR dB "
              "| ΔL1 | ΔPSNR dB | beats copy-last | train-part 1-step PSNR dB |",
@@ -417,17 +424,15 @@ def markdown(name, summary, steps):
                      f"{delta(entry, 'l1', '.1e')} | {delta(entry, 'psnr', '.4f')} | {beats} | "
                      f"{cell(entry['train_one_step_model'], 'psnr', 2) if 'train_one_step_model' in entry else '–'} |")
         kind = "masked" if "rollout10_model" not in entry else "next"
-        baselines.setdefault((kind, "mean-frame"), (entry["one_step_mean_frame"], None))
+        for name in BASELINE_NAMES:
+            if f"one_step_{name}" in entry:
+                baselines.setdefault((kind, LABELS[name]), (entry[f"one_step_{name}"], entry.get(f"rollout10_{name}")))
         if kind == "next":
-            baselines.setdefault((kind, "copy-last"), (entry["one_step_copy_last"], entry["rollout10_copy_last"]))
             train_copy_last = entry.get("train_one_step_copy_last", train_copy_last)
-        if "one_step_continue_motion" in entry:
-            baselines.setdefault((kind, "continue-motion"), (entry["one_step_continue_motion"],
-                                                             entry.get("rollout10_continue_motion")))
     for (kind, baseline), (one, rolled) in baselines.items():
         label = f"{baseline} baseline" + (" (masked pixels)" if kind == "masked" else "")
         rolled_cells = f"{rolled['l1'][0]:.{digits_l1}f} | {rolled['psnr'][0]:.2f}" if rolled else "– | –"
-        train = f"{train_copy_last['psnr'][0]:.2f}" if baseline == "copy-last" and train_copy_last else "–"
+        train = f"{train_copy_last['psnr'][0]:.2f}" if baseline == LABELS["copy_last"] and train_copy_last else "–"
         lines.append(f"| {label} | – | – | – | {one['l1'][0]:.{digits_l1}f} | {one['psnr'][0]:.2f} | {one['ssim'][0]:.4f} | "
                      f"{rolled_cells} | – | – | – | {train} |")
     return "\n".join(lines) + "\n"
@@ -462,7 +467,8 @@ def compact_table(summary):
     header = "| variant | steps | seeds | L1 | PSNR | SSIM |"  # PSNR in dB (the report's captions say so)
     several = any(len(entry["seeds"]) > 1 for entry in next_frame)  # a PSNR per seed column only then
     if next_frame:
-        short = {"copy_last": "copy", "continue_motion": "motion", "player_held": "held", "mean_frame": "mean"}[bar]
+        short = {"copy_last": "copy", "continue_motion": "motion", "player_held": "held", "mean_frame": "mean",
+                 "median_frame": "median"}[bar]
         header += ((" PSNR per seed |" if several else "") + f" ΔPSNR vs {short} | beats {short} |"
                    + (" beats copy |" if bar != "copy_last" else "") + " 10-step PSNR | train PSNR |")
     lines = [header, "|" + "---|" * header.count(" |")]

@@ -32,20 +32,20 @@ def write_video(path, count=80):
 
 @pytest.fixture
 def tiny_configs(tmp_path):
-    """config/vit_cpu.json shrunk to the tiny video, with the variant files that start from it."""
+    """config/vit_cpu_residual.json shrunk to the tiny video, with the variant files that start from it."""
     video = tmp_path / "video.hdf5"
     write_video(video)
-    raw = json.loads(strip_json_comments(Path("config/vit_cpu.json").read_text()))
+    raw = json.loads(strip_json_comments(Path("config/vit_cpu_residual.json").read_text()))
     raw["data"]["hdf5_file"] = str(video)
     raw["data"]["validation_fraction"] = 0.25
     raw["num_workers"] = 0
     raw["model"].update(TINY_MODEL)
     raw["training"]["validation_batches"] = 2
     (tmp_path / "config" / "short").mkdir(parents=True)
-    (tmp_path / "config" / "vit_cpu.json").write_text(json.dumps(raw))
+    (tmp_path / "config" / "vit_cpu_residual.json").write_text(json.dumps(raw))
     for variant in ("full", "noattention", "nopos", "masked"):
         source = experiment_sets.variant_file(variant)
-        assert json.loads(strip_json_comments(source.read_text()))["base"] == "../vit_cpu.json"
+        assert json.loads(strip_json_comments(source.read_text()))["base"] == "../vit_cpu_residual.json"
         (tmp_path / source).write_text(source.read_text())
     return tmp_path
 
@@ -114,7 +114,7 @@ def test_runner_trains_resumes_evaluates_and_reports(tiny_configs, capsys):
     assert printed.count("done, skipped") == 5 and "resuming from" in printed
     assert (root / "runs" / "nopos.seed1" / "done.json").exists()
     # A run folder of another config is refused instead of being reported under the new one.
-    config = root / "config/vit_cpu.json"
+    config = root / "config/vit_cpu_residual.json"
     raw = json.loads(config.read_text())
     raw["model"]["layers"] += 1
     config.write_text(json.dumps(raw))
@@ -150,7 +150,7 @@ def test_tune_shares_a_journal_study_and_writes_the_best_config(tiny_configs):
     from scripts import tune
 
     root = tiny_configs
-    config = root / "config/vit_cpu.json"
+    config = root / "config/vit_cpu_residual.json"
     args = ["--config", str(config), "--study-name", "smoke", "--storage", str(root / "study.journal"),
             "--trials", "2", "--steps-per-trial", "3", "--out", str(root / "tune"),
             "--best-config", str(root / "best.json"), "--runs-dir", str(root / "trials"), "--threads", "1"]
@@ -170,7 +170,7 @@ def test_tune_shares_a_journal_study_and_writes_the_best_config(tiny_configs):
     assert best.model.warp_radius == (2 if params["output"] == "warp" else None)
     assert best.training.loss == params["loss"] and "objective: one-step L1 on the held-out part" in summary
     other = root / "config/other.json"  # another base config (another split) may not join the study
-    other.write_text(json.dumps({"base": "vit_cpu.json", "data": {"test_fraction": 0.0}}))
+    other.write_text(json.dumps({"base": "vit_cpu_residual.json", "data": {"test_fraction": 0.0}}))
     assert tune.main(["--config", str(other)] + args[2:6] + ["--trials", "1"] + args[8:]) == 2
 
 

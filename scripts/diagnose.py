@@ -7,8 +7,10 @@ Every recipe is a config file of the set 'diagnosis' (config/diagnosis/*.json): 
 the CPU size of config/vit_cpu.json with its output "frame", one change of loss or recipe each. Two tests:
 
   one batch    the recipe trains on one fixed batch of 16 training windows (the same for every recipe) for
-               --steps steps (model.fit.fit_one_batch); its PSNR on that batch against the copy of the
-               last frame on it. A model and loss that cannot fit 16 windows will not learn from the video.
+               --steps steps (model.fit.fit_one_batch; the warm-up at most a tenth of them); its PSNR on that
+               batch against the copy of the last frame on it. A model and loss that cannot fit 16 windows
+               will not learn from the video. Also the sheet's size (config/vit.json) with its template
+               loss and with MSE.
   validation   the recipe's run of the whole training part (`python -m scripts.run_experiments --set
                diagnosis --seeds 0 --runs-dir out/diagnosis` trains them, 3000 steps; 1500 at batch 32,
                the same windows seen): its validation PSNR (every window of the validation part) at
@@ -23,6 +25,7 @@ from pathlib import Path
 import torch
 
 from model.cli import CliParser, positive_int
+from model.config import load_config, with_overrides
 from model.data import config_parts, load_video, part_windows
 from model.engine import METRICS
 from model.files import write_json_atomically, write_text_atomically
@@ -30,6 +33,7 @@ from model.fit import fit_one_batch
 from scripts.experiment_sets import SETS, run_config
 
 BATCH = 16
+SHEET_CONFIG = "config/vit.json"
 BATCH_SEED = 0
 BASELINES = ("copy_last", "continue_motion", "mean_frame")
 
@@ -43,16 +47,25 @@ def fixed_batch(cfg, frames):
 
 
 def recipe(cfg):
-    """What a diagnosis config changes, in words."""
+    """What a diagnosis config sets, in words."""
     m, t = cfg.model, cfg.training
-    return (f"loss {t.loss}, lr {cfg.learning_rate:g}, warm-up {t.warmup_steps}, batch {m.batch_size}, "
-            f"positions {m.positional_init}")
+    return (f"{m.channels} channels, {m.layers} layers; loss {t.loss}, lr {cfg.learning_rate:g}, warm-up "
+            f"{t.warmup_steps}, batch {m.batch_size}, positions {m.positional_init}")
+
+
+def one_batch_recipes(variants):
+    """name -> Config of every one-batch fit: the diagnosis set's recipes, then the sheet's size (config/vit.json)
+    with the template's loss and with MSE, for the question whether the finding holds at that size too."""
+    recipes = {variant: run_config(variant) for variant in variants}
+    sheet = load_config(SHEET_CONFIG)
+    recipes[f"{SHEET_CONFIG}, {sheet.training.loss}"] = sheet
+    recipes[f"{SHEET_CONFIG}, mse"] = with_overrides(sheet, {"training.loss": "mse"})
+    return recipes
 
 
 def one_batch_table(variants, steps, out):
     results, frames = {}, None
-    for variant in variants:
-        cfg = run_config(variant)
+    for variant, cfg in one_batch_recipes(variants).items():
         if frames is None:
             frames = load_video(cfg)
         fit = fit_one_batch(cfg, fixed_batch(cfg, frames), steps)

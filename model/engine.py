@@ -7,23 +7,20 @@ keeps the lowest validation loss), every quicksave_every steps and at the end qu
 written. A StopFlag (set by the CLI's signal handlers) ends the run after the current step with a
 quicksave; a non-finite loss ends it with TrainingError before anything bad is saved.
 
-With several processes (rank, world_size; torch.distributed initialised by the caller) the model is
-wrapped in DistributedDataParallel, the sampler shards the data, and only rank 0 logs, validates and
-writes files, always from the unwrapped model, so the checkpoint format is that of one process. The
-ranks agree after every step: the logged losses are means over all ranks (a non-finite loss on one
-stops them all), a stop requested on any rank stops every rank after the same step, and rank 0
-shares the best validation loss.
+Everything a resumed run needs is one TrainState (model, optimizer, schedule, loss scaler, data order,
+mask generator, step); its state_dict is the checkpoint (model/checkpoint.py). With several processes
+(rank, world_size; torch.distributed initialised by the caller) the model is wrapped in
+DistributedDataParallel, the sampler shards the data, only rank 0 logs, validates and writes files,
+always from the unwrapped model, and the ranks agree after every step (model/distributed.py).
 """
 import json
 import math
-import signal
 import sys
 import time
 from contextlib import nullcontext
 from pathlib import Path
 
 import torch
-import torch.distributed as dist
 from torch.nn.parallel import DistributedDataParallel
 from torch.optim.lr_scheduler import LambdaLR
 from tqdm import tqdm
@@ -31,11 +28,12 @@ from tqdm import tqdm
 from model.checkpoint import (FORMAT_VERSION, check_model_kwargs, export_checkpoint, load_checkpoint, load_model_state,
                               save_checkpoint)
 from model.data import WindowSampler, config_parts, evaluation_indices, part_windows
+from model.distributed import Ranks
+from model.evaluate import baseline_metrics, describe_metrics, evaluate
 from model.files import write_json_atomically, write_text_atomically
-from model.evaluate import BASELINES, baseline_predictors, flat_summary, model_predictor, score
 from model.metrics import mean_frame_baseline, psnr
 from model.vit import VisionTransformer
-from nn.loss import DSSIM_WEIGHT, L1_WEIGHT, masked_loss
+from nn.loss import masked_loss
 
 QUICKSAVE = "quicksave.ckpt"
 FINAL = "final.ckpt"  # a finished run's weights without optimizer state (model.checkpoint.export_checkpoint)
@@ -53,17 +51,60 @@ class TrainingError(Exception):
     """Training cannot go on (a non-finite loss); the message is one line."""
 
 
-class StopFlag:
-    """Asks the loop to stop after the current step; ``reason`` names who asked (e.g. 'SIGTERM')."""
+class TrainState:
+    """Everything a run needs to go on exactly where it stopped; ``state_dict()`` is its checkpoint.
 
-    def __init__(self):
-        self.reason = None
+    The model is built after torch.manual_seed(seed), so every rank starts from the same weights.
+    """
 
-    def request(self, reason):
-        self.reason = reason
+    def __init__(self, cfg, num_windows, device, seed, rank=0, world_size=1):
+        m, t = cfg.model, cfg.training
+        self.cfg, self.device, self.seed = cfg, device, seed
+        self.sampler = WindowSampler(num_windows, m.batch_size, seed, rank, world_size)
+        self.total_steps = t.max_steps or max(1, cfg.epochs * self.sampler.batches_per_epoch
+                                              // m.gradient_accumulation_steps)
+        torch.manual_seed(seed)
+        self.model = VisionTransformer.from_config(m).to(device)
+        self.optimizer = make_optimizer(self.model, cfg)
+        self.scheduler = LambdaLR(self.optimizer, warmup_cosine(t.warmup_steps, self.total_steps, t.min_lr_ratio))
+        self.autocast, self.scaler = mixed_precision(device, m.mixed_precision)
+        self.mask_generator = torch.Generator().manual_seed(seed)  # random patch masks (num_frames == 1)
+        self.step, self.best_val_loss, self.seconds_before = 0, math.inf, 0.0
+        self.started = time.perf_counter()
 
-    def __bool__(self):
-        return self.reason is not None
+    def seconds(self):
+        """Training time so far, this process's part included."""
+        return self.seconds_before + time.perf_counter() - self.started
+
+    def state_dict(self):
+        payload = {
+            "format_version": FORMAT_VERSION, "model": self.model.state_dict(),
+            "model_kwargs": self.cfg.model.model_kwargs(), "config": self.cfg.to_dict(),
+            "optimizer": self.optimizer.state_dict(), "scheduler": self.scheduler.state_dict(),
+            "scaler": self.scaler.state_dict(), "step": self.step, "epoch": self.sampler.progress,
+            "sampler": self.sampler.state_dict(), "mask_generator": self.mask_generator.get_state(),
+            "torch_rng": torch.get_rng_state(), "best_val_loss": self.best_val_loss, "seconds": self.seconds(),
+            "seed": self.seed,
+        }
+        if self.device.type == "cuda":
+            payload["cuda_rng"] = torch.cuda.get_rng_state(self.device)
+        return payload
+
+    def load_state_dict(self, payload, path):
+        """Continue from a quicksave's payload (read from ``path``, named in errors)."""
+        check_model_kwargs(payload, self.cfg.model.model_kwargs(), path)
+        load_model_state(self.model, payload, path)
+        self.optimizer.load_state_dict(payload["optimizer"])
+        self.scheduler.load_state_dict(payload["scheduler"])
+        if payload["scaler"]:  # empty when saved without fp16 loss scaling (CPU, bf16)
+            self.scaler.load_state_dict(payload["scaler"])
+        self.sampler.load_state_dict(payload["sampler"])
+        self.mask_generator.set_state(payload["mask_generator"])
+        torch.set_rng_state(payload["torch_rng"])
+        if self.device.type == "cuda" and "cuda_rng" in payload:
+            torch.cuda.set_rng_state(payload["cuda_rng"], self.device)
+        self.step, self.best_val_loss, self.seconds_before = payload["step"], payload["best_val_loss"], payload["seconds"]
+        self.started = time.perf_counter()
 
 
 def train(cfg, frames, run_dir, *, device="cpu", seed=1234, resume=None, stop=None, rank=0, world_size=1,
@@ -81,275 +122,181 @@ def train(cfg, frames, run_dir, *, device="cpu", seed=1234, resume=None, stop=No
     Returns a summary dict: step, total_steps, best_val_loss, val (last validation or None),
     stopped (the stop reason or None), seconds, quicksave (path).
     """
-    device = torch.device(device)
-    requested = stop if stop is not None else StopFlag()  # set by signal handlers or on_record, any time
-    # With several processes the loop reads an agreed copy, updated for all ranks at once after each step.
-    stop = requested if world_size == 1 else StopFlag()
-    log = log or tqdm.write
-    is_main = rank == 0
-    run_dir = Path(run_dir)
-    m, t = cfg.model, cfg.training
-    torch.manual_seed(seed)
-
-    # Data: the temporal split, windows on the device, a resumable shuffled order.
+    device, run_dir, log = torch.device(device), Path(run_dir), log or tqdm.write
+    ranks = Ranks(rank, world_size, stop)
+    t = cfg.training
     parts = config_parts(cfg, len(frames))
     video = torch.as_tensor(frames).to(device)  # (N, H, W) uint8, shared by the parts' windows
-    train_windows = part_windows(video, "train", parts, m.num_frames, device)
-    val_windows = part_windows(video, "val", parts, m.num_frames, device) if len(parts["val"]) else None
-    mean_frame = mean_frame_baseline(video[:len(parts["train"])]).to(device)  # (H, W)
-    sampler = WindowSampler(len(train_windows), m.batch_size, seed, rank, world_size)
-    val_baselines = None  # computed at the first validation: the same windows every time
-    total_steps = t.max_steps or max(1, cfg.epochs * sampler.batches_per_epoch // m.gradient_accumulation_steps)
-
-    # Model and optimisation.
-    model = VisionTransformer.from_config(m).to(device)  # the same initial weights on every rank (seed)
-    net = model
-    if world_size > 1:  # averages the gradients over the ranks during backward()
-        net = DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
-    if t.compile:  # the training forward only; evaluation and checkpoints use the plain model
-        net = torch.compile(net)
-    optimizer = make_optimizer(model, cfg)
-    scheduler = LambdaLR(optimizer, warmup_cosine(t.warmup_steps, total_steps, t.min_lr_ratio))
-    autocast, scaler = mixed_precision(device, m.mixed_precision)
-    mask_generator = torch.Generator().manual_seed(seed)  # random patch masks (num_frames == 1)
-
-    step, best_val_loss, seconds_before = 0, math.inf, 0.0
+    train_windows = part_windows(video, "train", parts, cfg.model.num_frames, device)
+    validation = Validation(cfg, video, parts, device) if len(parts["val"]) else None
+    state = TrainState(cfg, len(train_windows), device, seed, rank, world_size)
     if resume is not None:
-        step, best_val_loss, seconds_before = _restore(resume, m, device, model, optimizer, scheduler, scaler,
-                                                       sampler, mask_generator)
-
-    def checkpoint(seconds):
-        payload = {
-            "format_version": FORMAT_VERSION, "model": model.state_dict(), "model_kwargs": m.model_kwargs(),
-            "config": cfg.to_dict(), "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
-            "scaler": scaler.state_dict(), "step": step, "epoch": sampler.progress,
-            "sampler": sampler.state_dict(), "mask_generator": mask_generator.get_state(),
-            "torch_rng": torch.get_rng_state(), "best_val_loss": best_val_loss, "seconds": seconds,
-            "seed": seed,
-        }
-        if device.type == "cuda":
-            payload["cuda_rng"] = torch.cuda.get_rng_state(device)
-        return payload
-
-    if is_main:
+        state.load_state_dict(load_checkpoint(resume), resume)  # on the CPU; load_state_dict moves to the device
+    net = training_forward(state.model, cfg, device, world_size)
+    if ranks.is_main:
         run_dir.mkdir(parents=True, exist_ok=True)
         write_json_atomically(run_dir / "cfg.json", cfg.to_dict())
-        keep_metrics_until(run_dir / METRICS, step)
-
-    progress = tqdm(total=total_steps, initial=step, disable=not is_main, dynamic_ncols=True,
+        keep_metrics_until(run_dir / METRICS, state.step)
+    progress = tqdm(total=state.total_steps, initial=state.step, disable=not ranks.is_main, dynamic_ncols=True,
                     mininterval=0.5 if sys.stderr.isatty() else 30, desc=cfg.model_path)
-    sums, summed_steps = {}, 0  # train_loss, train_l1, train_mse, grad_norm since the last record
-    last_val = None
-    start = time.perf_counter()
-    first_step, speed_from = step, None  # timing of the steps after the first, for on_speed
-    model.train()
-    while step < total_steps and not stop:
-        lr = scheduler.get_last_lr()[0]
+    logged, last_val = StepMeans(), None
+    clock = StepClock(state.step, on_speed if ranks.is_main else None)
+    state.started = time.perf_counter()  # the training time counts from here
+    state.model.train()
+    while state.step < state.total_steps and not ranks.stop:
+        lr = state.scheduler.get_last_lr()[0]
         try:
-            step_values = _train_step(cfg, net, model, train_windows, sampler, mask_generator, optimizer, scaler,
-                                      autocast, device, world_size, requested, stop)
+            values = train_step(state, net, train_windows, ranks)
         except TrainingError as error:
             progress.close()
-            raise TrainingError(f"{error} at step {step + 1}; training stopped, {_last_good(run_dir)}") from None
-        scheduler.step()
-        step += 1
-        if step == first_step + 1:
-            speed_from = time.perf_counter()
-        elif on_speed is not None and is_main and step == first_step + 1 + SPEED_STEPS:
-            on_speed((time.perf_counter() - speed_from) / SPEED_STEPS, total_steps - step)
-
-        for key, value in step_values.items():
-            sums[key] = sums.get(key, 0.0) + value
-        summed_steps += 1
+            raise TrainingError(f"{error} at step {state.step + 1}; training stopped, {_last_good(run_dir)}") from None
+        clock.tick(state.step, state.total_steps)
+        logged.add(values)
         progress.update(1)
         # The training batch's numbers (before this step's update); the validation lines give the held-out ones.
-        progress.set_postfix({"batch loss": f"{step_values['train_loss']:.4f}", "L1": f"{step_values['train_l1']:.4f}",
-                              "PSNR": f"{psnr(torch.tensor(step_values['train_mse'])).item():.1f} dB"}, refresh=False)
-
-        last = step == total_steps
-        validate = val_windows is not None and (step % t.validate_every == 0 or last) and not stop
-        if is_main and (step % t.log_every == 0 or validate or last or stop):
-            seconds = seconds_before + time.perf_counter() - start
-            record = {"step": step, "epoch": round(sampler.progress, 4), "lr": lr, "seconds": round(seconds, 3),
-                      **{key: total / summed_steps for key, total in sums.items()}}
-            # The training batches of these steps: their PSNR is that of their mean MSE.
-            record["train_psnr"] = psnr(torch.tensor(record["train_mse"])).item()
-            sums, summed_steps = {}, 0
+        progress.set_postfix({"batch loss": f"{values['train_loss']:.4f}", "L1": f"{values['train_l1']:.4f}",
+                              "PSNR": f"{psnr(torch.tensor(values['train_mse'])).item():.1f} dB"}, refresh=False)
+        last = state.step == state.total_steps
+        validate = validation is not None and (state.step % t.validate_every == 0 or last) and not ranks.stop
+        if ranks.is_main and (state.step % t.log_every == 0 or validate or last or ranks.stop):
+            record = {"step": state.step, "epoch": round(state.sampler.progress, 4), "lr": lr,
+                      "seconds": round(state.seconds(), 3), **logged.pop()}
             if validate:
-                indices = evaluation_indices(len(val_windows), m.batch_size, t.validation_batches)
-                if val_baselines is None:
-                    val_baselines = baseline_metrics(val_windows, indices, m.batch_size, mean_frame,
-                                                     masker=model if m.num_frames == 1 else None)
-                eval_start = time.perf_counter()
-                # A bar of its own below the training bar, on a terminal (in a log file the pass is one line).
-                last_val = evaluate(model, val_windows, batch_size=m.batch_size, max_batches=t.validation_batches,
-                                    autocast=autocast, loss=t.loss, baselines=val_baselines,
-                                    progress=sys.stderr.isatty())
-                record["val_seconds"] = round(time.perf_counter() - eval_start, 3)
-                record.update({f"val_{key}": value for key, value in last_val.items()})
-                log(f"step {step}: {describe_metrics(last_val)}")
-                if last_val["loss"] < best_val_loss:
-                    best_val_loss = last_val["loss"]
-                    save_checkpoint(run_dir / BEST, checkpoint(seconds))
+                last_val = validation.run(state, run_dir, record, log)
             with open(run_dir / METRICS, "a", encoding="utf-8") as file:
                 file.write(json.dumps(record) + "\n")
             if on_record is not None:
                 on_record(record)
-        if validate and world_size > 1:
-            best_val_loss = share_from_rank_0(best_val_loss, device)
-        if is_main and (step % t.quicksave_every == 0 or last or stop):
-            save_checkpoint(run_dir / QUICKSAVE, checkpoint(seconds_before + time.perf_counter() - start))
+        if validate:
+            state.best_val_loss = ranks.from_rank_0(state.best_val_loss, device)
+        if ranks.is_main and (state.step % t.quicksave_every == 0 or last or ranks.stop):
+            save_checkpoint(run_dir / QUICKSAVE, state.state_dict())
     progress.close()
-    if is_main and step == total_steps:  # finished (also when resumed at its last step): the final weights alone
-        export_checkpoint(run_dir / QUICKSAVE, run_dir / FINAL)
-    return {"step": step, "total_steps": total_steps, "best_val_loss": best_val_loss, "val": last_val,
-            "stopped": stop.reason, "seconds": seconds_before + time.perf_counter() - start,
+    if ranks.is_main and state.step == state.total_steps:  # finished (also when resumed at its last step)
+        export_checkpoint(run_dir / QUICKSAVE, run_dir / FINAL)  # the final weights alone
+    return {"step": state.step, "total_steps": state.total_steps, "best_val_loss": state.best_val_loss,
+            "val": last_val, "stopped": ranks.stop.reason, "seconds": state.seconds(),
             "quicksave": str(run_dir / QUICKSAVE)}
 
 
-def _train_step(cfg, net, model, train_windows, sampler, mask_generator, optimizer, scaler, autocast, device,
-                world_size, requested, stop):
-    """One optimizer step (gradient_accumulation_steps micro-batches) -> its metrics, means over the
-    micro-batches (and the ranks): train_loss, train_l1, train_mse, and train_ssim (the template's loss),
-    grad_norm (with clipping). Raises TrainingError, without stepping, on a non-finite loss or gradient."""
-    m, t = cfg.model, cfg.training
+def train_step(state, net, windows, ranks):
+    """One optimizer step (gradient_accumulation_steps micro-batches) of the training state -> its metrics,
+    means over the micro-batches (and the ranks): train_loss, train_l1, train_mse, and train_ssim (the
+    template's loss), grad_norm (with clipping). Raises TrainingError, without stepping, on a non-finite
+    loss or gradient. ``net`` is the model as trained (compiled, DDP-wrapped) or the model itself."""
+    m, t = state.cfg.model, state.cfg.training
     accumulation = m.gradient_accumulation_steps
-    optimizer.zero_grad(set_to_none=True)
-    parts = torch.zeros(4, device=device)  # loss, l1, masked mse, ssim (template loss only) of this step
+    state.optimizer.zero_grad(set_to_none=True)
+    parts = torch.zeros(4, device=state.device)  # loss, l1, masked mse, ssim (template loss only) of this step
     ssim_value = None
     for micro_step in range(accumulation):
-        batch = train_windows.batch(sampler.next_batch())  # (B, T, H, W)
+        batch = windows.batch(state.sampler.next_batch())  # (B, T, H, W)
         # DDP averages gradients across ranks once per optimizer step, on the last micro-batch.
-        sync = nullcontext() if world_size == 1 or micro_step == accumulation - 1 else net.no_sync()
+        sync = nullcontext() if ranks.world_size == 1 or micro_step == accumulation - 1 else net.no_sync()
         with sync:
-            with autocast():
-                out = net(batch, generator=mask_generator)
+            with state.autocast():
+                out = net(batch, generator=state.mask_generator)
             # Only the last frame holds masked pixels (the only frame when T == 1), so the loss
             # of the window is the loss of that frame; computing SSIM on it alone is T times cheaper.
             prediction = out["prediction"][:, -1:].float()  # (B, 1, H, W)
             target, pixel_mask = batch[:, -1:], out["pixel_mask"][:, -1:]
             loss, l1, ssim_value = masked_loss(t.loss, prediction, target, pixel_mask, with_ssim=False)
-            scaler.scale(loss / accumulation).backward()
+            state.scaler.scale(loss / accumulation).backward()
         mse = ((prediction.detach() - target) ** 2 * pixel_mask).sum() / pixel_mask.sum()
-        ssim_part = ssim_value.detach() if ssim_value is not None else torch.zeros((), device=device)
+        ssim_part = ssim_value.detach() if ssim_value is not None else torch.zeros((), device=state.device)
         parts += torch.stack([loss.detach(), l1.detach(), mse, ssim_part]) / accumulation
-    if world_size > 1:
-        parts = agree(parts, requested, stop, world_size)
-    loss, l1, mse, ssim_mean = parts.tolist()  # one device sync per step
+    loss, l1, mse, ssim_mean = ranks.mean(parts).tolist()  # one device sync per step
     if not math.isfinite(loss):
         raise TrainingError(f"the loss became {loss}")
     values = {"train_loss": loss, "train_l1": l1, "train_mse": mse}
     if ssim_value is not None:  # computed by the template's loss only
         values["train_ssim"] = ssim_mean
     if t.grad_clip > 0:
-        scaler.unscale_(optimizer)
-        grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), t.grad_clip).item()
+        state.scaler.unscale_(state.optimizer)
+        grad_norm = torch.nn.utils.clip_grad_norm_(state.model.parameters(), t.grad_clip).item()
         # With fp16 loss scaling an overflow is expected; the scaler skips that step itself.
-        if not math.isfinite(grad_norm) and not scaler.is_enabled():
+        if not math.isfinite(grad_norm) and not state.scaler.is_enabled():
             raise TrainingError(f"the gradient norm became {grad_norm}")
         values["grad_norm"] = grad_norm
-    scaler.step(optimizer)
-    scaler.update()
+    state.scaler.step(state.optimizer)
+    state.scaler.update()
+    state.scheduler.step()
+    state.step += 1
     return values
 
 
-def _restore(path, m, device, model, optimizer, scheduler, scaler, sampler, mask_generator):
-    """Load a quicksave into the training state -> (step, best validation loss, training seconds so far)."""
-    payload = load_checkpoint(path)  # on the CPU; load_state_dict moves tensors to the device
-    check_model_kwargs(payload, m.model_kwargs(), path)
-    load_model_state(model, payload, path)
-    optimizer.load_state_dict(payload["optimizer"])
-    scheduler.load_state_dict(payload["scheduler"])
-    if payload["scaler"]:  # empty when saved without fp16 loss scaling (CPU, bf16)
-        scaler.load_state_dict(payload["scaler"])
-    sampler.load_state_dict(payload["sampler"])
-    mask_generator.set_state(payload["mask_generator"])
-    torch.set_rng_state(payload["torch_rng"])
-    if device.type == "cuda" and "cuda_rng" in payload:
-        torch.cuda.set_rng_state(payload["cuda_rng"], device)
-    return payload["step"], payload["best_val_loss"], payload["seconds"]
+def training_forward(model, cfg, device, world_size):
+    """The model as the training steps call it: DDP-wrapped with several processes, compiled with
+    training.compile; evaluation and checkpoints use the plain model."""
+    net = model
+    if world_size > 1:  # averages the gradients over the ranks during backward()
+        net = DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
+    if cfg.training.compile:
+        net = torch.compile(net)
+    return net
 
 
-def agree(parts, requested, stop, world_size):
-    """Mean of parts (a tensor) over the ranks; a stop requested on any rank is set in stop on all.
+class Validation:
+    """The validation part of a run: its windows, the mean training frame, and the baselines' metrics
+    (computed at the first validation and kept: the windows do not change)."""
 
-    The stop reason travels as a signal number (0: none, 1: a reason that is not a signal).
-    """
-    parts = parts.clone()
-    dist.all_reduce(parts, op=dist.ReduceOp.SUM)
-    code = torch.tensor([stop_code(requested.reason)], device=parts.device)
-    dist.all_reduce(code, op=dist.ReduceOp.MAX)
-    code = int(code.item())
-    if code and not stop:
-        stop.request(requested.reason if stop_code(requested.reason) == code else stop_reason(code))
-    return parts / world_size
+    def __init__(self, cfg, video, parts, device):
+        self.cfg = cfg
+        self.windows = part_windows(video, "val", parts, cfg.model.num_frames, device)
+        self.mean_frame = mean_frame_baseline(video[:len(parts["train"])]).to(device)  # (H, W)
+        self.baselines = None
 
-
-def stop_code(reason):
-    """A stop reason as a number: 0 for none, the signal's number for a signal's name, else 1."""
-    if reason is None:
-        return 0
-    return signal.Signals[reason].value if reason in signal.Signals.__members__ else 1
-
-
-def stop_reason(code):
-    """The reason a rank reports for a stop asked for elsewhere: the signal's name, else 'another rank'."""
-    return signal.Signals(code).name if code > 1 else "another rank"
-
-
-def share_from_rank_0(value, device):
-    """A float that rank 0 knows, for every rank."""
-    tensor = torch.tensor([value], dtype=torch.float64, device=device)
-    dist.broadcast(tensor, src=0)
-    return tensor.item()
+    def run(self, state, run_dir, record, log):
+        """Evaluate the model, add val_* to the record, log a line, write best.ckpt on a new best -> metrics."""
+        m, t = self.cfg.model, self.cfg.training
+        if self.baselines is None:
+            indices = evaluation_indices(len(self.windows), m.batch_size, t.validation_batches)
+            self.baselines = baseline_metrics(self.windows, indices, m.batch_size, self.mean_frame,
+                                              masker=state.model if m.num_frames == 1 else None)
+        start = time.perf_counter()
+        # A bar of its own below the training bar, on a terminal (in a log file the pass is one line).
+        metrics = evaluate(state.model, self.windows, batch_size=m.batch_size, max_batches=t.validation_batches,
+                           autocast=state.autocast, loss=t.loss, baselines=self.baselines,
+                           progress=sys.stderr.isatty())
+        record["val_seconds"] = round(time.perf_counter() - start, 3)
+        record.update({f"val_{key}": value for key, value in metrics.items()})
+        log(f"step {state.step}: {describe_metrics(metrics)}")
+        if metrics["loss"] < state.best_val_loss:
+            state.best_val_loss = metrics["loss"]
+            save_checkpoint(run_dir / BEST, state.state_dict())
+        return metrics
 
 
-def evaluate(model, windows, *, batch_size, max_batches=None, mean_frame=None, autocast=nullcontext, seed=0,
-             loss="l1_ssim", baselines=None, player_box=None, progress=False):
-    """Mean metrics of the model on windows (all, or max_batches batches spread over them) -> flat dict.
+class StepMeans:
+    """The training numbers of the steps since the last metrics.jsonl record, as means."""
 
-    The one evaluator (model.evaluate) on these windows: num_frames > 1 the predicted last frame (clamped to
-    [0, 1]) against the true one; num_frames == 1 the masked pixels of the reconstruction (the masks drawn from
-    ``seed``, the same every call). Keys: loss (the training loss ``loss`` of the clamped prediction, from the
-    per-window means), l1, mse, psnr, ssim, windows, then the baselines' as '{name}_{key}' on the same windows,
-    taken from ``baselines`` when given (they do not change from one validation to the next) and computed
-    here otherwise (see baseline_metrics). PSNR is that of the mean MSE over windows.
-    """
-    was_training = model.training
-    model.eval()
-    indices = evaluation_indices(len(windows), batch_size, max_batches)
-    masker = model if model.num_frames == 1 else None
-    with autocast():
-        per_window, _ = score({"model": model_predictor(model)}, windows, indices, batch_size=batch_size,
-                              masker=masker, mask_seed=seed, progress=progress)
-    model.train(was_training)
-    metrics = flat_summary(per_window)
-    metrics = {"loss": loss_of_means(loss, metrics), **metrics, "windows": len(indices)}
-    if baselines is None:
-        baselines = baseline_metrics(windows, indices, batch_size, mean_frame, generator_seed=seed, masker=masker,
-                                     player_box=player_box)
-    return {**metrics, **baselines}
+    def __init__(self):
+        self.sums, self.count = {}, 0
+
+    def add(self, values):
+        for key, value in values.items():
+            self.sums[key] = self.sums.get(key, 0.0) + value
+        self.count += 1
+
+    def pop(self):
+        """The means (and train_psnr, the PSNR of the batches' mean MSE), starting afresh."""
+        means = {key: total / self.count for key, total in self.sums.items()}
+        means["train_psnr"] = psnr(torch.tensor(means["train_mse"])).item()
+        self.sums, self.count = {}, 0
+        return means
 
 
-def loss_of_means(kind, metrics):
-    """The training loss ``kind`` from mean metrics l1, mse, ssim (the template's DSSIM from the mean SSIM)."""
-    if kind == "mse":
-        return metrics["mse"]
-    if kind == "l1":
-        return metrics["l1"]
-    return L1_WEIGHT * metrics["l1"] + DSSIM_WEIGHT * (1 - metrics["ssim"]) / 2
+class StepClock:
+    """Times SPEED_STEPS steps after the first of this process (which warms up) and reports them once."""
 
+    def __init__(self, first_step, on_speed):
+        self.first_step, self.on_speed, self.started = first_step, on_speed, None
 
-def baseline_metrics(windows, indices, batch_size, mean_frame=None, generator_seed=0, masker=None,
-                     player_box=None):
-    """Mean metrics of the baselines (model.evaluate.baseline_predictors) on the windows at indices -> flat dict
-    copy_last_l1, ..., mean_frame_ssim. For masked reconstruction (num_frames == 1) ``masker`` is the model
-    whose patch masks (drawn from generator_seed, as evaluate draws them) select the pixels scored (and the
-    neighbour fill's hidden pixels)."""
-    predictors = baseline_predictors(windows.num_frames, mean_frame, player_box, masker=masker)
-    per_window, _ = score(predictors, windows, indices, batch_size=batch_size, masker=masker,
-                          mask_seed=generator_seed)
-    return flat_summary(per_window)
+    def tick(self, step, total_steps):
+        if step == self.first_step + 1:
+            self.started = time.perf_counter()
+        elif self.on_speed is not None and step == self.first_step + 1 + SPEED_STEPS:
+            self.on_speed((time.perf_counter() - self.started) / SPEED_STEPS, total_steps - step)
 
 
 def final_weights(run_dir):
@@ -388,19 +335,6 @@ def step_flops(cfg):
                                  out["pixel_mask"][:, -1:], with_ssim=False)
         loss.backward()
     return counter.get_total_flops()
-
-
-def describe_metrics(metrics):
-    """One line: the model's validation metrics and the baselines'."""
-    def part(prefix):
-        return (f"L1 {metrics[prefix + 'l1']:.4f} MSE {metrics[prefix + 'mse']:.5f} "
-                f"PSNR {metrics[prefix + 'psnr']:.2f} dB SSIM {metrics[prefix + 'ssim']:.4f}")
-
-    line = f"loss {metrics['loss']:.4f} | {part('')}"
-    for name in BASELINES:
-        if f"{name}_l1" in metrics:
-            line += f" | {name.replace('_', '-')} {part(name + '_')}"
-    return line
 
 
 def make_optimizer(model, cfg):

@@ -9,21 +9,26 @@ A next-frame predictor (num_frames > 1) reads only frames[:, :-1]; the masked re
 runs a set of predictors over the same windows and returns per-window metrics (model.metrics.frame_metrics:
 L1, MSE, SSIM, and for next-frame prediction the L1 on the pixels that stay as in the last seen frame and on
 those that change), from which :func:`summarise` takes means over any subset of windows (a situation, a
-part); PSNR is always that of the mean MSE. The validation during training, ``--validate``, the experiment
-runner and the bench all call these.
+part); PSNR is always that of the mean MSE. :func:`evaluate` is the model on a part of the video with the
+baselines beside it, as one flat dict (the validation during training, ``--validate``); the experiment
+runner calls :func:`score` itself for per-window splits.
 
-The baselines (:func:`baseline_predictors`): ``copy_last`` (the last seen frame), ``continue_motion`` (the last global
-shift applied again, num_frames >= 3), ``player_held`` (continue motion with the block where the camera
+The baselines (:func:`baseline_predictors`): ``copy_last`` (the last seen frame), ``continue_motion`` (the
+last global shift applied again, num_frames >= 3), ``player_held`` (continue motion with the block where the camera
 keeps the player copied from the last frame, for videos that record where that is), ``mean_frame`` and
 ``median_frame`` (the mean and the per-pixel median training frame) and, for masked reconstruction,
 ``neighbour_fill`` (each hidden pixel from the visible pixels around it).
 """
+from contextlib import nullcontext
+
 import numpy as np
 import torch
 from tqdm import tqdm
 
+from model.data import evaluation_indices
 from model.metrics import (continue_motion_baseline, frame_metrics, neighbour_fill_baseline, player_held_baseline,
                            psnr)
+from nn.loss import DSSIM_WEIGHT, L1_WEIGHT
 
 BASELINES = ("copy_last", "continue_motion", "player_held", "mean_frame", "median_frame", "neighbour_fill")
 LABELS = {"model": "model", "copy_last": "copy-last frame", "continue_motion": "continue motion",
@@ -122,3 +127,66 @@ def flat_summary(per_window, select=None):
         prefix = "" if name == "model" else f"{name}_"
         flat.update({prefix + key: value for key, value in summarise(metrics, select).items()})
     return flat
+
+
+# --- the model on a part of the video: validation during training and --validate -------------------
+
+def evaluate(model, windows, *, batch_size, max_batches=None, mean_frame=None, autocast=nullcontext, seed=0,
+             loss="l1_ssim", baselines=None, player_box=None, progress=False):
+    """Mean metrics of the model on windows (all, or max_batches batches spread over them) -> flat dict.
+
+    The one evaluator (model.evaluate) on these windows: num_frames > 1 the predicted last frame (clamped to
+    [0, 1]) against the true one; num_frames == 1 the masked pixels of the reconstruction (the masks drawn from
+    ``seed``, the same every call). Keys: loss (the training loss ``loss`` of the clamped prediction, from the
+    per-window means), l1, mse, psnr, ssim, windows, then the baselines' as '{name}_{key}' on the same windows,
+    taken from ``baselines`` when given (they do not change from one validation to the next) and computed
+    here otherwise (see baseline_metrics). PSNR is that of the mean MSE over windows.
+    """
+    was_training = model.training
+    model.eval()
+    indices = evaluation_indices(len(windows), batch_size, max_batches)
+    masker = model if model.num_frames == 1 else None
+    with autocast():
+        per_window, _ = score({"model": model_predictor(model)}, windows, indices, batch_size=batch_size,
+                              masker=masker, mask_seed=seed, progress=progress)
+    model.train(was_training)
+    metrics = flat_summary(per_window)
+    metrics = {"loss": loss_of_means(loss, metrics), **metrics, "windows": len(indices)}
+    if baselines is None:
+        baselines = baseline_metrics(windows, indices, batch_size, mean_frame, generator_seed=seed, masker=masker,
+                                     player_box=player_box)
+    return {**metrics, **baselines}
+
+
+def loss_of_means(kind, metrics):
+    """The training loss ``kind`` from mean metrics l1, mse, ssim (the template's DSSIM from the mean SSIM)."""
+    if kind == "mse":
+        return metrics["mse"]
+    if kind == "l1":
+        return metrics["l1"]
+    return L1_WEIGHT * metrics["l1"] + DSSIM_WEIGHT * (1 - metrics["ssim"]) / 2
+
+
+def baseline_metrics(windows, indices, batch_size, mean_frame=None, generator_seed=0, masker=None,
+                     player_box=None):
+    """Mean metrics of the baselines (model.evaluate.baseline_predictors) on the windows at indices -> flat dict
+    copy_last_l1, ..., mean_frame_ssim. For masked reconstruction (num_frames == 1) ``masker`` is the model
+    whose patch masks (drawn from generator_seed, as evaluate draws them) select the pixels scored (and the
+    neighbour fill's hidden pixels)."""
+    predictors = baseline_predictors(windows.num_frames, mean_frame, player_box, masker=masker)
+    per_window, _ = score(predictors, windows, indices, batch_size=batch_size, masker=masker,
+                          mask_seed=generator_seed)
+    return flat_summary(per_window)
+
+
+def describe_metrics(metrics):
+    """One line: the model's validation metrics and the baselines'."""
+    def part(prefix):
+        return (f"L1 {metrics[prefix + 'l1']:.4f} MSE {metrics[prefix + 'mse']:.5f} "
+                f"PSNR {metrics[prefix + 'psnr']:.2f} dB SSIM {metrics[prefix + 'ssim']:.4f}")
+
+    line = f"loss {metrics['loss']:.4f} | {part('')}"
+    for name in BASELINES:
+        if f"{name}_l1" in metrics:
+            line += f" | {name.replace('_', '-')} {part(name + '_')}"
+    return line

@@ -41,8 +41,10 @@ from model.cli import (STOP_SIGNALS, CliParser, describe_os_error, fail, pick_de
 from model.config import ConfigError, load_config, with_overrides
 from model.data import (PART_NAMES, PARTS, DataError, config_parts, load_metadata, load_video, part_windows, player_box,
                         resolve_data_path)
-from model.engine import (BEST, FINAL, METRICS, QUICKSAVE, SPEED_STEPS, StopFlag, TrainingError, describe_metrics,
-                          evaluate, load_model, mixed_precision, run_name, step_flops, stop_code, train)
+from model.distributed import StopFlag, stop_code
+from model.engine import (BEST, FINAL, METRICS, QUICKSAVE, SPEED_STEPS, TrainingError, load_model, mixed_precision,
+                          run_name, step_flops, train)
+from model.evaluate import describe_metrics, evaluate
 from model.files import write_json_atomically
 from model.metrics import mean_frame_baseline
 

@@ -52,7 +52,9 @@ from model.cli import CliParser
 from model.config import load_config, with_overrides
 from model.data import FrameWindows, WindowSampler, evaluation_indices
 from model import gameplay
-from model.engine import StopFlag, baseline_metrics, evaluate, make_optimizer, train
+from model.distributed import StopFlag
+from model.engine import make_optimizer, train
+from model.evaluate import baseline_metrics, evaluate
 from model.metrics import mean_frame_baseline
 from model.rollout import rollout
 from model.vit import VisionTransformer

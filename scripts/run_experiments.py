@@ -43,7 +43,8 @@ from model.cli import CliParser, fail, positive_int, stop_on_signals
 from model.config import ConfigError, config_from_dict
 from model.data import (DataError, config_parts, evaluation_part, load_metadata, load_video, part_windows,
                         player_box, resolve_data_path)
-from model.engine import FINAL, QUICKSAVE, StopFlag, TrainingError, final_weights, load_model, stop_code, train
+from model.distributed import StopFlag, stop_code
+from model.engine import FINAL, QUICKSAVE, TrainingError, final_weights, load_model, train
 from model.evaluate import BASELINES, LABELS, baseline_predictors, model_predictor, score, summarise
 from model.files import write_json_atomically, write_text_atomically
 from model.metrics import mean_frame_baseline, median_frame_baseline

@@ -40,7 +40,8 @@ from model.checkpoint import CheckpointError
 from model.cli import CliParser, fail, non_negative_int, plural, positive_int, stop_on_signals
 from model.config import ConfigError, load_config, with_budget, with_overrides
 from model.data import DataError, load_video
-from model.engine import QUICKSAVE, StopFlag, TrainingError, train
+from model.distributed import StopFlag
+from model.engine import QUICKSAVE, TrainingError, train
 
 SEARCH_SPACE = {  # parameter -> config key; the choices are in sample()
     "num_frames": "model.num_frames", "channels": "model.channels", "num_heads": "model.num_heads",

@@ -16,6 +16,8 @@ import model.engine as engine
 from model import main as train_cli
 from model.checkpoint import load_checkpoint, save_checkpoint
 from model.config import config_from_dict, load_config, with_overrides
+from model.distributed import StopFlag
+from model.evaluate import evaluate
 from model.data import FrameWindows, load_frames
 
 REPO = Path(__file__).resolve().parents[1]
@@ -108,7 +110,7 @@ def test_resume_reproduces_the_uninterrupted_run(tmp_path):
     cfg, frames = load_config(config), load_frames(tmp_path / "video.hdf5")
     engine.train(cfg, frames, tmp_path / "whole", seed=1234, log=lambda line: None)
 
-    stop = engine.StopFlag()
+    stop = StopFlag()
 
     def stop_at_step_5(record):  # mid-epoch, between quicksaves, after a validation
         if record["step"] == 5:
@@ -323,7 +325,7 @@ def test_masked_reconstruction_and_accumulation(tmp_path):
     assert "copy_last_l1" not in summary["val"] and "mean_frame_l1" in summary["val"]
     model, _ = engine.load_model(tmp_path / "quicksave.ckpt", cfg.model)
     windows = FrameWindows(bouncing_square()[32:], 1)
-    first, second = (engine.evaluate(model, windows, batch_size=4) for _ in range(2))
+    first, second = (evaluate(model, windows, batch_size=4) for _ in range(2))
     assert first == second  # the evaluation masks come from a fixed seed
 
 

@@ -15,7 +15,7 @@ SETS = {
     "sheet_masked": ["sheet_masked10k_full", "sheet_masked10k_noattention"],  # config/vit_masked.json: 1 frame
     # What makes the sheet's model (frame output) learn: one recipe change each, 3000 steps (1500 at batch 32).
     "diagnosis": ["diag_template", "diag_l1", "diag_mse", "diag_mse_lr3e-4", "diag_mse_lr3e-3", "diag_mse_sincos",
-                  "diag_mse_warmup1000", "diag_mse_batch32"],
+                  "diag_mse_warmup1000", "diag_mse_batch32", "diag_mse_lr1e-2", "diag_mse_lr3e-3_sincos"],
     # Long runs: learning curves of the sheet's model and of the best configuration (30 000 steps); best3k: a
     # shorter budget for the compute frontier; sheet_l1_5k: the sheet's model with the L1 loss; sheet_sincos_5k:
     # with its positional embedding started from sines and cosines.

@@ -1,14 +1,13 @@
-"""Hyperparameter search for the predictive ViT (sheet 2 (f)): Optuna TPE with a median pruner.
+"""Hyperparameter search for the sheet's predictive ViT (sheet 2 (f)): Optuna TPE with a median pruner.
 
-    python -m scripts.tune --config config/vit_cpu.json --until 10 --steps-per-trial 300   # results/vit/tune_val
+    python -m scripts.tune --until 12 --steps-per-trial 3000        # config/vit_cpu.json -> results/vit/tune_sheet
     # several processes or SLURM array tasks share one study through the journal file:
     srun python -m scripts.tune --study-name lr-sweep --storage out/tune/lr-sweep.journal --trials 4
 
-Each trial trains a model of sampled num_frames, channels, num_heads, layers, patch_size, learning
-rate, output (the frame itself, the change from the last frame, or the change from a learned warp of
-it), training loss (the template's L1 + DSSIM or L1 alone) and the start of the positional embedding
-(random or sine-cosine) for --steps-per-trial steps; the objective is the one-step L1 on the held-out
-part (lower is better), the same for every loss. Every validation is
+Each trial trains the base config's model with the hyperparameters the sheet names sampled: num_frames,
+channels, num_heads, layers, patch_size and the learning rate, for --steps-per-trial steps (the base
+config's recipe otherwise: its output, loss and schedule, fitted to the budget); the objective is the
+one-step MSE on the validation part (lower is better; reported as PSNR). Every validation is
 reported to the median pruner through engine.train's on_record callback, which stops an unpromising
 trial early. The study lives in an Optuna journal file (JournalFileBackend), so any number of
 processes can add trials to it, and a stopped search continues where it was. Afterwards (and with
@@ -46,32 +45,26 @@ from model.engine import QUICKSAVE, TrainingError, train
 SEARCH_SPACE = {  # parameter -> config key; the choices are in sample()
     "num_frames": "model.num_frames", "channels": "model.channels", "num_heads": "model.num_heads",
     "layers": "model.layers", "patch_size": "model.patch_size", "learning_rate": "learning_rate",
-    "output": "model.output", "loss": "training.loss",
-    "positional_init": "model.positional_init",
 }
-# The output choices as config values: the sheet's frame, the residual, the residual on a learned warp.
-OUTPUTS = {"frame": {"model.output": "frame", "model.warp_radius": None},
-           "residual": {"model.output": "residual", "model.warp_radius": None},
-           "warp": {"model.output": "warp", "model.warp_radius": 2}}
-
-
 SHORT_NAMES = {"num_frames": "frames", "channels": "width", "num_heads": "heads", "layers": "layers",
-               "patch_size": "patch", "learning_rate": "lr", "output": "output", "loss": "loss", "positional_init": "positions"}
+               "patch_size": "patch", "learning_rate": "lr"}
+BASELINES = (("copy-last", "copy_last"), ("continue motion", "continue_motion"),
+             ("continue motion, player held", "player_held"))
 
 
 def parse_args(argv=None):
     parser = CliParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--config", default="config/vit_cpu.json", help="base config; the search overrides it")
-    parser.add_argument("--study-name", default="vit_cpu_val")
-    parser.add_argument("--storage", default="out/tune_val/vit_cpu_val.journal", help="Optuna journal file (shared)")
+    parser.add_argument("--study-name", default="sheet")
+    parser.add_argument("--storage", default="out/tune_sheet/sheet.journal", help="Optuna journal file (shared)")
     parser.add_argument("--trials", type=non_negative_int, default=10,
                         help="trials this process adds to the study (with --worker: this worker's trials, "
                              "those before a requeue included)")
-    parser.add_argument("--steps-per-trial", type=positive_int, default=300)
-    parser.add_argument("--out", default="results/vit/tune_val", help="trials.csv, summary.md, importance figure")
+    parser.add_argument("--steps-per-trial", type=positive_int, default=3000)
+    parser.add_argument("--out", default="results/vit/tune_sheet", help="trials.csv, summary.md, importance figure")
     parser.add_argument("--best-config", help="where the best trial's config is written (default: "
                         "RUNS_DIR/vit_best.json; the committed config/vit_best.json is replaced only when named)")
-    parser.add_argument("--runs-dir", default="out/tune_val", help="run folders of the trials")
+    parser.add_argument("--runs-dir", default="out/tune_sheet", help="run folders of the trials")
     parser.add_argument("--seed", type=int, default=0, help="seed of the sampler and of every trial's training")
     parser.add_argument("--worker", metavar="NAME",
                         help="this process's name in the study (e.g. <array job>_<task>): mixed into the "
@@ -189,23 +182,17 @@ def sample(trial, base):
     height, width = base.model.image_height, base.model.image_width
     patches = [p for p in (8, 16) if height % p == 0 and width % p == 0] or [base.model.patch_size]
     trial.suggest_int("num_frames", 2, 4)
-    trial.suggest_categorical("channels", [32, 64, 96])
+    trial.suggest_categorical("channels", [32, 64, 96, 128])
     trial.suggest_categorical("num_heads", [1, 2, 4])
-    trial.suggest_int("layers", 1, 5)
+    trial.suggest_int("layers", 2, 6)
     trial.suggest_categorical("patch_size", patches)
-    trial.suggest_float("learning_rate", 1e-4, 3e-3, log=True)
-    trial.suggest_categorical("output", list(OUTPUTS))
-    trial.suggest_categorical("loss", ["l1_ssim", "l1"])
-    trial.suggest_categorical("positional_init", ["normal", "sincos"])
+    trial.suggest_float("learning_rate", 1e-3, 1e-2, log=True)
     return overrides_of(trial.params)
 
 
 def overrides_of(params):
-    """Sampled parameters -> config overrides (``output`` sets two keys)."""
-    overrides = {}
-    for name, value in params.items():
-        overrides.update(OUTPUTS[value] if name == "output" else {SEARCH_SPACE[name]: value})
-    return overrides
+    """Sampled parameters -> config overrides."""
+    return {SEARCH_SPACE[name]: value for name, value in params.items()}
 
 
 def trial_config(base, overrides, steps, name):
@@ -232,8 +219,8 @@ def objective(trial, base, frames, args, signals):
         stop.request(signals.reason)
 
     def on_record(record):
-        if "val_l1" in record:
-            trial.report(record["val_l1"], record["step"])
+        if "val_mse" in record:
+            trial.report(record["val_mse"], record["step"])
             if trial.should_prune():
                 stop.request("pruned")
 
@@ -254,15 +241,15 @@ def objective(trial, base, frames, args, signals):
     val = result["val"] or {}
     trial.set_user_attr("seconds", result["seconds"])
     trial.set_user_attr("steps", result["step"])
-    for key in ("l1", "psnr", "copy_last_l1", "copy_last_psnr", "continue_motion_l1", "continue_motion_psnr"):
+    for key in ("mse", "l1", "psnr", *(f"{name}_{metric}" for _, name in BASELINES for metric in ("l1", "psnr"))):
         if key in val:
             trial.set_user_attr(f"val_{key}", val[key])
-    print(f"trial {trial.number}: step {result['step']}, val L1 {val.get('l1', math.nan):.4f}, "
-          f"PSNR {val.get('psnr', math.nan):.2f} dB (copy-last {val.get('copy_last_psnr', math.nan):.2f}), "
-          f"{result['seconds']:.0f} s{', pruned' if result['stopped'] else ''}", flush=True)
+    print(f"trial {trial.number}: step {result['step']}, val PSNR {val.get('psnr', math.nan):.2f} dB "
+          f"(copy-last {val.get('copy_last_psnr', math.nan):.2f}), {result['seconds']:.0f} s"
+          f"{', pruned' if result['stopped'] else ''}", flush=True)
     if result["stopped"] == "pruned":
         raise optuna.TrialPruned()
-    return val["l1"]
+    return val["mse"]
 
 
 def write_report(study, base, args):
@@ -280,23 +267,20 @@ def write_report(study, base, args):
     complete = [t for t in trials if t.state == optuna.trial.TrialState.COMPLETE]
     seconds = sum(t.user_attrs.get("seconds", 0) for t in trials)
     pruned = sum(t.state == optuna.trial.TrialState.PRUNED for t in trials)
-    # Baselines on the first trial's windows that recorded them (trials of an older version lack continue motion).
-    baselines = {name: (_first_attr(trials, f"val_{key}_l1"), _first_attr(trials, f"val_{key}_psnr"))
-                 for name, key in (("copy-last", "copy_last"), ("continue motion", "continue_motion"))}
-    l1_bars = "; ".join(f"{name}: {_number(l1, 4)}" for name, (l1, _) in baselines.items() if l1 is not None)
-    psnr_bars = "; ".join(f"{name}: {_number(value, 2)} dB" for name, (_, value) in baselines.items()
-                          if value is not None)
+    # Baselines on the first trial's windows that recorded them.
+    bars = "; ".join(f"{name}: {_number(_first_attr(trials, f'val_{key}_psnr'), 2)} dB" for name, key in BASELINES
+                     if _first_attr(trials, f"val_{key}_psnr") is not None)
     lines = [f"# Hyperparameter search: {args.study_name}", "",
-             f"Base config {args.config}; {plural(args.steps_per_trial, 'step')} per trial; objective: one-step L1 on the "
-             f"held-out part (lower is better; {l1_bars or 'no baseline recorded'}). Trials: {len(trials)} "
-             f"({len(complete)} complete, {pruned} pruned); training time {seconds:.0f} s. PSNR: one-step validation "
-             f"PSNR in dB ({psnr_bars or 'no baseline recorded'}).", "",
-             "| trial | state | val L1 | PSNR | s | " + " | ".join(SHORT_NAMES.values()) + " |",
+             f"Base config {args.config}; {plural(args.steps_per_trial, 'step')} per trial; objective: one-step MSE on the "
+             f"validation part (lower is better), shown as PSNR in dB (baselines on the same windows: "
+             f"{bars or 'none recorded'}). Trials: {len(trials)} ({len(complete)} complete, {pruned} pruned); training "
+             f"time {seconds:.0f} s (one thread per trial).", "",
+             "| trial | state | val PSNR | val L1 | s | " + " | ".join(SHORT_NAMES.values()) + " |",
              "|---" * (5 + len(SEARCH_SPACE)) + "|"]
     for t in sorted(trials, key=lambda t: (t.value is None, t.value or 0)):
         attrs = t.user_attrs
-        lines.append(f"| {t.number} | {t.state.name.lower()} | {_number(t.value, 4)} | "
-                     f"{_number(attrs.get('val_psnr'), 2)} | {_number(attrs.get('seconds'), 0)} | "
+        lines.append(f"| {t.number} | {t.state.name.lower()} | {_number(attrs.get('val_psnr'), 2)} | "
+                     f"{_number(attrs.get('val_l1'), 4)} | {_number(attrs.get('seconds'), 0)} | "
                      + " | ".join(_param(t.params.get(p)) for p in SEARCH_SPACE) + " |")
     facts = {"trials": len(trials), "complete": len(complete), "pruned": pruned,
              "steps_per_trial": args.steps_per_trial, "seconds": seconds,
@@ -305,7 +289,8 @@ def write_report(study, base, args):
     (out / "study.json").write_text(json.dumps(facts, indent=2) + "\n", encoding="utf-8")
     if complete:
         best = study.best_trial
-        lines += ["", f"Best: trial {best.number}, val L1 {best.value:.4f}: {best.params}"]
+        lines += ["", f"Best: trial {best.number}, val MSE {best.value:.5f} "
+                      f"({_number(best.user_attrs.get('val_psnr'), 2)} dB): {best.params}"]
         write_best_config(best, base, args)
         lines.append(f"Written to {args.best_config}.")
     if len(complete) >= 2:
@@ -331,8 +316,8 @@ def _number(value, digits):
 
 def write_best_config(best, base, args):
     cfg = with_overrides(base, {**overrides_of(best.params), "model_path": "vit_best"})
-    header = (f"// The best configuration of the Optuna study '{args.study_name}' (trial {best.number}, held-out "
-              f"L1 {best.value:.4f}\n// after {plural(args.steps_per_trial, 'step')}), written by python -m scripts.tune from "
+    header = (f"// The best configuration of the Optuna study '{args.study_name}' (trial {best.number}, validation "
+              f"MSE {best.value:.5f}\n// after {plural(args.steps_per_trial, 'step')}), written by python -m scripts.tune from "
               f"{args.config}. Train it longer with\n// python -m model.main -cfg {args.best_config} --train\n")
     Path(args.best_config).parent.mkdir(parents=True, exist_ok=True)
     Path(args.best_config).write_text(header + json.dumps(cfg.to_dict(), indent=2) + "\n", encoding="utf-8")

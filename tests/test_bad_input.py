@@ -95,6 +95,20 @@ def hdf5_without_rgb_images(path):
         file.create_dataset("frames", data=bouncing_square())
 
 
+def damaged_video(path):
+    """A video of encoded noise frames, overwritten with garbage after its intact HDF5 header."""
+    def noise_png(seed):
+        buffer = io.BytesIO()
+        Image.fromarray(np.random.default_rng(seed).integers(0, 256, (32, 32, 3), dtype=np.uint8)).save(buffer, "PNG")
+        return buffer.getvalue()
+
+    write_video(path, encoded=[noise_png(seed) for seed in range(200)])
+    size = path.stat().st_size
+    with open(path, "r+b") as file:
+        file.seek(size // 2)
+        file.write(b"\xff" * (size // 4))
+
+
 def checkpoint_case(make, *, command=PREDICT, config_model=None):
     """Use a checkpoint made by make(tmp, good_checkpoint) -> path."""
     def setup(tmp, good):
@@ -140,6 +154,7 @@ CASES = [
     ("hdf5-empty-file", video_case(lambda path: path.write_bytes(b"")), 1, "is not a readable HDF5 file"),
     ("hdf5-corrupt", video_case(lambda path: path.write_text("frames, honest")), 1, "is not a readable HDF5 file"),
     ("hdf5-without-rgb-images", video_case(hdf5_without_rgb_images), 1, "has no dataset /rgb_images (found: frames)"),
+    ("hdf5-damaged-after-its-header", video_case(damaged_video), 1, "cannot be read, it may be damaged or cut short"),
     ("frames-of-mixed-sizes", video_case(lambda path: write_video(path, encoded=[png(32, 32), png(16, 32)] * 3)),
      1, "frame 1 is 16x32 (HxW) but frame 0 is 32x32"),
     ("frames-of-wrong-size", video_case(lambda path: write_video(path, frames=np.zeros((40, 16, 16), np.uint8))),
@@ -164,6 +179,10 @@ CASES = [
      2, "unrecognized arguments: --max-st; did you mean --max-steps?"),
     ("num-gpus-0", lambda tmp, good: (TRAIN, ["-cfg", good / "tiny.json", "--num-gpus", "0"]),
      2, "--num-gpus must be at least 1"),
+    ("train-into-a-run-folder-that-holds-a-run",
+     lambda tmp, good: (TRAIN, ["-cfg", good / "tiny.json", "--out-dir", good / "out"]),
+     2, "holds a run (step 1): continue it with --resume, start another beside it with -n 2, or start it over with "
+        "--overwrite"),
     ("resume-with-load", lambda tmp, good: (TRAIN, ["-cfg", good / "tiny.json", "--resume", "--load", "x.ckpt"]),
      2, "--resume goes with --train and without --load"),
     ("validate-without-load", lambda tmp, good: (("model.main", "--validate"), ["-cfg", good / "tiny.json"]),

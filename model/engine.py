@@ -33,7 +33,7 @@ from model.evaluate import baseline_metrics, describe_metrics, evaluate
 from model.files import write_json_atomically, write_text_atomically
 from model.metrics import mean_frame_baseline, psnr
 from model.vit import VisionTransformer
-from nn.loss import masked_loss
+from nn.loss import masked_loss, masked_mean
 
 QUICKSAVE = "quicksave.ckpt"
 FINAL = "final.ckpt"  # a finished run's weights without optimizer state (model.checkpoint.export_checkpoint)
@@ -195,14 +195,15 @@ def train_step(state, net, windows, ranks):
         sync = nullcontext() if ranks.world_size == 1 or micro_step == accumulation - 1 else net.no_sync()
         with sync:
             with state.autocast():
-                out = net(batch, generator=state.mask_generator)
-            # Only the last frame holds masked pixels (the only frame when T == 1), so the loss
-            # of the window is the loss of that frame; computing SSIM on it alone is T times cheaper.
-            prediction = out["prediction"][:, -1:].float()  # (B, 1, H, W)
-            target, pixel_mask = batch[:, -1:], out["pixel_mask"][:, -1:]
+                # Only the last frame holds masked pixels (the only frame when T == 1), so the loss of the
+                # window is the loss of that frame, and the model outputs that frame alone.
+                out = net(batch, generator=state.mask_generator, last_frame_only=True)
+            prediction = out["prediction"].float()  # (B, 1, H, W)
+            # With several frames the whole last frame is hidden: plain means over it (None).
+            target, pixel_mask = batch[:, -1:], out["pixel_mask"] if m.num_frames == 1 else None
             loss, l1, ssim_value = masked_loss(t.loss, prediction, target, pixel_mask, with_ssim=False)
             state.scaler.scale(loss / accumulation).backward()
-        mse = ((prediction.detach() - target) ** 2 * pixel_mask).sum() / pixel_mask.sum()
+        mse = loss.detach() if t.loss == "mse" else masked_mean((prediction.detach() - target).square(), pixel_mask)
         ssim_part = ssim_value.detach() if ssim_value is not None else torch.zeros((), device=state.device)
         parts += torch.stack([loss.detach(), l1.detach(), mse, ssim_part]) / accumulation
     loss, l1, mse, ssim_mean = ranks.mean(parts).tolist()  # one device sync per step
@@ -330,9 +331,9 @@ def step_flops(cfg):
     model = VisionTransformer.from_config(m)
     frames = torch.rand(m.batch_size * m.gradient_accumulation_steps, m.num_frames, m.image_height, m.image_width)
     with FlopCounterMode(display=False) as counter:
-        out = model(frames, generator=torch.Generator().manual_seed(0))
-        loss, _, _ = masked_loss(cfg.training.loss, out["prediction"][:, -1:], frames[:, -1:],
-                                 out["pixel_mask"][:, -1:], with_ssim=False)
+        out = model(frames, generator=torch.Generator().manual_seed(0), last_frame_only=True)
+        loss, _, _ = masked_loss(cfg.training.loss, out["prediction"], frames[:, -1:],
+                                 out["pixel_mask"] if m.num_frames == 1 else None, with_ssim=False)
         loss.backward()
     return counter.get_total_flops()
 

@@ -30,9 +30,8 @@ def fit_one_batch(cfg, batch, steps, seed=0, record_every=None):
     target = batch[:, -1]
     history = []
     for step in range(1, steps + 1):
-        out = model(batch)
-        loss, _, _ = masked_loss(t.loss, out["prediction"][:, -1:], batch[:, -1:], out["pixel_mask"][:, -1:],
-                                 with_ssim=False)
+        out = model(batch, last_frame_only=True)  # the whole last frame is hidden: no mask (None) needed
+        loss, _, _ = masked_loss(t.loss, out["prediction"], batch[:, -1:], None, with_ssim=False)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         if t.grad_clip > 0:

@@ -76,7 +76,7 @@ class VisionTransformer(tnn.Module):
         """Build from the config's ``model`` section (a ModelConfig)."""
         return cls(**model_cfg.model_kwargs())
 
-    def forward(self, frames, generator=None, return_attention=False, mask=None):
+    def forward(self, frames, generator=None, return_attention=False, mask=None, last_frame_only=False):
         """frames (B, T, H, W) in [0, 1] -> dict with
 
         prediction (B, T, H, W): raw output (not clamped); only the masked pixels are predictions,
@@ -84,6 +84,9 @@ class VisionTransformer(tnn.Module):
         attention: list of (B, heads, N, N) per block (None for blocks without attention) when
         return_attention, else None.
         ``generator`` draws the random patch mask when num_frames == 1; ``mask`` (B, T*h*w) bool gives it instead.
+        ``last_frame_only``: prediction and pixel_mask of the last frame alone, (B, 1, H, W), the only one
+        that holds masked pixels (training needs no more: the final norm and the reverse embedding then run
+        on that frame's tokens only; per token, so its values are those of the full output).
         """
         tokens, mask = self.embedding(frames, generator=generator, mask=mask)  # (B, N, C), (B, N)
         attention = [] if return_attention else None
@@ -93,8 +96,10 @@ class VisionTransformer(tnn.Module):
                 attention.append(weights)
             else:
                 tokens = block(tokens)
+        if last_frame_only:
+            tokens, mask = tokens[:, -self.embedding.patches_per_frame:], mask[:, -self.embedding.patches_per_frame:]
         tokens = self.norm(tokens)
-        pixels = self.reverse_embedding(tokens)  # (B, T, H, W)
+        pixels = self.reverse_embedding(tokens)  # (B, T, H, W), or (B, 1, H, W) of the last frame alone
         prediction = self.head(pixels, frames, tokens[:, -self.embedding.patches_per_frame:])
         return {"prediction": prediction, "pixel_mask": self.embedding.pixel_mask(mask),
                 "attention": attention}

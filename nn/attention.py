@@ -234,8 +234,8 @@ class PatchEmbedding(tnn.Module):
         return mask.scatter(1, hidden, True)
 
     def pixel_mask(self, mask):
-        """Token mask (B, T*h*w) -> pixel mask (B, T, H, W): every pixel of a masked patch is True."""
-        return repeat(mask, "b (t h w) -> b t (h p1) (w p2)", t=self.num_frames, h=self.grid_height,
+        """Token mask (B, t*h*w) -> pixel mask (B, t, H, W) of those t frames: every pixel of a masked patch is True."""
+        return repeat(mask, "b (t h w) -> b t (h p1) (w p2)", h=self.grid_height, w=self.grid_width,
                       p1=self.patch_size, p2=self.patch_size)
 
 
@@ -259,5 +259,5 @@ class ReversePatchEmbedding(tnn.Module):
 
     def forward(self, tokens):
         pixels = self.to_pixels(tokens)  # (B, T*h*w, p*p)
-        return rearrange(pixels, "b (t h w) (p1 p2) -> b t (h p1) (w p2)", t=self.num_frames,
+        return rearrange(pixels, "b (t h w) (p1 p2) -> b t (h p1) (w p2)",
                          h=self.grid_height, w=self.grid_width, p1=self.patch_size, p2=self.patch_size)

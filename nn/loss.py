@@ -64,25 +64,36 @@ def masked_loss(kind, prediction, target, pixel_mask, with_ssim=True):
     """The training loss ``kind`` on the masked pixels -> scalars (loss, l1, ssim_value).
 
     "l1_ssim" is the template's loss (masked_l1_ssim_loss); "l1" and "mse" are the masked mean
-    absolute and squared error alone. l1 is returned for logging in every case, ssim_value (the mean
-    SSIM over the masked pixels) too unless ``with_ssim`` is false and the loss does not need it
-    (then it is None and no SSIM is computed).
+    absolute and squared error alone. ``pixel_mask`` None: every pixel is masked (next-frame prediction,
+    where the whole predicted frame is hidden), and plain means are taken. l1 is returned for logging in
+    every case, ssim_value (the mean SSIM over the masked pixels) too unless ``with_ssim`` is false and the
+    loss does not need it (then it is None and no SSIM is computed).
     """
     if kind not in LOSSES:
         raise ValueError(f"loss must be one of {', '.join(LOSSES)}, got {kind!r}")
+    ssim_value = None
     if kind == "l1_ssim" or with_ssim:
-        loss, l1, ssim_value = masked_l1_ssim_loss(prediction, target, pixel_mask)
-    else:
-        if not prediction.shape == target.shape == pixel_mask.shape:
-            raise ValueError(f"prediction {tuple(prediction.shape)}, target {tuple(target.shape)} and "
-                             f"pixel_mask {tuple(pixel_mask.shape)} must have the same shape")
-        ssim_value = None
-        dtype = torch.promote_types(prediction.dtype, torch.float32)
-        weights = pixel_mask.to(dtype)
-        l1 = ((prediction.to(dtype) - target.to(dtype)).abs() * weights).sum() / weights.sum()
-    if kind == "l1":
-        loss = l1
-    elif kind == "mse":
-        weights = pixel_mask.to(l1.dtype)
-        loss = ((prediction.to(l1.dtype) - target.to(l1.dtype)) ** 2 * weights).sum() / weights.sum()
+        mask = torch.ones_like(target, dtype=torch.bool) if pixel_mask is None else pixel_mask
+        loss, l1, ssim_value = masked_l1_ssim_loss(prediction, target, mask)
+        if kind == "l1_ssim":
+            return loss, l1, ssim_value
+    shapes = [prediction.shape, target.shape] + ([] if pixel_mask is None else [pixel_mask.shape])
+    if any(shape != target.shape for shape in shapes):
+        raise ValueError(f"prediction {tuple(prediction.shape)}, target {tuple(target.shape)} and pixel_mask "
+                         f"{None if pixel_mask is None else tuple(pixel_mask.shape)} must have the same shape")
+    dtype = torch.promote_types(prediction.dtype, torch.float32)
+    error = prediction.to(dtype) - target.to(dtype)
+    l1 = masked_mean(error.abs(), pixel_mask)
+    loss = l1 if kind == "l1" else masked_mean(error.square(), pixel_mask)
     return loss, l1, ssim_value
+
+
+def masked_mean(values, pixel_mask):
+    """The mean of values over the pixels where pixel_mask is True (None: over all of them).
+
+    A weighted sum instead of boolean indexing: no device sync for the variable-size result.
+    """
+    if pixel_mask is None:
+        return values.mean()
+    weights = pixel_mask.to(values.dtype)
+    return (values * weights).sum() / weights.sum()

@@ -52,8 +52,8 @@ from model.cli import CliParser
 from model.config import load_config, with_overrides
 from model.data import FrameWindows, WindowSampler, evaluation_indices
 from model import gameplay
-from model.distributed import StopFlag
-from model.engine import make_optimizer, train
+from model.distributed import Ranks, StopFlag
+from model.engine import TrainState, make_optimizer, train, train_step, training_forward
 from model.evaluate import baseline_metrics, evaluate
 from model.metrics import mean_frame_baseline
 from model.rollout import rollout
@@ -484,7 +484,88 @@ def one_thread_pair(name, steps):
     return sum(1 / seconds for seconds in per_step)
 
 
+class PlainViT(tnn.Module):
+    """A plain eager fp32 ViT of a config's sizes, written here as the reference the training step is held to.
+
+    Linear patches, learned positions, the last frame's tokens zeroed, pre-norm blocks with
+    scaled_dot_product_attention and a SiLU MLP, a final norm and a linear un-patching of the predicted
+    frame's tokens: frames (B, T, H, W) -> the last frame (B, H, W).
+    """
+
+    def __init__(self, m):
+        super().__init__()
+        self.p, self.h, self.w, self.heads = m.patch_size, m.image_height // m.patch_size, m.image_width // m.patch_size, m.num_heads
+        width, tokens = m.channels, m.num_frames * self.h * self.w
+        self.embed = tnn.Linear(self.p ** 2, width)
+        self.positions = tnn.Parameter(0.02 * torch.randn(1, tokens, width))
+        self.blocks = tnn.ModuleList(tnn.ModuleDict({
+            "norm1": tnn.LayerNorm(width), "qkv": tnn.Linear(width, 3 * width), "proj": tnn.Linear(width, width),
+            "norm2": tnn.LayerNorm(width), "mlp": tnn.Sequential(tnn.Linear(width, 4 * width), tnn.SiLU(),
+                                                                 tnn.Linear(4 * width, width))})
+            for _ in range(m.layers))
+        self.norm = tnn.LayerNorm(width)
+        self.unpatch = tnn.Linear(width, self.p ** 2)
+
+    def forward(self, frames):
+        b, t, p, h, w = frames.shape[0], frames.shape[1], self.p, self.h, self.w
+        x = self.embed(frames.reshape(b, t, h, p, w, p).permute(0, 1, 2, 4, 3, 5).reshape(b, t * h * w, p * p))
+        x = torch.cat([x[:, :-h * w], torch.zeros_like(x[:, -h * w:])], dim=1) + self.positions
+        for block in self.blocks:
+            q, k, v = block["qkv"](block["norm1"](x)).view(b, -1, 3, self.heads, x.shape[-1] // self.heads).unbind(2)
+            attended = F.scaled_dot_product_attention(q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2))
+            x = x + block["proj"](attended.transpose(1, 2).reshape(x.shape))
+            x = x + block["mlp"](block["norm2"](x))
+        pixels = self.unpatch(self.norm(x[:, -h * w:]))  # (B, h*w, p*p)
+        return pixels.view(b, h, w, p, p).permute(0, 1, 3, 2, 4).reshape(b, h * p, w * p)
+
+
+def plain_step(cfg, windows, sampler):
+    """One training step of PlainViT: gather, forward, MSE on the predicted frame, backward, clip, AdamW."""
+    torch.manual_seed(0)
+    model = PlainViT(cfg.model)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.learning_rate, weight_decay=cfg.weight_decay)
+
+    def step():
+        batch = windows.batch(sampler.next_batch())
+        loss = F.mse_loss(model(batch), batch[:, -1])
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.training.grad_clip)
+        optimizer.step()
+    return step
+
+
+def project_step(cfg, windows, compile_=False):
+    """The training command's own step (model.engine.train_step on a TrainState), as engine.train calls it."""
+    state = TrainState(cfg, len(windows), torch.device("cpu"), seed=0)
+    net = training_forward(state.model, with_overrides(cfg, {"training.compile": compile_}), state.device, 1)
+    ranks = Ranks()
+    return lambda: train_step(state, net, windows, ranks)
+
+
+def bench_plain(table, quick):
+    """The real training step of config/vit_cpu.json against a plain eager fp32 ViT of the same sizes."""
+    cfg = load_config(ROOT / "config/vit_cpu.json")
+    threads, reps = torch.get_num_threads(), (6 if quick else 40)
+    windows = FrameWindows(synthetic_video(cfg, 40 * cfg.model.batch_size), cfg.model.num_frames)
+    label = f"vit_cpu.json, batch {cfg.model.batch_size}, {threads} threads"
+    times = interleaved({"plain": plain_step(cfg, windows, WindowSampler(len(windows), cfg.model.batch_size, 0)),
+                         "project": project_step(cfg, windows)}, reps, warmup=3)
+    table.add("train", f"{label}: plain eager fp32 ViT written in the bench, one training step", ms(times["plain"]),
+              "reference")
+    table.check("train", f"{label}: the training command's step (model.engine.train_step, {ms(times['project'])}) "
+                "over the plain ViT", times["plain"] / times["project"], 1.0, True)
+    compiled = interleaved({"plain": plain_step(cfg, windows, WindowSampler(len(windows), cfg.model.batch_size, 0)),
+                            "compiled": project_step(cfg, windows, compile_=True)}, reps, warmup=5)
+    table.check("train", f"{label}: the step with training.compile ({ms(compiled['compiled'])}) over the plain ViT "
+                f"({ms(compiled['plain'])})", compiled["plain"] / compiled["compiled"], 1.5, True)
+    table.numbers["train.plain"] = {"plain_step_s": times["plain"], "project_step_s": times["project"],
+                                    "compiled_plain_step_s": compiled["plain"],
+                                    "compiled_step_s": compiled["compiled"], "threads": threads}
+
+
 def bench_train(table, quick):
+    bench_plain(table, quick)
     threads = torch.get_num_threads()
     steps, skip = (8, 3) if quick else (40, 10)
     for name, path in TRAIN_CONFIGS.items():

@@ -129,3 +129,17 @@ def test_masked_loss_kinds():
                                ((prediction - target)[mask] ** 2).mean())
     with pytest.raises(ValueError, match="loss must be one of"):
         masked_loss("huber", prediction, target, mask)
+
+
+def test_no_mask_means_every_pixel():
+    from nn.loss import masked_loss
+    torch.manual_seed(0)
+    prediction, target = torch.rand(2, 1, 8, 8), torch.rand(2, 1, 8, 8)
+    every = torch.ones(2, 1, 8, 8, dtype=torch.bool)
+    for kind in ("l1_ssim", "l1", "mse"):
+        for with_ssim in (False, True):
+            unmasked, masked = (masked_loss(kind, prediction, target, mask, with_ssim) for mask in (None, every))
+            for a, b in zip(unmasked, masked):
+                assert (a is None) == (b is None) and (a is None or torch.allclose(a, b)), (kind, with_ssim)
+    torch.testing.assert_close(masked_loss("mse", prediction, target, None)[0],
+                               torch.nn.functional.mse_loss(prediction, target))

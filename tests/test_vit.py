@@ -251,3 +251,25 @@ def test_the_change_gate_needs_a_change_output_and_two_seen_frames():
         tiny(output="residual", num_frames=2, change_radius=2)
     with pytest.raises(ValueError, match="change_radius must be a non-negative integer"):
         tiny(output="residual", change_radius=-1)
+
+
+@pytest.mark.parametrize("output", ["frame", "residual", "warp"])
+def test_the_last_frame_alone_equals_the_last_frame_of_the_full_output(output):
+    torch.manual_seed(0)
+    model = tiny(output=output)
+    for parameter in model.reverse_embedding.parameters():  # not the zero start of the change outputs
+        torch.nn.init.normal_(parameter, std=0.1)
+    x = frames()
+    full, last = model(x), model(x, last_frame_only=True)
+    assert last["prediction"].shape == last["pixel_mask"].shape == (2, 1, 16, 24)
+    torch.testing.assert_close(last["prediction"], full["prediction"][:, -1:], rtol=1e-6, atol=1e-6)
+    assert torch.equal(last["pixel_mask"], full["pixel_mask"][:, -1:])
+
+
+def test_the_last_frame_alone_in_masked_reconstruction():
+    model = tiny(num_frames=1)
+    x = frames(num_frames=1)
+    full = model(x, generator=torch.Generator().manual_seed(3))
+    last = model(x, generator=torch.Generator().manual_seed(3), last_frame_only=True)
+    torch.testing.assert_close(last["prediction"], full["prediction"], rtol=0, atol=0)
+    assert torch.equal(last["pixel_mask"], full["pixel_mask"])

@@ -19,6 +19,8 @@ Written to --out (default out/timeseries):
 Progress bars are shown on a terminal; in a log file (stderr not a terminal) each run is one line.
 """
 
+import argparse
+import difflib
 import json
 import multiprocessing
 import shlex
@@ -34,22 +36,7 @@ import torch.nn.functional as F
 from tqdm import tqdm
 
 from data import SOLVED, TASKS, generate_memory_task_data, make_task, seed_summary, token_positions
-from model.cli import CliParser, plural
-from net import IMPLS, LSTM, RNN, TCN
-
-# The template's hidden sizes, chosen for similar parameter counts of the recurrent models.
-HIDDEN_SIZES = {"rnn": 34, "lstm": 16, "tcn": 14}
-MODELS = tuple(HIDDEN_SIZES)
-
-
-def build_model(model, num_tokens, sequence_length, impl="own"):
-    """The named model for one-hot inputs of num_tokens + 2 categories and num_tokens output classes."""
-    input_size, hidden_size = num_tokens + 2, HIDDEN_SIZES[model]
-    if model == "rnn":
-        return RNN(input_size, hidden_size, num_tokens, impl=impl)
-    if model == "lstm":
-        return LSTM(input_size, hidden_size, num_tokens, impl=impl)
-    return TCN(input_size, hidden_size, num_tokens, sequence_length=sequence_length, impl=impl)
+from net import IMPLS, MODELS, build_model
 
 
 @torch.no_grad()
@@ -363,8 +350,32 @@ def summarize(records):
 # --- command line ----------------------------------------------------------------------------------------
 
 
+class Parser(argparse.ArgumentParser):
+    """argparse whose flags are never abbreviated, whose --help shows the defaults, and whose usage errors end
+    in one line `error: ...`, a mistyped flag named with the closest one."""
+
+    def __init__(self, **kwargs):
+        super().__init__(allow_abbrev=False, formatter_class=argparse.ArgumentDefaultsHelpFormatter, **kwargs)
+
+    def parse_args(self, args=None, namespace=None):
+        parsed, unknown = self.parse_known_args(args, namespace)
+        if unknown:
+            flags = [flag for action in self._actions for flag in action.option_strings]
+            close = difflib.get_close_matches(unknown[0].split("=")[0], flags, n=1, cutoff=0.6)
+            self.error(f"unrecognized arguments: {unknown[0]}" + (f"; did you mean {close[0]}?" if close else ""))
+        return parsed
+
+    def error(self, message):
+        self.print_usage(sys.stderr)
+        self.exit(2, f"error: {message}\n")
+
+
+def plural(count, noun):
+    return f"{count} {noun if count == 1 else noun + 's'}"
+
+
 def parse_args(argv=None):
-    parser = CliParser(prog="python main.py", description=__doc__.split("\n")[0])
+    parser = Parser(prog="python main.py", description=__doc__.split("\n")[0])
     parser.add_argument("--tasks", nargs="+", choices=TASKS, default=["memory", "memorygen"], help="tasks to train on")
     parser.add_argument("--models", nargs="+", choices=MODELS, default=list(MODELS), help="models to train")
     parser.add_argument("--epochs", type=int, default=50, help="epochs per run")

@@ -266,3 +266,18 @@ class TCN(nn.Module):
             x = F.pad(x, (0, -x.shape[-1] % self.kernel_size))  # (B, C, 3 * ceil(L / 3)), zeros at the end
             x = F.relu(conv(x))  # (B, H, ceil(L / 3))
         return self.readout(x[:, :, -1])  # (B, H) -> (B, O); the length is 1 here
+
+
+# The template's hidden sizes, chosen for similar parameter counts of the recurrent models.
+HIDDEN_SIZES = {"rnn": 34, "lstm": 16, "tcn": 14}
+MODELS = tuple(HIDDEN_SIZES)
+
+
+def build_model(model, num_tokens, sequence_length, impl="own"):
+    """The named model for one-hot inputs of num_tokens + 2 categories and num_tokens output classes."""
+    input_size, hidden_size = num_tokens + 2, HIDDEN_SIZES[model]
+    if model == "rnn":
+        return RNN(input_size, hidden_size, num_tokens, impl=impl)
+    if model == "lstm":
+        return LSTM(input_size, hidden_size, num_tokens, impl=impl)
+    return TCN(input_size, hidden_size, num_tokens, sequence_length=sequence_length, impl=impl)

@@ -47,7 +47,7 @@ from torch import nn as tnn
 from torch.profiler import ProfilerActivity, profile
 from torch.utils.flop_counter import FlopCounterMode
 
-from main import HIDDEN_SIZES, build_model
+from net import HIDDEN_SIZES, build_model
 from model.cli import CliParser
 from model.config import load_config, with_overrides
 from model.data import FrameWindows, WindowSampler, evaluation_indices

@@ -13,6 +13,7 @@ import torch
 
 import main
 from data import epochs_to_solve, generate_memory_task_data, make_task
+from net import build_model
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -40,7 +41,7 @@ def test_training_learns_the_memory_task(model):
         for positions in (train_positions, val_positions)
     )
     torch.manual_seed(seed)
-    net = main.build_model(model, 3, sequence_length)
+    net = build_model(model, 3, sequence_length)
     history = main.train(
         net, train_data, val_data, epochs=15, lr=1e-2, batch_size=32, generator=torch.Generator().manual_seed(seed)
     )
@@ -211,3 +212,11 @@ def test_a_second_grid_never_replaces_an_earlier_one_unasked(tmp_path, capsys):
     assert main.main([*argv[:-4], "--tasks", "memorygen", "--out", str(out), "--overwrite"]) == 0
     assert not (out / "memory_rnn_losses.png").exists() and (out / "memorygen_rnn_losses.png").exists()
     assert (out / "notes.txt").read_text() == "mine"  # only the grid's own files were replaced
+
+
+def test_exercise_1_stands_alone():
+    """main.py, net.py and data.py import nothing of Exercise 2 (model/, nn/)."""
+    code = "import sys, main; print(sorted(m for m in sys.modules if m.split('.')[0] in ('model', 'nn', 'scripts')))"
+    result = subprocess.run([sys.executable, "-c", code], cwd=Path(__file__).resolve().parents[1],
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0 and result.stdout.strip() == "[]", result.stdout + result.stderr

@@ -1,5 +1,5 @@
 """What the command lines share: the argument parser (of both exercises), the argument types, the error
-exit, plurals, the choice of device, the stop signals. Entry points (main.py, model.main, model.scripts.*,
+exit, the choice of device, the stop signals. Entry points (main.py, model.main, model.scripts.*,
 scripts.*) import from here.
 """
 import argparse
@@ -102,11 +102,6 @@ def non_negative_int(text):
     if value < 0:
         raise argparse.ArgumentTypeError(f"must be zero or positive, got {value}")
     return value
-
-
-def plural(count, noun, nouns=None):
-    """'1 step', '2 steps' (nouns: the plural when it is not noun + 's')."""
-    return f"{count} {noun if count == 1 else nouns or noun + 's'}"
 
 
 def fail(message, code):

@@ -18,8 +18,8 @@ import numpy as np
 import torch
 from PIL import Image
 
-from model.cli import plural
 from model.config import DEFAULT_HDF5_FILE
+from model.text import plural
 
 # ITU-R 601-2 luma in Pillow's fixed-point form, so raw RGB frames match decoded ones exactly.
 _LUMA_WEIGHTS = np.array([19595, 38470, 7471], dtype=np.uint32)

@@ -36,8 +36,7 @@ import torch.distributed as dist
 from tqdm import tqdm
 
 from model.checkpoint import CheckpointError, load_checkpoint
-from model.cli import (STOP_SIGNALS, CliParser, describe_os_error, fail, pick_device, plural, positive_int,
-                       stop_on_signals)
+from model.cli import STOP_SIGNALS, CliParser, describe_os_error, fail, pick_device, positive_int, stop_on_signals
 from model.config import ConfigError, load_config, with_overrides
 from model.data import (PART_NAMES, PARTS, DataError, config_parts, load_metadata, load_video, part_windows, player_box,
                         resolve_data_path)
@@ -47,6 +46,7 @@ from model.engine import (BEST, FINAL, METRICS, QUICKSAVE, SPEED_STEPS, Training
 from model.evaluate import describe_metrics, evaluate
 from model.files import write_json_atomically
 from model.metrics import mean_frame_baseline
+from model.text import plural
 
 CPU_CONFIG = "config/vit_cpu.json"
 CPU_ADVICE_SECONDS = 3600  # a CPU run that would take longer than this is pointed to CPU_CONFIG

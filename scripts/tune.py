@@ -36,11 +36,12 @@ from optuna.storages.journal import JournalFileBackend
 from optuna.trial import TrialState
 
 from model.checkpoint import CheckpointError
-from model.cli import CliParser, fail, non_negative_int, plural, positive_int, stop_on_signals
+from model.cli import CliParser, fail, non_negative_int, positive_int, stop_on_signals
 from model.config import ConfigError, load_config, with_budget, with_overrides
 from model.data import DataError, load_video
 from model.distributed import StopFlag
 from model.engine import QUICKSAVE, TrainingError, train
+from model.text import plural
 
 SEARCH_SPACE = {  # parameter -> config key; the choices are in sample()
     "num_frames": "model.num_frames", "channels": "model.channels", "num_heads": "model.num_heads",

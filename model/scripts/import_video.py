@@ -22,7 +22,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
-from model.cli import CliParser, fail, non_negative_int, plural, positive_int
+from model.cli import CliParser, fail, non_negative_int, positive_int
+from model.text import plural
 from model.video_io import VideoIOError, VideoWriter
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff"}

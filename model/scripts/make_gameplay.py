@@ -12,7 +12,8 @@ import time
 from pathlib import Path
 
 from model import gameplay
-from model.cli import CliParser, fail, non_negative_int, plural, positive_int
+from model.cli import CliParser, fail, non_negative_int, positive_int
+from model.text import plural
 from model.video_io import VideoIOError, write_gif
 
 

@@ -40,12 +40,13 @@ import torch
 from PIL import Image, ImageDraw, ImageFont
 
 from model.checkpoint import CheckpointError, checkpoint_config
-from model.cli import CliParser, describe_os_error, fail, pick_device, plural
+from model.cli import CliParser, describe_os_error, fail, pick_device
 from model.config import ConfigError, load_config
 from model.data import PART_NAMES, PARTS, DataError, config_parts, load_video
 from model.engine import BEST, QUICKSAVE, load_model, run_name
 from model.metrics import frame_metrics
 from model.rollout import closed_loop, per_step_means
+from model.text import plural
 
 SHEET_CONFIG = "config/vit.json"
 PUBLISHED_CHECKPOINT = "results/vit/vit_best_long.ckpt"

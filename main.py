@@ -514,7 +514,33 @@ def main(argv=None):
                   f"--overwrite", file=sys.stderr)
             return 2
         remove_grid(out)
-    configs = [
+    configs = grid_configs(args, out)
+
+    def report(record):
+        line = (
+            f"Final accuracy of {record['model']} ({record['num_params']} parameters) "
+            f"on {record['task']} task: {record['final_accuracy']:.3f}"
+        )
+        tqdm.write(line + (f" (seed {record['seed']})" if len(args.seeds) > 1 else ""))
+
+    start = time.perf_counter()
+    records = run_all(configs, args.jobs, report)
+    wall_seconds = time.perf_counter() - start
+
+    order = {(c.task, c.model, c.seed): i for i, c in enumerate(configs)}
+    records.sort(key=lambda r: order[r["task"], r["model"], r["seed"]])
+    for task in args.tasks:
+        plot_accuracy_by_position(task, [r for r in records if r["task"] == task], args.sequence_length,
+                                  args.num_tokens, out / f"{task}_accuracy_by_position.png")
+    results = {"command": command, "config": vars(args), "wall_seconds": wall_seconds, "runs": records}
+    (out / "results.json").write_text(json.dumps(results, indent=1) + "\n")
+    write_summary(out, command, args, records, wall_seconds)
+    return 0
+
+
+def grid_configs(args, out):
+    """One RunConfig per task, model and seed of the command line."""
+    return [
         RunConfig(
             task=task,
             model=model,
@@ -536,29 +562,9 @@ def main(argv=None):
         for seed in args.seeds
     ]
 
-    def report(record):
-        line = (
-            f"Final accuracy of {record['model']} ({record['num_params']} parameters) "
-            f"on {record['task']} task: {record['final_accuracy']:.3f}"
-        )
-        tqdm.write(line + (f" (seed {record['seed']})" if len(args.seeds) > 1 else ""))
 
-    start = time.perf_counter()
-    records = run_all(configs, args.jobs, report)
-    wall_seconds = time.perf_counter() - start
-
-    order = {(c.task, c.model, c.seed): i for i, c in enumerate(configs)}
-    records.sort(key=lambda r: order[r["task"], r["model"], r["seed"]])
-    for task in args.tasks:
-        plot_accuracy_by_position(
-            task,
-            [r for r in records if r["task"] == task],
-            args.sequence_length,
-            args.num_tokens,
-            out / f"{task}_accuracy_by_position.png",
-        )
-    results = {"command": command, "config": vars(args), "wall_seconds": wall_seconds, "runs": records}
-    (out / "results.json").write_text(json.dumps(results, indent=1) + "\n")
+def write_summary(out, command, args, records, wall_seconds):
+    """summary.md: the command, its settings, the table of summarize() and where the figures are; printed too."""
     summary = summarize(records)
     seeds = " ".join(map(str, args.seeds))
     settings = (
@@ -579,7 +585,6 @@ def main(argv=None):
         f"# Exercise 1: memory tasks\n\n`{command}`\n\n{settings}\n\n{summary}\n{figures}\n"
     )
     print(f"\n{summary}\n{settings}\nWrote {out}/")
-    return 0
 
 
 if __name__ == "__main__":

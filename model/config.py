@@ -341,14 +341,15 @@ def _describe(value):
     return {dict: "an object", list: "a list"}.get(type(value), type(value).__name__)
 
 
+def _require(ok, key, message):
+    if not ok:
+        raise ConfigError(f"config key '{key}': {message}")
+
+
 def _check_values(cfg):
     """Ranges and combinations that the types alone do not rule out."""
     m, t = cfg.model, cfg.training
-
-    def require(ok, key, message):
-        if not ok:
-            raise ConfigError(f"config key '{key}': {message}")
-
+    require = _require
     require(cfg.model_path.strip() != "", "model_path", "must not be empty")
     require(not any(c in cfg.model_path for c in "/\\"), "model_path",
             f"{cfg.model_path!r} must be a plain name (it names the folder out/{{model_path}}.device{{N}})")
@@ -387,6 +388,12 @@ def _check_values(cfg):
     require(t.loss in LOSSES, "training.loss", f"{t.loss!r} is not one of {', '.join(LOSSES)}")
     require(t.optimizer in OPTIMIZERS, "training.optimizer",
             f"{t.optimizer!r} is not one of {', '.join(OPTIMIZERS)}")
+    _check_model(m)
+
+
+def _check_model(m):
+    """The model section's sizes and the combinations of its options."""
+    require = _require
     for side in ("height", "width"):
         size = getattr(m, f"image_{side}")
         require(size % m.patch_size == 0, "model.patch_size",

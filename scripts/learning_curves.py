@@ -195,6 +195,45 @@ def _draw(runs, budget, out, line):
     plt.close(compute_fig)
 
 
+def read_runs(variants, seeds, runs_dir):
+    """The run folders of the variants and seeds that have metrics -> ({"variant seed S": curves and totals},
+    the Config of the last one read)."""
+    runs, flops, cfg = {}, {}, None
+    for variant in variants:
+        for seed in seeds:
+            run_dir = runs_dir / f"{variant}.seed{seed}"
+            if not (run_dir / METRICS).exists():
+                print(f"{run_dir}: no {METRICS}, left out")
+                continue
+            cfg, records = read_run(run_dir)
+            if variant not in flops:
+                flops[variant] = step_flops(cfg)
+            train, val = curves(records)
+            steps = records[-1]["step"] if records else 0
+            runs[f"{variant} seed {seed}"] = {
+                "run_dir": str(run_dir), "steps_reached": steps, "max_steps": cfg.training.max_steps,
+                "seconds": records[-1]["seconds"] if records else 0.0,
+                "epochs": records[-1]["epoch"] if records else 0.0, "flop_per_step": flops[variant],
+                "flop": steps * flops[variant], "copy_last_plus_1db": time_to_quality(val), "train": train, "val": val}
+    return runs, cfg
+
+
+def finished_runs(variants, seeds, runs_dir):
+    """(name, training FLOP, final validation PSNR) of every run of the variants whose schedule finished."""
+    finished = []
+    for variant in variants:
+        for seed in seeds:
+            run_dir = runs_dir / f"{variant}.seed{seed}"
+            if not (run_dir / METRICS).exists():
+                continue
+            run_cfg, records = read_run(run_dir)
+            validated = [r for r in records if "val_psnr" in r]
+            if validated and validated[-1]["step"] == run_cfg.training.max_steps:  # a finished schedule
+                finished.append((f"{variant} seed {seed}", validated[-1]["step"] * step_flops(run_cfg),
+                                 validated[-1]["val_psnr"]))
+    return finished
+
+
 def main(argv=None):
     parser = CliParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--set", choices=sorted(SETS), default="long", help="the variants of a set of scripts.run_experiments")
@@ -210,38 +249,12 @@ def main(argv=None):
     args.variants = args.variants or SETS[args.set]
     out = Path(args.out or f"results/vit/{args.set}")
     try:
-        runs, flops = {}, {}
-        for variant in args.variants:
-            for seed in args.seeds:
-                run_dir = Path(args.runs_dir) / f"{variant}.seed{seed}"
-                if not (run_dir / METRICS).exists():
-                    print(f"{run_dir}: no {METRICS}, left out")
-                    continue
-                cfg, records = read_run(run_dir)
-                if variant not in flops:
-                    flops[variant] = step_flops(cfg)
-                train, val = curves(records)
-                runs[f"{variant} seed {seed}"] = {
-                    "run_dir": str(run_dir), "steps_reached": records[-1]["step"] if records else 0,
-                    "max_steps": cfg.training.max_steps, "seconds": records[-1]["seconds"] if records else 0.0,
-                    "epochs": records[-1]["epoch"] if records else 0.0, "flop_per_step": flops[variant],
-                    "flop": (records[-1]["step"] if records else 0) * flops[variant],
-                    "copy_last_plus_1db": time_to_quality(val), "train": train, "val": val}
+        runs, cfg = read_runs(args.variants, args.seeds, Path(args.runs_dir))
         if not runs:
             return fail(f"no run folder with {METRICS} under {args.runs_dir}", 1)
         budget = sheet_budget(args.video_frames, cfg)
         budget["times_largest_run"] = budget["flop"] / max(max(run["flop"] for run in runs.values()), 1)
-        finished = []
-        for variant in args.frontier:
-            for seed in args.frontier_seeds:
-                run_dir = Path(args.runs_dir) / f"{variant}.seed{seed}"
-                if not (run_dir / METRICS).exists():
-                    continue
-                run_cfg, records = read_run(run_dir)
-                validated = [r for r in records if "val_psnr" in r]
-                if validated and validated[-1]["step"] == run_cfg.training.max_steps:  # a finished schedule
-                    finished.append((f"{variant} seed {seed}", validated[-1]["step"] * step_flops(run_cfg),
-                                     validated[-1]["val_psnr"]))
+        finished = finished_runs(args.frontier, args.frontier_seeds, Path(args.runs_dir))
         line = frontier(finished, budget)
         out.mkdir(parents=True, exist_ok=True)
         plot(runs, budget, out, line)

@@ -261,15 +261,20 @@ def evaluate_run(cfg, run_dir, frames, meta):
             entry.update({name: summarise(values, mask) for name, values in per_window.items()})
         result["situations"][situation] = entry
 
-    # Closed loop: the model sees its own (8-bit) predictions; copy-last holds the last real frame.
-    first, last = windows.targets.start, windows.targets.stop - ROLLOUT_STEPS  # predicted frames stay in the part
-    starts = torch.linspace(first, last, min(ROLLOUT_STARTS, last - first + 1)).round().long() - (T - 1)
-    rolled = closed_loop(model, video, starts, ROLLOUT_STEPS, player_box=box)
-    truth = rolled.pop("truth")
-    result["rollout"] = {"starts": len(starts), **{name: per_step_means(frames, truth) for name, frames in rolled.items()}}
+    result["rollout"] = closed_loop_means(model, video, windows, box)
     np.savez_compressed(run_dir / "error_map.npz", **maps)
     write_json_atomically(cached, result)
     return result
+
+
+def closed_loop_means(model, video, windows, box):
+    """Per-step means of ROLLOUT_STEPS-step closed loops from ROLLOUT_STARTS starts spread over the windows'
+    part: the model sees its own (8-bit) predictions; copy-last holds the last real frame."""
+    first, last = windows.targets.start, windows.targets.stop - ROLLOUT_STEPS  # predicted frames stay in the part
+    starts = torch.linspace(first, last, min(ROLLOUT_STARTS, last - first + 1)).round().long() - (model.num_frames - 1)
+    rolled = closed_loop(model, video, starts, ROLLOUT_STEPS, player_box=box)
+    truth = rolled.pop("truth")
+    return {"starts": len(starts), **{name: per_step_means(frames, truth) for name, frames in rolled.items()}}
 
 
 # --- report -------------------------------------------------------------------------------------
@@ -456,9 +461,6 @@ def compact_table(summary):
     def mean(values, digits):  # the other columns: the mean alone, to keep the table one line a row
         return f"{values[0]:.{digits}f}"
 
-    def number(value, digits):
-        return "–" if value is None else f"{value:.{digits}f}"
-
     digits_l1 = l1_digits(summary)
     reference = next(iter(summary.values()))  # baselines on the first variant's windows (num_frames shifts them a little)
     next_frame = [entry for entry in summary.values() if "rollout10_model" in entry]
@@ -489,20 +491,29 @@ def compact_table(summary):
                     + f" {mean(entry['rollout10_model']['psnr'], 2)} | "
                     f"{mean(train['psnr'], 2) if train else '–'} |")
         lines.append(row)
+    lines += baseline_rows(reference, digits_l1, header.count(" |") - 8 if next_frame else None)
+    return "\n".join(lines) + "\n"
+
+
+def baseline_rows(reference, digits_l1, empty_cells=None):
+    """The compact table's baseline rows (in italics) from one variant's summary entry; with next-frame columns
+    (empty_cells: how many of them stay empty) also their 10-step and train-part PSNR."""
+    def number(value, digits):
+        return "–" if value is None else f"{value:.{digits}f}"
+
+    rows = []
     for key in BASELINE_NAMES:
         one = reference.get(f"one_step_{key}")
         if one is None:
             continue
         row = (f"| *{BASELINE_LABELS[key]}* | – | – | {one['l1'][0]:.{digits_l1}f} | {one['psnr'][0]:.2f} | "
                f"{one['ssim'][0]:.3f} |")
-        if next_frame:
-            rolled = reference.get(f"rollout10_{key}")
-            train = reference.get(f"train_one_step_{key}")
-            row += " – |" * (header.count(" |") - 8) + (
-                f" {number(rolled['psnr'][0] if rolled else None, 2)} | "
-                f"{number(train['psnr'][0] if train else None, 2)} |")
-        lines.append(row)
-    return "\n".join(lines) + "\n"
+        if empty_cells is not None:
+            rolled, train = reference.get(f"rollout10_{key}"), reference.get(f"train_one_step_{key}")
+            row += " – |" * empty_cells + (f" {number(rolled['psnr'][0] if rolled else None, 2)} | "
+                                           f"{number(train['psnr'][0] if train else None, 2)} |")
+        rows.append(row)
+    return rows
 
 
 if __name__ == "__main__":

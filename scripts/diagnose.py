@@ -9,8 +9,9 @@ the CPU size of config/vit_cpu.json with its output "frame", one change of loss 
   one batch    the recipe trains on one fixed batch of 16 training windows (the same for every recipe) for
                --steps steps (model.fit.fit_one_batch; the warm-up at most a tenth of them); its PSNR on that
                batch against the copy of the last frame on it. A model and loss that cannot fit 16 windows
-               will not learn from the video. Also the sheet's size (config/vit.json) with its template
-               loss and with MSE.
+               will not learn from the video. Also the sheet's size (config/vit.json's architecture)
+               with the template's recipe (its loss, lr 3e-4, random positions), the same with MSE, and
+               with config/vit_cpu.json's recipe.
   validation   the recipe's run of the whole training part (`python -m scripts.run_experiments --set
                diagnosis --seeds 0 --runs-dir out/diagnosis` trains them, 3000 steps; 1500 at batch 32,
                the same windows seen): its validation PSNR (every window of the validation part) at
@@ -34,6 +35,7 @@ from scripts.experiment_sets import SETS, run_config
 
 BATCH = 16
 SHEET_CONFIG = "config/vit.json"
+CPU_CONFIG = "config/vit_cpu.json"
 BATCH_SEED = 0
 BASELINES = ("copy_last", "continue_motion", "mean_frame")
 
@@ -57,9 +59,15 @@ def one_batch_recipes(variants):
     """name -> Config of every one-batch fit: the diagnosis set's recipes, then the sheet's size (config/vit.json)
     with the template's loss and with MSE, for the question whether the finding holds at that size too."""
     recipes = {variant: run_config(variant) for variant in variants}
-    sheet = load_config(SHEET_CONFIG)
-    recipes[f"{SHEET_CONFIG}, {sheet.training.loss}"] = sheet
-    recipes[f"{SHEET_CONFIG}, mse"] = with_overrides(sheet, {"training.loss": "mse"})
+    sheet = load_config(SHEET_CONFIG)  # its architecture; the template's recipe pinned here
+    template = {"training.loss": "l1_ssim", "learning_rate": 3e-4, "model.positional_init": "normal"}
+    recipes[f"{SHEET_CONFIG}'s size, the template's recipe"] = with_overrides(sheet, template)
+    recipes[f"{SHEET_CONFIG}'s size, the template's recipe with MSE"] = with_overrides(
+        sheet, {**template, "training.loss": "mse"})
+    cpu = load_config(CPU_CONFIG)
+    recipes[f"{SHEET_CONFIG}'s size, {CPU_CONFIG}'s recipe"] = with_overrides(sheet, {
+        "training.loss": cpu.training.loss, "learning_rate": cpu.learning_rate,
+        "model.positional_init": cpu.model.positional_init})
     return recipes
 
 

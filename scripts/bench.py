@@ -555,13 +555,16 @@ def bench_plain(table, quick):
               "reference")
     table.check("train", f"{label}: the training command's step (model.engine.train_step, {ms(times['project'])}) "
                 "over the plain ViT", times["plain"] / times["project"], 1.0, True)
-    compiled = interleaved({"plain": plain_step(cfg, windows, WindowSampler(len(windows), cfg.model.batch_size, 0)),
-                            "compiled": project_step(cfg, windows, compile_=True)}, reps, warmup=5)
-    table.check("train", f"{label}: the step with training.compile ({ms(compiled['compiled'])}) over the plain ViT "
-                f"({ms(compiled['plain'])})", compiled["plain"] / compiled["compiled"], 1.5, True)
+    fast = interleaved({"plain": plain_step(cfg, windows, WindowSampler(len(windows), cfg.model.batch_size, 0)),
+                        "compiled": project_step(cfg, windows, compile_=True),
+                        "bf16": project_step(with_overrides(cfg, {"model.mixed_precision": True}), windows)},
+                       reps, warmup=5)
+    for name, what in (("compiled", "training.compile"), ("bf16", "model.mixed_precision (bf16 autocast)")):
+        table.check("train", f"{label}: the step with {what} ({ms(fast[name])}) over the plain ViT "
+                    f"({ms(fast['plain'])})", fast["plain"] / fast[name], 1.5, True)
     table.numbers["train.plain"] = {"plain_step_s": times["plain"], "project_step_s": times["project"],
-                                    "compiled_plain_step_s": compiled["plain"],
-                                    "compiled_step_s": compiled["compiled"], "threads": threads}
+                                    "fast_plain_step_s": fast["plain"], "compiled_step_s": fast["compiled"],
+                                    "bf16_step_s": fast["bf16"], "threads": threads}
 
 
 def bench_train(table, quick):

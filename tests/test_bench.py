@@ -93,3 +93,20 @@ def test_time_to_quality_stops_at_the_bar_and_keeps_samples_fixed(monkeypatch):
     monkeypatch.setattr(bench, "QUALITY_MARGIN_DB", 100.0)  # never passes: the whole budget
     never = bench.time_to_quality(cfg, frames, 2, **settings)
     assert not never["reached"] and never["step"] == never["steps_budget"] == 24 and never["samples"] == 48
+
+
+def test_the_plain_reference_vit_predicts_the_last_frame_and_both_steps_train():
+    import torch
+
+    from model.config import with_overrides
+    bench = load_bench()
+    cfg = with_overrides(bench.load_config(bench.ROOT / "config/vit_cpu.json"),
+                         {"model.image_height": 32, "model.image_width": 32, "model.channels": 16, "model.layers": 1,
+                          "model.batch_size": 4})
+    model = bench.PlainViT(cfg.model)
+    assert model(torch.rand(2, 3, 32, 32)).shape == (2, 32, 32)
+    assert sum(p.numel() for p in model.parameters()) == sum(  # the same sizes as the project's model
+        p.numel() for p in bench.VisionTransformer.from_config(cfg.model).parameters())
+    windows = bench.FrameWindows(bench.synthetic_video(cfg, 40), cfg.model.num_frames)
+    bench.plain_step(cfg, windows, bench.WindowSampler(len(windows), 4, 0))()
+    bench.project_step(cfg, windows)()

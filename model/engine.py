@@ -363,8 +363,7 @@ def mixed_precision(device, enabled):
     """-> (autocast context factory, GradScaler) for the device.
 
     With mixed precision: on CUDA bf16 where supported, else fp16 with loss scaling; on the CPU bf16
-    autocast (the bench's train section measures it against float32: slower for these models on this
-    machine's CPU, so every config keeps it off). Without: float32.
+    autocast (scripts/bench.py times it against float32). Without: float32.
     """
     kind = device.type if device.type in ("cuda", "cpu") else "cpu"
     dtype = torch.bfloat16 if kind == "cpu" or torch.cuda.is_bf16_supported() else torch.float16

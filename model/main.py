@@ -8,7 +8,7 @@
     torchrun --nproc_per_node 4 -m model.main -cfg config/vit.json --train            # the same, via torchrun
 
 Several processes (torchrun's RANK, WORLD_SIZE, LOCAL_RANK, MASTER_ADDR, MASTER_PORT in the
-environment, or --num-gpus N, which starts N local processes itself with --port) train with
+environment, or --num-gpus N, which starts them through torchrun's launcher with --port) train with
 DistributedDataParallel: NCCL on GPUs (process k on cuda:device+k), gloo on the CPU. Only rank 0
 prints, logs and writes; the checkpoints are those of one process.
 
@@ -22,11 +22,10 @@ signal's number (130, 143, 138), so a job script can tell a stopped run from a f
 a second Ctrl-C (SIGINT) aborts at once. Exit codes otherwise: 2 for a bad config or bad flags, 1 for an
 unreadable video or checkpoint, a non-finite loss or an unwritable output folder.
 """
-import multiprocessing
-import multiprocessing.connection
 import os
 import shlex
 import signal
+import subprocess
 import sys
 from contextlib import contextmanager, redirect_stdout
 from pathlib import Path
@@ -109,7 +108,7 @@ def main(argv=None):
     args = parse_args(argv)
     argv = sys.argv[1:] if argv is None else list(argv)
     if args.num_gpus > 1 and "WORLD_SIZE" not in os.environ:
-        return spawn(args.num_gpus, args.port, argv)
+        return launch(args.num_gpus, args.port, argv)
     if int(os.environ.get("RANK", 0)) > 0:  # only rank 0 speaks; errors still go to stderr
         with open(os.devnull, "w") as silent, redirect_stdout(silent):
             return guarded_run(args, argv)
@@ -278,52 +277,45 @@ def process_group(device, world_size):
         dist.destroy_process_group()
 
 
-def spawn(num_processes, port, argv):
-    """Run this command in num_processes local processes, as torchrun would -> rank 0's exit code.
+def launch(num_processes, port, argv):
+    """Run this command in num_processes local processes through torchrun's own launcher -> an exit code.
 
-    The processes get their own process group, so a Ctrl-C reaches them once, forwarded from here;
-    SIGTERM and SIGUSR1 are forwarded too, so every rank quicksaves-and-stops together.
+    ``python -m torch.distributed.run --nproc-per-node N -m model.main ...`` without --num-gpus and --port.
+    A stop signal reaching this process (SIGINT, SIGTERM, SIGUSR1: a cluster's time-limit warning) goes to
+    the launcher, which passes it on to every worker (--signals-to-handle): every rank quicksaves after the
+    same step, and the exit code is 128 + the signal's number.
     """
-    context = multiprocessing.get_context("spawn")
-    shared = {"MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(port), "WORLD_SIZE": str(num_processes),
-              "LOCAL_WORLD_SIZE": str(num_processes)}
-    processes = [context.Process(target=_spawned, args=(argv, {**shared, "RANK": str(rank), "LOCAL_RANK": str(rank)}))
-                 for rank in range(num_processes)]
-    for process in processes:
-        process.start()
+    command = [sys.executable, "-m", "torch.distributed.run", f"--nproc-per-node={num_processes}",
+               "--master-addr=127.0.0.1", f"--master-port={port}", f"--signals-to-handle={','.join(STOP_SIGNALS)}",
+               "-m", "model.main", *without_launch_flags(argv)]
+    launcher = subprocess.Popen(command, start_new_session=True)  # a Ctrl-C reaches it once, from here
+    received = []
 
     def forward(signum, frame):
-        for process in processes:
-            if process.is_alive():
-                os.kill(process.pid, signum)
+        received.append(signum)
+        launcher.send_signal(signum)  # torchrun passes it on to every worker
 
-    signals = [getattr(signal, name) for name in STOP_SIGNALS if hasattr(signal, name)]
-    previous = {number: signal.signal(number, forward) for number in signals}
+    numbers = [getattr(signal, name) for name in STOP_SIGNALS if hasattr(signal, name)]
+    previous = {number: signal.signal(number, forward) for number in numbers}
     try:
-        running = list(processes)
-        while running:
-            multiprocessing.connection.wait([process.sentinel for process in running])
-            running = [process for process in running if process.is_alive()]
-            # A rank that failed (not one that stopped on a signal, 128 + N) leaves the others waiting
-            # in a collective for ever; only rank 0 writes, and its last quicksave is on disk.
-            failed = any(process.exitcode not in (None, 0) and not 128 < process.exitcode < 160
-                         for process in processes)
-            if failed:
-                for process in running:
-                    process.kill()
+        code = launcher.wait()
     finally:
         for number, old in previous.items():
             signal.signal(number, old)
-    codes = [process.exitcode for process in processes]
-    if codes[0] != 0:
-        return codes[0] if codes[0] > 0 else 128 - codes[0]  # a negative exit code: killed by that signal
-    return 0 if all(code == 0 for code in codes) else 1
+    return 128 + received[0] if received and code != 0 else code
 
 
-def _spawned(argv, environment):
-    os.setpgrp()
-    os.environ.update(environment)
-    sys.exit(main(argv))
+def without_launch_flags(argv):
+    """argv without --num-gpus N and --port P (the workers are the processes those flags asked for)."""
+    kept, skip = [], False
+    for arg in argv:
+        if skip:
+            skip = False
+        elif arg in ("--num-gpus", "-num-gpus", "--port", "-port"):
+            skip = True
+        elif not arg.startswith(("--num-gpus=", "-num-gpus=", "--port=", "-port=")):
+            kept.append(arg)
+    return kept
 
 
 if __name__ == "__main__":

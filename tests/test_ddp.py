@@ -113,6 +113,24 @@ def test_num_gpus_starts_the_processes_itself(tmp_path):
     assert load_checkpoint(tmp_path / "out" / "tiny.device0" / "quicksave.ckpt")["sampler"]["position"] == 2
 
 
+@pytest.mark.skipif(not hasattr(os, "setpgrp"), reason="POSIX process groups")
+def test_a_stop_signal_to_the_num_gpus_parent_stops_every_rank_with_a_quicksave(tmp_path):
+    config = tiny_setup(tmp_path, training={"max_steps": 100000, "validate_every": 100000})
+    out = tmp_path / "out"
+    parent = subprocess.Popen([sys.executable, "-m", "model.main", "-cfg", str(config), "--train", "--num-gpus", "2",
+                               "--port", str(free_port()), "--out-dir", str(out)], cwd=REPO, stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, text=True, env={**os.environ, "OMP_NUM_THREADS": "1"})
+    metrics = out / "tiny.device0" / "metrics.jsonl"
+    deadline = time.monotonic() + 90
+    while not (metrics.exists() and metrics.read_text().count("\n") >= 2) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    parent.send_signal(signal.SIGUSR1)  # a cluster's time-limit warning
+    code, stdout, stderr = parent.wait(timeout=120), *parent.communicate()
+    assert code == 128 + signal.SIGUSR1, stderr
+    saved = load_checkpoint(out / "tiny.device0" / "quicksave.ckpt")
+    assert saved["step"] >= 2 and f"stopped by SIGUSR1 after step {saved['step']}" in stdout
+
+
 def test_resume_flag_continues_a_requeued_run(tmp_path, capsys):
     config = tiny_setup(tmp_path)
     argv = ["-cfg", str(config), "--out-dir", str(tmp_path / "out"), "--train", "--resume"]

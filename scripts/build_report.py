@@ -26,6 +26,7 @@ The README's results section is filled the same way (value placeholders only) fr
 into the lines between README_BEGIN and README_END, so it says what the report says; --check fails when the
 README's copy is stale.
 """
+import argparse
 import json
 import os
 import re
@@ -39,10 +40,6 @@ import yaml
 from fpdf import FPDF, FontFace, TextStyle
 from PIL import Image
 
-if __package__ in (None, ""):  # run as a file (python scripts/build_report.py): the repository root imports
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from model.cli import CliParser, fail  # noqa: E402
-from model.files import write_text_atomically  # noqa: E402
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 FONT_DIR = Path(matplotlib.get_data_path()) / "fonts" / "ttf"
@@ -455,7 +452,9 @@ def render_pdf(text, out):
 
 
 def main(argv=None):
-    parser = CliParser(description=__doc__.split("\n")[0])
+    # Only the standard library and the document packages: it runs as a file too (python scripts/build_report.py).
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0], allow_abbrev=False,
+                                     formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     parser.add_argument("--root", type=Path, default=REPO_ROOT, help="folder all other paths start from")
     parser.add_argument("--source", default="docs/report.md")
     parser.add_argument("--out", default="docs/report.pdf")
@@ -494,10 +493,13 @@ def main(argv=None):
             raise ReportError(f"the body of {args.out} is {body} pages, more than --max-body-pages "
                               f"{args.max_body_pages}: shorten it or move material to the appendix")
         if readme_source.is_file() and new != old:
-            write_text_atomically(readme, new)  # never a half-written README
+            temporary = readme.with_name(readme.name + ".tmp")  # never a half-written README
+            temporary.write_text(new, encoding="utf-8")
+            os.replace(temporary, readme)
             print(f"wrote {args.readme}'s results block from {args.readme_source}")
     except ReportError as error:
-        return fail(error, 1)
+        print(f"error: {error}", file=sys.stderr)
+        return 1
     print(f"wrote {args.out} ({pages} page(s), {body} before the appendix, {count} placeholder(s))")
     return 0
 

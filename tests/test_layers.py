@@ -1,0 +1,56 @@
+"""The import structure: layers that run one way (docs/architecture.md)."""
+import ast
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+CODE = sorted(path for folder in ("model", "nn", "scripts") for path in (REPO / folder).rglob("*.py")) + [
+    REPO / name for name in ("main.py", "net.py", "data.py")]
+
+
+def module_name(path):
+    return ".".join(path.relative_to(REPO).with_suffix("").parts)
+
+
+def imports(path):
+    """The project modules a file imports (dotted names)."""
+    found = set()
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        if isinstance(node, ast.Import):
+            found.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module:
+            found.add(node.module)
+            found.update(f"{node.module}.{alias.name}" for alias in node.names)
+    return found
+
+
+def is_entry_point(path):
+    return 'if __name__ == "__main__":' in path.read_text(encoding="utf-8")
+
+
+def test_nothing_imports_an_entry_point_or_a_test():
+    entry_points = {module_name(path) for path in CODE if is_entry_point(path)}
+    assert {"main", "model.main", "scripts.run_experiments", "scripts.tune"} <= entry_points
+    for path in CODE:
+        wrong = {name for name in imports(path) if name in entry_points or name.split(".")[0] == "tests"}
+        assert not wrong, f"{path.relative_to(REPO)} imports {sorted(wrong)}"
+
+
+def test_the_layers_run_one_way():
+    for path in CODE:
+        top = {name.split(".")[0] for name in imports(path)}
+        where = path.relative_to(REPO)
+        if where.parts[0] == "nn":
+            assert not top & {"model", "scripts", "main", "net", "data"}, where
+        if where.parts[0] == "model":
+            assert "scripts" not in top, where
+        if where.name in ("main.py", "net.py", "data.py") and len(where.parts) == 1:  # Exercise 1
+            assert not top & {"model", "nn", "scripts"}, where
+    library = {module_name(REPO / "model" / name) for name in ("data.py", "config.py")}
+    for path in CODE:
+        if module_name(path) in library:
+            assert "model.cli" not in imports(path), path
+
+
+def test_no_code_edits_sys_path():
+    for path in CODE:
+        assert "sys.path" not in path.read_text(encoding="utf-8"), path.relative_to(REPO)

@@ -108,7 +108,7 @@ class TrainState:
 
 
 def train(cfg, frames, run_dir, *, device="cpu", seed=1234, resume=None, stop=None, rank=0, world_size=1,
-          log=None, on_record=None, on_speed=None):
+          log=None, on_record=None, on_speed=None, player_box=None):
     """Train on a video and write cfg.json, metrics.jsonl, quicksave.ckpt and best.ckpt into run_dir.
 
     cfg: Config; frames: uint8 (N, H, W) of the whole video (checked against the config);
@@ -119,6 +119,7 @@ def train(cfg, frames, run_dir, *, device="cpu", seed=1234, resume=None, stop=No
     e.g. to prune a hyperparameter trial, and the run then ends after this step with a quicksave.
     on_speed: called once on rank 0 as on_speed(seconds_per_step, steps_left) when SPEED_STEPS steps after
     the first (which warms up) have been timed, e.g. to print how long the run will take.
+    player_box: where the camera keeps the player (model.data.player_box), for the validation's baseline.
     Returns a summary dict: step, total_steps, best_val_loss, val (last validation or None),
     stopped (the stop reason or None), seconds, quicksave (path).
     """
@@ -128,7 +129,7 @@ def train(cfg, frames, run_dir, *, device="cpu", seed=1234, resume=None, stop=No
     parts = config_parts(cfg, len(frames))
     video = torch.as_tensor(frames).to(device)  # (N, H, W) uint8, shared by the parts' windows
     train_windows = part_windows(video, "train", parts, cfg.model.num_frames, device)
-    validation = Validation(cfg, video, parts, device) if len(parts["val"]) else None
+    validation = Validation(cfg, video, parts, device, player_box) if len(parts["val"]) else None
     state = TrainState(cfg, len(train_windows), device, seed, rank, world_size)
     if resume is not None:
         state.load_state_dict(load_checkpoint(resume), resume)  # on the CPU; load_state_dict moves to the device
@@ -241,8 +242,8 @@ class Validation:
     """The validation part of a run: its windows, the mean training frame, and the baselines' metrics
     (computed at the first validation and kept: the windows do not change)."""
 
-    def __init__(self, cfg, video, parts, device):
-        self.cfg = cfg
+    def __init__(self, cfg, video, parts, device, player_box=None):
+        self.cfg, self.player_box = cfg, player_box
         self.windows = part_windows(video, "val", parts, cfg.model.num_frames, device)
         self.mean_frame = mean_frame_baseline(video[:len(parts["train"])]).to(device)  # (H, W)
         self.baselines = None
@@ -253,7 +254,8 @@ class Validation:
         if self.baselines is None:
             indices = evaluation_indices(len(self.windows), m.batch_size, t.validation_batches)
             self.baselines = baseline_metrics(self.windows, indices, m.batch_size, self.mean_frame,
-                                              masker=state.model if m.num_frames == 1 else None)
+                                              masker=state.model if m.num_frames == 1 else None,
+                                              player_box=self.player_box)
         start = time.perf_counter()
         # A bar of its own below the training bar, on a terminal (in a log file the pass is one line).
         metrics = evaluate(state.model, self.windows, batch_size=m.batch_size, max_batches=t.validation_batches,

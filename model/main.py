@@ -140,8 +140,8 @@ def run(args, argv):
     device = pick_device(args.device + int(os.environ.get("LOCAL_RANK", 0)))
     frames = load_video(cfg, args.scratch)
     run_dir = Path(args.run_dir) if args.run_dir else Path(args.out_dir) / run_name(cfg, args.device, args.run_number)
+    box = player_box(load_metadata(resolve_data_path(cfg.data.hdf5_file, args.scratch)))
     if args.validate:
-        box = player_box(load_metadata(resolve_data_path(cfg.data.hdf5_file, args.scratch)))
         return validate(cfg, frames, args.load, device, args.split, args.output, box)
 
     config_parts(cfg, len(frames))  # a video too short for its split is named before the run folder
@@ -159,7 +159,7 @@ def run(args, argv):
     stop = StopFlag()
     with stop_on_signals(stop), process_group(device, world_size):
         summary = train(cfg, frames, run_dir, device=device, seed=args.seed, resume=resume, stop=stop,
-                        rank=rank, world_size=world_size,
+                        rank=rank, world_size=world_size, player_box=box,
                         on_speed=lambda seconds, left: tqdm.write(speed_note(seconds, left, device, args.cfg, cfg)))
     if summary["stopped"]:
         print(f"stopped by {summary['stopped']} after step {summary['step']} of {summary['total_steps']}; "

@@ -44,6 +44,7 @@ from model.files import write_json_atomically, write_text_atomically  # noqa: E4
 from scripts.experiment_sets import SETS  # noqa: E402
 
 BASELINES = {"copy_last": ("copy-last frame", "0.45"), "continue_motion": ("continue motion", "0.2"),
+             "player_held": ("continue motion, player held", "0.05"),
              "mean_frame": ("mean frame", "0.7")}
 SHEET_CONFIG = "config/vit.json"
 
@@ -60,9 +61,10 @@ def curves(records):
     train = {key: [r[key] for r in records] for key in ("step", "seconds", "train_psnr")}
     validated = [r for r in records if "val_psnr" in r]
     val = {key: [r[key] for r in validated] for key in ("step", "seconds", "val_psnr", "val_l1")}
-    for name in BASELINES:
-        if validated and f"val_{name}_psnr" in validated[0]:
-            val[f"{name}_psnr"] = validated[0][f"val_{name}_psnr"]  # the same windows at every validation
+    for name in BASELINES:  # the same windows at every validation (a run resumed by newer code may add one)
+        found = next((r[f"val_{name}_psnr"] for r in validated if f"val_{name}_psnr" in r), None)
+        if found is not None:
+            val[f"{name}_psnr"] = found
     return train, val
 
 
@@ -117,8 +119,8 @@ def frontier(finished, budget):
 def status_table(runs):
     """Where each run stands: a Markdown table (validation part, every window; the baselines on the same windows)."""
     lines = ["| run | steps reached | epochs | training hours | last validation PSNR | highest validation PSNR (step) "
-             "| training-batch PSNR (last record) | copy-last | continue motion | mean frame |",
-             "|---|---|---|---|---|---|---|---|---|---|"]
+             "| training-batch PSNR (last record) | " + " | ".join(label for label, _ in BASELINES.values()) + " |",
+             "|---" * (7 + len(BASELINES)) + "|"]
     for name, run in runs.items():
         val, train = run["val"], run["train"]
         if val["val_psnr"]:

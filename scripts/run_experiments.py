@@ -152,7 +152,8 @@ def train_run(cfg, run_dir, seed, cache, stop=None):
         return
     resume = quicksave if quicksave.exists() else None
     print("resuming from " + str(quicksave) if resume else "training", flush=True)
-    result = train(cfg, frames_of(cfg, cache), run_dir, seed=seed, resume=resume, stop=stop,
+    box = player_box(load_metadata(resolve_data_path(cfg.data.hdf5_file)))
+    result = train(cfg, frames_of(cfg, cache), run_dir, seed=seed, resume=resume, stop=stop, player_box=box,
                    log=lambda line: print("  " + line))
     if result["step"] == result["total_steps"]:  # model.engine.train has written final.ckpt
         write_json_atomically(done, {"steps": result["step"], "seconds": result["seconds"], "seed": seed,

@@ -41,7 +41,7 @@ def model_predictor(model):
     def predict(frames, token_mask):
         if model.num_frames > 1:
             return model.predict_next_frame(frames[:, :-1])
-        return model(frames, mask=token_mask)["prediction"][:, -1].clamp(0, 1)
+        return model(frames, mask=token_mask, last_frame_only=True)["prediction"][:, -1].clamp(0, 1)
     return predict
 
 

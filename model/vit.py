@@ -115,7 +115,7 @@ class VisionTransformer(tnn.Module):
             raise ValueError(f"context must have shape (B, {self.num_frames - 1}, H, W), "
                              f"got {tuple(context.shape)}")
         frames = torch.cat([context, torch.zeros_like(context[:, :1])], dim=1)  # (B, T, H, W)
-        return self(frames)["prediction"][:, -1].clamp(0, 1)
+        return self(frames, last_frame_only=True)["prediction"][:, -1].clamp(0, 1)
 
 
 def make_head(output, *, num_frames, channels, patch_size, grid, warp_radius=None, change_radius=0):

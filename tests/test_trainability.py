@@ -42,3 +42,20 @@ def test_the_template_loss_leaves_the_same_model_below_the_copy(batch):
     cfg = tiny_sheet_model(**{"training.loss": "l1_ssim"})
     fit = fit_one_batch(cfg, batch, STEPS)
     assert fit["psnr"][-1][1] < fit["copy_last_psnr"], fit
+
+
+def test_the_sheet_configs_header_quotes_the_committed_diagnosis():
+    """config/vit.json says why it left the template's recipe; its numbers are those of the one-batch fits."""
+    import json
+    from pathlib import Path
+
+    diagnosis = json.loads(Path("results/vit/diagnosis/one_batch.json").read_text())
+    fits = diagnosis["runs"]
+    header = " ".join(Path("config/vit.json").read_text().split("{")[0].replace("//", " ").split())
+    final = {name: f"{fit['psnr'][-1][1]:.2f} dB" for name, fit in fits.items()}
+    template = final["config/vit.json's size, the template's recipe"]
+    assert f"({template} after {diagnosis['steps']} steps" in header
+    assert f"copy of the last frame, {fits['diag_mse']['copy_last_psnr']:.2f} dB" in header
+    recipe = final["config/vit.json's size, config/vit_cpu.json's recipe"]
+    assert f"reaches {recipe}" in header
+    assert final["config/vit.json's size, the template's recipe with MSE"] in Path("config/vit.json").read_text()

@@ -26,8 +26,8 @@ import torch
 from tqdm import tqdm
 
 from model.data import evaluation_indices
-from model.metrics import (continue_motion_baseline, frame_metrics, neighbour_fill_baseline, player_held_baseline,
-                           psnr)
+from model.metrics import (continue_motion_baseline, copy_last_frame_baseline, frame_metrics, neighbour_fill_baseline,
+                           player_held_baseline, psnr)
 from nn.loss import DSSIM_WEIGHT, L1_WEIGHT
 
 BASELINES = ("copy_last", "continue_motion", "player_held", "mean_frame", "median_frame", "neighbour_fill")
@@ -55,7 +55,7 @@ def baseline_predictors(num_frames, mean_frame=None, player_box=None, median_fra
     """
     found = {}
     if num_frames > 1:
-        found["copy_last"] = lambda frames, mask: frames[:, -2]
+        found["copy_last"] = lambda frames, mask: copy_last_frame_baseline(frames[:, :-1])
     if num_frames > 2:
         found["continue_motion"] = lambda frames, mask: continue_motion_baseline(frames[:, :-1])
         if player_box is not None:

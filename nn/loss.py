@@ -43,18 +43,11 @@ def masked_l1_ssim_loss(prediction, target, pixel_mask):
     # The 3x3 SSIM window reaches one pixel past a patch edge; showing it the target there makes
     # the loss depend on the masked predictions alone.
     prediction = torch.where(pixel_mask, prediction, target)
-    weights = pixel_mask.to(dtype)
-    count = weights.sum()
-
-    def masked_mean(values):
-        # A weighted sum instead of boolean indexing: no device sync for the variable-size result.
-        return (values * weights).sum() / count
-
-    l1 = masked_mean((prediction - target).abs())
+    l1 = masked_mean((prediction - target).abs(), pixel_mask)
     ssim_map = ssim(prediction, target)
-    dssim = masked_mean(((1 - ssim_map) / 2).clamp(0, 1))
+    dssim = masked_mean(((1 - ssim_map) / 2).clamp(0, 1), pixel_mask)
     loss = L1_WEIGHT * l1 + DSSIM_WEIGHT * dssim
-    return loss, l1, masked_mean(ssim_map)
+    return loss, l1, masked_mean(ssim_map, pixel_mask)
 
 
 LOSSES = ("l1_ssim", "l1", "mse")
@@ -83,7 +76,8 @@ def masked_loss(kind, prediction, target, pixel_mask, with_ssim=True):
                          f"{None if pixel_mask is None else tuple(pixel_mask.shape)} must have the same shape")
     dtype = torch.promote_types(prediction.dtype, torch.float32)
     error = prediction.to(dtype) - target.to(dtype)
-    l1 = masked_mean(error.abs(), pixel_mask)
+    if ssim_value is None:  # else masked_l1_ssim_loss has it
+        l1 = masked_mean(error.abs(), pixel_mask)
     loss = l1 if kind == "l1" else masked_mean(error.square(), pixel_mask)
     return loss, l1, ssim_value
 

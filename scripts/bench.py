@@ -53,6 +53,7 @@ from model.cli import CliParser
 from model.config import load_config, with_overrides
 from model.data import FrameWindows, WindowSampler, evaluation_indices
 from model import gameplay
+from model.checkpoint import load_checkpoint
 from model.distributed import Ranks, StopFlag
 from model.engine import TrainState, make_optimizer, train, train_step, training_forward
 from model.evaluate import baseline_metrics, evaluate
@@ -568,8 +569,46 @@ def bench_plain(table, quick):
                                     "bf16_step_s": fast["bf16"], "threads": threads}
 
 
+TRAINED_CHECKPOINT = ROOT / "results/vit/vit_cpu.ckpt"  # the published sheet model (config/vit_cpu.json)
+
+
+def trained_step(cfg, windows, flush):
+    """The training step on the published model's weights, with subnormal floats flushed to zero or kept.
+
+    The learning rate is 0, so every timed step sees the trained weights (the fresh AdamW state would move them).
+    """
+    state = TrainState(cfg, len(windows), torch.device("cpu"), seed=0)
+    state.model.load_state_dict(load_checkpoint(TRAINED_CHECKPOINT)["model"])
+    state.scheduler.base_lrs = [0.0] * len(state.scheduler.base_lrs)
+    net, ranks = training_forward(state.model, cfg, state.device, 1), Ranks()
+
+    def step():
+        torch.set_flush_denormal(flush)
+        train_step(state, net, windows, ranks)
+    return step
+
+
+def bench_subnormals(table, quick):
+    """What flushing subnormal floats (set by model.engine.train on the CPU) saves on a trained model's step."""
+    cfg = load_config(ROOT / "config/vit_cpu.json")
+    label = f"vit_cpu.json, batch {cfg.model.batch_size}, {torch.get_num_threads()} threads"
+    if not TRAINED_CHECKPOINT.exists():
+        table.add("train", f"{label}: subnormals flushed on a trained model", "skipped", f"no {TRAINED_CHECKPOINT.name}")
+        return
+    frames, _ = gameplay.render_gameplay(40 * cfg.model.batch_size, gameplay.DEFAULT_SEED)
+    windows = FrameWindows(torch.as_tensor(frames), cfg.model.num_frames)
+    times = interleaved({"kept": trained_step(cfg, windows, False), "flushed": trained_step(cfg, windows, True)},
+                        6 if quick else 30, warmup=3)
+    torch.set_flush_denormal(False)  # the other sections time fresh models, as a process starts
+    table.add("train", f"{label}: the step of the trained model ({TRAINED_CHECKPOINT.name}) with subnormal floats "
+              f"flushed to zero ({ms(times['flushed'])}) over kept ({ms(times['kept'])})",
+              f"{times['kept'] / times['flushed']:.2f}x", "info")
+    table.numbers["train.subnormals"] = {"kept_step_s": times["kept"], "flushed_step_s": times["flushed"]}
+
+
 def bench_train(table, quick):
     bench_plain(table, quick)
+    bench_subnormals(table, quick)
     threads = torch.get_num_threads()
     steps, skip = (8, 3) if quick else (40, 10)
     for name, path in TRAIN_CONFIGS.items():

@@ -59,11 +59,12 @@ from model.engine import TrainState, make_optimizer, train, train_step, training
 from model.evaluate import baseline_metrics, evaluate
 from model.metrics import mean_frame_baseline
 from model.rollout import rollout
+from model.text import plural
 from model.vit import VisionTransformer
 from nn.attention import SelfAttentionLayer
 from nn.loss import masked_l1_ssim_loss
 
-SECTIONS = ("ex1", "attention", "vit", "train", "quality", "predict", "gpu")
+SECTIONS = ("ex1", "attention", "vit", "train", "subnormals", "quality", "predict", "gpu")
 VIT_CONFIGS = {"vit_cpu": ROOT / "config/vit_cpu.json", "vit": ROOT / "config/vit.json"}
 NUM_TOKENS, SEQUENCE_LENGTH, EX1_BATCH = 3, 30, 32  # the template's memory task
 VIDEO_FRAMES = 6000  # about the built-in video's length; the gather cost does not depend on it
@@ -591,16 +592,17 @@ def trained_step(cfg, windows, flush):
 def bench_subnormals(table, quick):
     """What flushing subnormal floats (set by model.engine.train on the CPU) saves on a trained model's step."""
     cfg = load_config(ROOT / "config/vit_cpu.json")
-    label = f"vit_cpu.json, batch {cfg.model.batch_size}, {torch.get_num_threads()} threads"
+    label = f"vit_cpu.json, batch {cfg.model.batch_size}, {plural(torch.get_num_threads(), 'thread')}"
     if not TRAINED_CHECKPOINT.exists():
-        table.add("train", f"{label}: subnormals flushed on a trained model", "skipped", f"no {TRAINED_CHECKPOINT.name}")
+        table.add("subnormals", f"{label}: subnormals flushed on a trained model", "skipped",
+                  f"no {TRAINED_CHECKPOINT.name}")
         return
     frames, _ = gameplay.render_gameplay(40 * cfg.model.batch_size, gameplay.DEFAULT_SEED)
     windows = FrameWindows(torch.as_tensor(frames), cfg.model.num_frames)
     times = interleaved({"kept": trained_step(cfg, windows, False), "flushed": trained_step(cfg, windows, True)},
                         6 if quick else 30, warmup=3)
     torch.set_flush_denormal(False)  # the other sections time fresh models, as a process starts
-    table.add("train", f"{label}: the step of the trained model ({TRAINED_CHECKPOINT.name}) with subnormal floats "
+    table.add("subnormals", f"{label}: the step of the trained model ({TRAINED_CHECKPOINT.name}) with subnormal floats "
               f"flushed to zero ({ms(times['flushed'])}) over kept ({ms(times['kept'])})",
               f"{times['kept'] / times['flushed']:.2f}x", "info")
     table.numbers["train.subnormals"] = {"kept_step_s": times["kept"], "flushed_step_s": times["flushed"]}
@@ -608,7 +610,6 @@ def bench_subnormals(table, quick):
 
 def bench_train(table, quick):
     bench_plain(table, quick)
-    bench_subnormals(table, quick)
     threads = torch.get_num_threads()
     steps, skip = (8, 3) if quick else (40, 10)
     for name, path in TRAIN_CONFIGS.items():

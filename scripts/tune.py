@@ -5,11 +5,13 @@
     srun python -m scripts.tune --study-name lr-sweep --storage out/tune/lr-sweep.journal --trials 4
 
 Each trial trains the base config's model with the hyperparameters the sheet names sampled: num_frames,
-channels, num_heads, layers, patch_size and the learning rate, for --steps-per-trial steps (the base
-config's recipe otherwise: its output, loss and schedule, fitted to the budget); the objective is the
-one-step MSE on the validation part (lower is better; reported as PSNR). Every validation is
-reported to the median pruner through engine.train's on_record callback, which stops an unpromising
-trial early. The study lives in an Optuna journal file (JournalFileBackend), so any number of
+channels, num_heads, layers, patch_size and the learning rate (the base config's recipe otherwise: its
+output, loss and schedule, fitted to the budget). Every trial gets the same compute: the training FLOPs of
+--steps-per-trial steps of the base config (model.engine.step_flops), so a model with twice the FLOPs per step
+trains half the steps (between a tenth and twice --steps-per-trial). The objective is the one-step MSE on the
+validation part (lower is better; reported as PSNR). Every validation is reported, at the share of the
+trial's budget it comes at, to the median pruner through engine.train's on_record callback, which stops an
+unpromising trial early. The study lives in an Optuna journal file (JournalFileBackend), so any number of
 processes can add trials to it, and a stopped search continues where it was. Afterwards (and with
 --report-only) --out receives trials.csv, summary.md, param_importance.png, and --best-config
 (RUNS_DIR/vit_best.json unless named) is written from the best trial.
@@ -40,7 +42,7 @@ from model.cli import CliParser, fail, non_negative_int, positive_int, stop_on_s
 from model.config import ConfigError, load_config, with_budget, with_overrides
 from model.data import DataError, load_video
 from model.distributed import StopFlag
-from model.engine import QUICKSAVE, TrainingError, train
+from model.engine import QUICKSAVE, TrainingError, step_flops, train
 from model.text import plural
 
 SEARCH_SPACE = {  # parameter -> config key; the choices are in sample()
@@ -61,7 +63,8 @@ def parse_args(argv=None):
     parser.add_argument("--trials", type=non_negative_int, default=10,
                         help="trials this process adds to the study (with --worker: this worker's trials, "
                              "those before a requeue included)")
-    parser.add_argument("--steps-per-trial", type=positive_int, default=3000)
+    parser.add_argument("--steps-per-trial", type=positive_int, default=3000,
+                        help="the budget of every trial: the training FLOPs of this many steps of --config")
     parser.add_argument("--out", default="results/vit/tune_sheet", help="trials.csv, summary.md, importance figure")
     parser.add_argument("--best-config", help="where the best trial's config is written (default: "
                         "RUNS_DIR/vit_best.json; the committed config/vit_best.json is replaced only when named)")
@@ -81,6 +84,7 @@ def parse_args(argv=None):
     args = parser.parse_args(argv)
     if args.best_config is None:
         args.best_config = str(Path(args.runs_dir) / "vit_best.json")
+    args.base_flops = None  # the base config's FLOPs per step, counted once before the first trial
     return args
 
 
@@ -95,7 +99,7 @@ def main(argv=None):
         storage = JournalStorage(JournalFileBackend(str(args.storage)))
         study = optuna.create_study(
             study_name=args.study_name, storage=storage, direction="minimize", load_if_exists=True,
-            pruner=optuna.pruners.MedianPruner(n_startup_trials=3, n_warmup_steps=args.steps_per_trial // 3))
+            pruner=optuna.pruners.MedianPruner(n_startup_trials=3, n_warmup_steps=PRUNE_AFTER_PERCENT))
         # The sampler's seed mixes --seed, the worker's name and the study's size when this process
         # starts, so the tasks of an array, a requeued task and a later search each propose their own
         # first trials (a bare --seed + size gave task 1 with 0 trials task 0's seed with 1 trial).
@@ -111,6 +115,7 @@ def main(argv=None):
             study.set_user_attr("steps_per_trial", args.steps_per_trial)
             study.set_user_attr("config", args.config)
             frames = load_video(base, args.scratch)
+            args.base_flops = step_flops(base)
             signals = StopSignals()
             with stop_on_signals(signals):
                 stopped_by = search(study, base, frames, args, signals)
@@ -134,6 +139,17 @@ def check_base_config(study, config):
     if saved is not None and saved != config:
         raise ConfigError(f"study '{study.study_name}' holds trials of --config {saved}, not {config}; give another "
                           f"--study-name and --storage for a search from {config}")
+
+
+PRUNE_AFTER_PERCENT = 33  # the pruner judges a trial from a third of its budget on
+
+
+def trial_steps(base, cfg, base_steps, base_flops=None):
+    """The steps of a trial: the training FLOPs of base_steps steps of the base config, between a tenth and twice
+    base_steps (fewer leave no schedule to speak of, more would only buy a tiny model Python overhead)."""
+    base_flops = base_flops or step_flops(base)
+    steps = round(base_steps * base_flops / step_flops(cfg))
+    return min(2 * base_steps, max(1, base_steps // 10, steps))
 
 
 class TrialInterrupted(Exception):
@@ -212,7 +228,9 @@ def objective(trial, base, frames, args, signals):
     name = f"{args.study_name}.trial{number}"
     run_dir = Path(args.runs_dir) / name
     resume = run_dir / QUICKSAVE if number != trial.number and (run_dir / QUICKSAVE).exists() else None
-    cfg = trial_config(base, sample(trial, base), args.steps_per_trial, name)
+    overrides = sample(trial, base)
+    steps = trial_steps(base, with_overrides(base, overrides), args.steps_per_trial, args.base_flops)
+    cfg = trial_config(base, overrides, steps, name)
     if args.worker is not None:
         trial.set_user_attr("worker", args.worker)
     stop = signals.trial = StopFlag()
@@ -221,11 +239,11 @@ def objective(trial, base, frames, args, signals):
 
     def on_record(record):
         if "val_mse" in record:
-            trial.report(record["val_mse"], record["step"])
+            trial.report(record["val_mse"], round(100 * record["step"] / steps))  # percent of the budget
             if trial.should_prune():
                 stop.request("pruned")
 
-    print(f"trial {trial.number}: {trial.params}", flush=True)
+    print(f"trial {trial.number}: {trial.params}, {plural(steps, 'step')}", flush=True)
     if resume is not None:
         print(f"trial {trial.number}: continues trial {number} from {resume} "
               f"(step {trial.user_attrs.get('continues_from_step')})", flush=True)
@@ -272,16 +290,17 @@ def write_report(study, base, args):
     bars = "; ".join(f"{name}: {_number(_first_attr(trials, f'val_{key}_psnr'), 2)} dB" for name, key in BASELINES
                      if _first_attr(trials, f"val_{key}_psnr") is not None)
     lines = [f"# Hyperparameter search: {args.study_name}", "",
-             f"Base config {args.config}; {plural(args.steps_per_trial, 'step')} per trial; objective: one-step MSE on the "
+             f"Base config {args.config}; every trial trains the FLOPs of {plural(args.steps_per_trial, 'step')} of "
+             f"it (steps column); objective: one-step MSE on the "
              f"validation part (lower is better), shown as PSNR in dB (baselines on the same windows: "
              f"{bars or 'none recorded'}). Trials: {len(trials)} ({len(complete)} complete, {pruned} pruned); training "
              f"time {seconds:.0f} s (one thread per trial).", "",
-             "| trial | state | val PSNR | val L1 | s | " + " | ".join(SHORT_NAMES.values()) + " |",
-             "|---" * (5 + len(SEARCH_SPACE)) + "|"]
+             "| trial | state | val PSNR | val L1 | steps | s | " + " | ".join(SHORT_NAMES.values()) + " |",
+             "|---" * (6 + len(SEARCH_SPACE)) + "|"]
     for t in sorted(trials, key=lambda t: (t.value is None, t.value or 0)):
         attrs = t.user_attrs
         lines.append(f"| {t.number} | {t.state.name.lower()} | {_number(attrs.get('val_psnr'), 2)} | "
-                     f"{_number(attrs.get('val_l1'), 4)} | {_number(attrs.get('seconds'), 0)} | "
+                     f"{_number(attrs.get('val_l1'), 4)} | {_number(attrs.get('steps'), 0)} | {_number(attrs.get('seconds'), 0)} | "
                      + " | ".join(_param(t.params.get(p)) for p in SEARCH_SPACE) + " |")
     facts = {"trials": len(trials), "complete": len(complete), "pruned": pruned,
              "steps_per_trial": args.steps_per_trial, "seconds": seconds,
@@ -318,7 +337,7 @@ def _number(value, digits):
 def write_best_config(best, base, args):
     cfg = with_overrides(base, {**overrides_of(best.params), "model_path": "vit_best"})
     header = (f"// The best configuration of the Optuna study '{args.study_name}' (trial {best.number}, validation "
-              f"MSE {best.value:.5f}\n// after {plural(args.steps_per_trial, 'step')}), written by python -m scripts.tune from "
+              f"MSE {best.value:.5f}\n// after {plural(best.user_attrs.get('steps', 0), 'step')}), written by python -m scripts.tune from "
               f"{args.config}. Train it longer with\n// python -m model.main -cfg {args.best_config} --train\n")
     Path(args.best_config).parent.mkdir(parents=True, exist_ok=True)
     Path(args.best_config).write_text(header + json.dumps(cfg.to_dict(), indent=2) + "\n", encoding="utf-8")

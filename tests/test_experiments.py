@@ -270,3 +270,21 @@ def test_the_runner_stops_on_sigterm_with_a_quicksave(tiny_configs):
     saved = torch.load(root / "runs" / "full.seed0" / "quicksave.ckpt", weights_only=True)
     assert saved["step"] >= 3 and not (root / "runs" / "full.seed0" / "done.json").exists()
     assert not (root / "results" / "stop").exists()  # no report of an unfinished set
+
+
+def test_every_trial_of_the_search_trains_the_same_flops():
+    """A trial's steps: the FLOPs of --steps-per-trial steps of the base config, clipped to [a tenth, twice]."""
+    from model.engine import step_flops
+    from scripts import tune
+
+    base = load_config("config/vit_cpu.json")
+    wider = with_overrides(base, {"model.channels": 128, "model.num_heads": 4})
+    smaller = with_overrides(base, {"model.layers": 2, "model.num_frames": 2})
+    assert tune.trial_steps(base, base, 3000) == 3000
+    steps = tune.trial_steps(base, wider, 3000)
+    assert 300 <= steps < 3000
+    assert steps * step_flops(wider) == pytest.approx(3000 * step_flops(base), rel=1e-3)
+    assert 3000 < tune.trial_steps(base, smaller, 3000) <= 6000
+    huge = with_overrides(base, {"model.channels": 128, "model.num_heads": 4, "model.layers": 6,
+                                 "model.patch_size": 8, "model.num_frames": 4})
+    assert tune.trial_steps(base, huge, 3000) == 300  # at least a tenth

@@ -8,16 +8,18 @@ import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
+from matplotlib.colors import PowerNorm  # noqa: E402
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
 from model.data import (PART_NAMES, config_parts, evaluation_part, load_metadata, part_windows,  # noqa: E402
-                        resolve_data_path)
+                        player_box, resolve_data_path)
 from model.engine import final_weights, load_model  # noqa: E402
 from model.evaluate import BASELINES, LABELS  # noqa: E402
 from model.metrics import continue_motion_baseline  # noqa: E402
 
 COLOURS = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+ERROR_GAMMA = 0.5  # error images on a square-root colour scale: small errors show beside large ones
 SAMPLES = 3  # windows per sample figure
 ATTENTION_QUERIES = 3  # masked patches per attention figure
 
@@ -41,8 +43,9 @@ def make_all(out, evaluations, configs, runs_dir, cache, frames_of):
         cfg = configs[variant]
         if cfg.model.attention:
             seed = min(evaluations[variant])
+            box = player_box(load_metadata(resolve_data_path(cfg.data.hdf5_file)))
             attention_maps(out / f"attention_{variant}.png", cfg, runs_dir / f"{variant}.seed{seed}",
-                           frames_of(cfg, cache))
+                           frames_of(cfg, cache), box)
 
 
 def read_metrics(run_dir):
@@ -123,8 +126,9 @@ def samples(path, cfg, run_dir, frames):
     for row, start in enumerate(starts.tolist()):
         for col, (images, title) in enumerate(panels):
             ax = axes[row, col]
-            ax.imshow(images[row].numpy(), cmap="gray" if "error" not in title else "magma", vmin=0, vmax=1,
-                      interpolation="nearest")
+            scale = (dict(cmap="magma", norm=PowerNorm(ERROR_GAMMA, vmin=0, vmax=1)) if "error" in title else
+                     dict(cmap="gray", vmin=0, vmax=1))
+            ax.imshow(images[row].numpy(), interpolation="nearest", **scale)
             ax.set_xticks([])
             ax.set_yticks([])
             if row == 0:
@@ -143,14 +147,15 @@ def by_situation(path, evaluations):
     names = [s for s, entry in first["situations"].items() if entry["windows"] > 0]
     bars = {variant: [np.mean([run["situations"][s]["model"]["l1"] for run in runs.values()]) for s in names]
             for variant, runs in evaluations.items()}
-    bars["copy-last frame"] = [first["situations"][s]["copy_last"]["l1"] for s in names]
-    if "continue_motion" in first["situations"][names[0]]:
-        bars["continue motion"] = [first["situations"][s]["continue_motion"]["l1"] for s in names]
-    bars["mean frame"] = [first["situations"][s]["mean_frame"]["l1"] for s in names]
+    bars[LABELS["copy_last"]] = [first["situations"][s]["copy_last"]["l1"] for s in names]
+    for key in ("continue_motion", "player_held"):
+        if key in first["situations"][names[0]]:
+            bars[LABELS[key]] = [first["situations"][s][key]["l1"] for s in names]
+    bars[LABELS["mean_frame"]] = [first["situations"][s]["mean_frame"]["l1"] for s in names]
     fig, ax = plt.subplots(figsize=(10, 4))
     width = 0.8 / len(bars)
-    baseline_style = {"copy-last frame": dict(color="black"), "continue motion": dict(color="0.55", hatch="//"),
-                      "mean frame": dict(color="0.8")}
+    baseline_style = {LABELS["copy_last"]: dict(color="black"), LABELS["continue_motion"]: dict(color="0.55", hatch="//"),
+                      LABELS["player_held"]: dict(color="0.35", hatch="\\\\"), LABELS["mean_frame"]: dict(color="0.8")}
     palette = plt.get_cmap("tab10" if len(evaluations) <= 10 else "tab20").colors
     for i, (label, values) in enumerate(bars.items()):
         style = baseline_style.get(label, dict(color=palette[i % len(palette)]))
@@ -175,11 +180,10 @@ def baseline_error_maps(runs_dir, variant, seed):
 
 
 def by_region(path, variants, evaluations, runs_dir, baselines, block=8):
-    """Mean |error| per 8x8 block of the frame: each variant (mean over seeds) and the baselines; below, each
-    variant minus the strongest baseline (the player held, else continue motion, where there is one)."""
+    """Mean |error| per 8x8 block of the frame: the baselines in the first row; below, one row per variant (mean
+    over seeds): its map and its map minus the strongest baseline's (the player held, else continue motion)."""
     maps = {variant: np.mean([np.load(runs_dir / f"{variant}.seed{seed}" / "error_map.npz")["model"]
                               for seed in evaluations[variant]], axis=0) for variant in variants}
-    maps.update(baselines)
     reference = next(label for label in (LABELS["player_held"], LABELS["continue_motion"], LABELS["copy_last"])
                      if label in baselines)
 
@@ -187,44 +191,58 @@ def by_region(path, variants, evaluations, runs_dir, baselines, block=8):
         h, w = image.shape
         return image[: h // block * block, : w // block * block].reshape(h // block, block, w // block, block).mean((1, 3))
 
-    fig, axes = plt.subplots(2, len(maps), figsize=(2.6 * len(maps), 4.8), squeeze=False)
-    top = max(pool(m).max() for m in maps.values())
-    for col, (label, image) in enumerate(maps.items()):
-        shown = axes[0, col].imshow(pool(image), cmap="magma", vmin=0, vmax=top)
-        axes[0, col].set_title(f"{label}\nmean |error| per {block}x{block}", fontsize=10)
-        fig.colorbar(shown, ax=axes[0, col], fraction=0.04).ax.tick_params(labelsize=9)
-        if label in baselines:
-            axes[1, col].axis("off")
-        else:
-            difference = pool(image) - pool(baselines[reference])
-            limit = max(1e-6, np.abs(difference).max())
-            diff_shown = axes[1, col].imshow(difference, cmap="coolwarm", vmin=-limit, vmax=limit)
-            axes[1, col].set_title(f"minus {reference}\n(blue: better)", fontsize=10)
-            fig.colorbar(diff_shown, ax=axes[1, col], fraction=0.04).ax.tick_params(labelsize=9)
-        for ax in axes[:, col]:
+    columns = max(2, len(baselines))
+    fig, axes = plt.subplots(1 + len(maps), columns, figsize=(2.4 * columns, 2.4 * (1 + len(maps))), squeeze=False)
+    norm = PowerNorm(ERROR_GAMMA, vmin=0, vmax=max(pool(m).max() for m in [*maps.values(), *baselines.values()]))
+    rows = [[(label, pool(image), "error") for label, image in baselines.items()]]
+    for label, image in maps.items():
+        difference = pool(image) - pool(baselines[reference])
+        rows.append([(label, pool(image), "error"), (f"{label} minus\n{reference}", difference, "difference")])
+    for row, panels in enumerate(rows):
+        for col in range(columns):
+            ax = axes[row, col]
             ax.set_xticks([])
             ax.set_yticks([])
+            if col >= len(panels):
+                ax.axis("off")
+                continue
+            label, image, kind = panels[col]
+            if kind == "error":
+                shown = ax.imshow(image, cmap="magma", norm=norm)
+            else:
+                limit = max(1e-6, np.abs(image).max())
+                shown = ax.imshow(image, cmap="coolwarm", vmin=-limit, vmax=limit)
+                label += "\n(blue: lower error)"
+            ax.set_title(label.replace(", player held", ",\nplayer held"), fontsize=10)
+            fig.colorbar(shown, ax=ax, fraction=0.04).ax.tick_params(labelsize=9)
+    fig.suptitle(f"mean |error| per {block}x{block} block (square-root colour scale)", fontsize=11)
     fig.tight_layout()
-    fig.savefig(path, dpi=120)
+    fig.savefig(path, dpi=130)
     plt.close(fig)
 
 
 @torch.no_grad()
-def attention_maps(path, cfg, run_dir, frames):
-    """Last block's attention (mean over heads) of a few masked patches over the seen frames' patches."""
+def attention_maps(path, cfg, run_dir, frames, box=None):
+    """The first and the last block's attention (mean over heads) of two patches of the predicted frame (the worst
+    predicted one, and the player's where box (top, bottom, left, right) says where it is, else the centre one)
+    over the tokens of every frame of a test window."""
     model, _ = load_model(final_weights(run_dir), cfg.model)
     windows, starts = pick_windows(cfg, frames)
     window = windows.batch(starts[:1])  # (1, T, H, W)
     out = model(window, return_attention=True)
-    weights = out["attention"][-1][0].mean(0)  # (N, N) averaged over heads
     embedding = model.embedding
     T, gh, gw, p = cfg.model.num_frames, embedding.grid_height, embedding.grid_width, embedding.patch_size
     per_frame = gh * gw
     error = (out["prediction"][0, -1].clamp(0, 1) - window[0, -1]).abs()
     patch_error = error.reshape(gh, p, gw, p).mean((1, 3)).flatten()
-    queries = [int(patch_error.argmax()), per_frame // 2 + gw // 2, 0][:ATTENTION_QUERIES]
-    fig, axes = plt.subplots(len(queries), T, figsize=(2.6 * T, 2.4 * len(queries)), squeeze=False)
-    for row, query in enumerate(queries):
+    y, x = ((box[0] + box[1]) // 2, (box[2] + box[3]) // 2) if box else (gh * p // 2, gw * p // 2)
+    queries = [("worst predicted patch", int(patch_error.argmax())),
+               ("player's patch" if box else "centre patch", (y // p) * gw + x // p)]
+    blocks = sorted({0, len(out["attention"]) - 1})
+    rows = [(name, query, block) for name, query in queries for block in blocks]
+    fig, axes = plt.subplots(len(rows), T, figsize=(2.5 * T, 2.45 * len(rows)), squeeze=False)
+    for row, (name, query, block) in enumerate(rows):
+        weights = out["attention"][block][0].mean(0)  # (N, N) averaged over heads
         attention = weights[(T - 1) * per_frame + query].view(T, gh, gw)  # over all tokens, frame by frame
         for t in range(T):
             ax = axes[row, t]
@@ -236,9 +254,11 @@ def attention_maps(path, cfg, run_dir, frames):
             ax.add_patch(plt.Rectangle((qx * p - 0.5, qy * p - 0.5), p, p, fill=False, color="red", lw=1.5))
             ax.set_xticks([])
             ax.set_yticks([])
-            title = f"seen frame t-{T - 1 - t}" if t < T - 1 else "masked frame (truth shown)"
-            ax.set_title(f"{title}\nsum {attention[t].sum():.2f}", fontsize=7)
-    fig.suptitle(f"{cfg.model_path}: last block's attention of the red masked patch", fontsize=9)
+            title = f"seen frame t-{T - 1 - t}" if t < T - 1 else "predicted frame"
+            ax.set_title(f"{title}: {100 * attention[t].sum():.0f} %", fontsize=10)
+            if t == 0:
+                ax.set_ylabel(f"{name}\nblock {block + 1} of {len(out['attention'])}", fontsize=10)
+    fig.suptitle(f"{cfg.model_path}: attention of the red patch of the predicted frame (mean over heads)", fontsize=11)
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
+    fig.savefig(path, dpi=120)
     plt.close(fig)

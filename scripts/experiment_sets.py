@@ -42,6 +42,15 @@ SETS = {
     "atari_best_gate": ["pong_best_gate"],
 }
 
+# What the tables call a variant (its config file's stem goes beside it).
+VARIANT_LABELS = {
+    "sheet30k": "sheet's model", "sheet10k_full": "sheet's model", "sheet10k_noattention": "without attention",
+    "sheet10k_nopos": "without positions", "sheet_masked10k_full": "masked, with attention",
+    "sheet_masked10k_noattention": "masked, without attention", "best_long": "warp model",
+    "ablation10k_full": "warp model", "ablation10k_noattention": "warp, without attention",
+    "ablation10k_nopos": "warp, without positions", "ablation10k_residual": "residual output",
+}
+
 
 def variant_names(root="."):
     """The names of every variant (config file stems under VARIANT_FOLDERS)."""

@@ -71,7 +71,7 @@ def test_runner_trains_resumes_evaluates_and_reports(tiny_configs, capsys):
     assert data["fractions"]["val"] == 0.25 and data["fractions"]["train"] == data["parts"]["train"][1] / data["frames"]
     assert "| full | 4 | 2 |" in (out / "summary.md").read_text()
     table = (out / "table.md").read_text().splitlines()
-    assert all(line.count("|") == table[0].count("|") for line in table) and table[2].startswith("| full | 4 | 2 |")
+    assert all(line.count("|") == table[0].count("|") for line in table) and table[2].startswith("| full | full | 4 | 2 |")
     assert any(line.startswith("| *copy-last frame* |") for line in table)  # baselines in italics
     # Measured against the strongest baseline on the same windows, with both baselines in the closed loop.
     bar = run_experiments.strongest_baseline(results["summary"]["full"])
@@ -242,8 +242,8 @@ def test_the_table_measures_against_the_strongest_baseline():
     table = run_experiments.compact_table({"best": entry}).splitlines()
     assert "| ΔPSNR vs motion | beats motion | beats copy |" in table[0]
     # PSNR as mean ± std and per seed (one word: it never wraps), the other columns as means.
-    assert table[2] == "| best | 100 | 2 | 0.0050 | 24.00 ± 0.00 | 0.900 | 23.9/24.1 | +2.00 | 2/2 | 2/2 | 18.00 | – |"
-    assert table[4].startswith("| *continue motion* | – | – | 0.0060 | 22.00 | 0.900 |")
+    assert table[2] == "| best | best | 100 | 2 | 0.0050 | 24.00 ± 0.00 | 0.900 | 23.9/24.1 | +2.00 | 2/2 | 2/2 | 18.00 | – |"
+    assert table[4].startswith("| *continue motion* | – | – | – | 0.0060 | 22.00 | 0.900 |")
     assert table[4].endswith("| 16.00 | – |") and all(line.count("|") == table[0].count("|") for line in table)
 
 

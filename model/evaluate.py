@@ -32,7 +32,7 @@ from nn.loss import DSSIM_WEIGHT, L1_WEIGHT
 
 BASELINES = ("copy_last", "continue_motion", "player_held", "mean_frame", "median_frame", "neighbour_fill")
 LABELS = {"model": "model", "copy_last": "copy-last frame", "continue_motion": "continue motion",
-          "player_held": "continue motion, player held", "mean_frame": "mean frame", "median_frame": "median frame",
+          "player_held": "held player", "mean_frame": "mean frame", "median_frame": "median frame",
           "neighbour_fill": "neighbour fill"}
 
 

@@ -30,6 +30,7 @@ import argparse
 import json
 import os
 import re
+import statistics
 import sys
 from datetime import datetime, timezone
 from pathlib import Path
@@ -451,6 +452,24 @@ def render_pdf(text, out):
     return pdf.pages_count, pdf.body_pages or pdf.pages_count
 
 
+SENTENCE_END = re.compile(r"(?:(?<=[.!?])|(?<=[.!?]\*\*))\s+(?=[\w*(`])")  # also after a bold sentence
+WORD = re.compile(r"[^\W_](?:[\w.,'’/-]*\w)?")
+PROSE_START = re.compile(r"^(\*{1,2}|\()?[A-Za-z(]")  # a paragraph of text, not a table, figure, list or heading
+
+
+def text_statistics(markdown_text):
+    """(words, median words per sentence) of a filled report: words in every line of text (prose, captions,
+    table cells, lists), sentences in its prose paragraphs only (what a reader reads as sentences)."""
+    text = COMMENT.sub("", markdown_text)
+    words = len(WORD.findall(re.sub(r"[`*|#]", " ", text)))
+    sentences = []
+    for paragraph in re.split(r"\n\s*\n", text):
+        paragraph = paragraph.strip()
+        if PROSE_START.match(paragraph) and not paragraph.startswith(("Table:", "![")):
+            sentences += [len(WORD.findall(sentence)) for sentence in SENTENCE_END.split(paragraph.replace("\n", " "))]
+    return words, statistics.median(sentences) if sentences else 0
+
+
 def main(argv=None):
     # Only the standard library and the document packages: it runs as a file too (python scripts/build_report.py).
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0], allow_abbrev=False,
@@ -500,7 +519,9 @@ def main(argv=None):
     except ReportError as error:
         print(f"error: {error}", file=sys.stderr)
         return 1
-    print(f"wrote {args.out} ({pages} page(s), {body} before the appendix, {count} placeholder(s))")
+    words, median = text_statistics(filled)
+    print(f"wrote {args.out} ({pages} page(s), {body} before the appendix, {count} placeholder(s), {words} words, "
+          f"median sentence {median:g} words)")
     return 0
 
 

@@ -130,6 +130,23 @@ def markdown(one_batch, rows):
     return "\n".join(lines)
 
 
+LOSS_NAMES = {"l1_ssim": "template (L1 + SSIM)", "l1": "L1", "mse": "MSE"}
+
+
+def compact(one_batch, rows):
+    """One line per recipe of the set: its loss, learning rate, warm-up, batch and positional initialisation,
+    the one-batch PSNR at the last step and the validation PSNR at the last validation (table.md, for the report)."""
+    lines = ["| loss | lr | warm-up | batch | positions | one batch | validation |", "|---|---|---|---|---|---|---|"]
+    for variant, row in rows.items():
+        fields = dict(part.split(" ", 1) for part in row["recipe"].split("; ", 1)[1].split(", "))
+        fit = one_batch["runs"].get(variant) if one_batch else None
+        fitted = f"{fit['psnr'][-1][1]:.2f}" if fit else "–"
+        lines.append(f"| {LOSS_NAMES.get(fields['loss'], fields['loss'])} | {float(fields['lr']):.0e} | "
+                     f"{fields['warm-up']} | {fields['batch']} | {fields['positions']} | {fitted} | "
+                     f"{row['val'][-1][1]:.2f} |")
+    return "\n".join(lines) + "\n"
+
+
 def main(argv=None):
     parser = CliParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--steps", type=positive_int, default=500, help="optimizer steps of each one-batch fit")
@@ -152,6 +169,8 @@ def main(argv=None):
     elif (out / "validation.json").exists():  # no run folders here (a fresh clone): the stored table
         rows = json.loads((out / "validation.json").read_text())
     write_text_atomically(out / "diagnosis.md", markdown(one_batch, rows))
+    if rows:
+        write_text_atomically(out / "table.md", compact(one_batch, rows))
     print(f"wrote {out / 'diagnosis.md'}")
     return 0
 

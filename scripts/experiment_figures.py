@@ -17,8 +17,15 @@ from model.data import (PART_NAMES, config_parts, evaluation_part, load_metadata
 from model.engine import final_weights, load_model  # noqa: E402
 from model.evaluate import BASELINES, LABELS  # noqa: E402
 from model.metrics import continue_motion_baseline  # noqa: E402
+from scripts.experiment_sets import VARIANT_LABELS  # noqa: E402
 
 COLOURS = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+
+
+def label_of(variant):
+    """A variant as the figures name it: its plain label (scripts.experiment_sets.VARIANT_LABELS) and its config."""
+    label = VARIANT_LABELS.get(variant)
+    return f"{label} ({variant})" if label else variant
 ERROR_GAMMA = 0.5  # error images on a square-root colour scale: small errors show beside large ones
 SAMPLES = 3  # windows per sample figure
 ATTENTION_QUERIES = 3  # masked patches per attention figure
@@ -132,10 +139,10 @@ def samples(path, cfg, run_dir, frames):
             ax.set_xticks([])
             ax.set_yticks([])
             if row == 0:
-                ax.set_title(title.replace(" continue", "\ncontinue").replace(" copy", "\ncopy"), fontsize=10)
+                ax.set_title(title.replace(" continue", "\ncontinue").replace(" copy", "\ncopy"), fontsize=12)
             if col == 0:
-                ax.set_ylabel(f"frame {windows.first_frame + start + T - 1}", fontsize=10)
-    fig.suptitle(f"{cfg.model_path} ({PART_NAMES[evaluation_part(cfg)]} windows)", fontsize=11)
+                ax.set_ylabel(f"frame {windows.first_frame + start + T - 1}", fontsize=12)
+    fig.suptitle(f"{label_of(cfg.model_path)} ({PART_NAMES[evaluation_part(cfg)]} windows)", fontsize=12)
     fig.tight_layout()
     fig.savefig(path, dpi=130)
     plt.close(fig)
@@ -145,14 +152,14 @@ def by_situation(path, evaluations):
     """Bars of one-step L1 per situation: each variant (mean over seeds) next to the baselines."""
     first = next(iter(next(iter(evaluations.values())).values()))
     names = [s for s, entry in first["situations"].items() if entry["windows"] > 0]
-    bars = {variant: [np.mean([run["situations"][s]["model"]["l1"] for run in runs.values()]) for s in names]
+    bars = {label_of(variant): [np.mean([run["situations"][s]["model"]["l1"] for run in runs.values()]) for s in names]
             for variant, runs in evaluations.items()}
     bars[LABELS["copy_last"]] = [first["situations"][s]["copy_last"]["l1"] for s in names]
     for key in ("continue_motion", "player_held"):
         if key in first["situations"][names[0]]:
             bars[LABELS[key]] = [first["situations"][s][key]["l1"] for s in names]
     bars[LABELS["mean_frame"]] = [first["situations"][s]["mean_frame"]["l1"] for s in names]
-    fig, ax = plt.subplots(figsize=(10, 4))
+    fig, ax = plt.subplots(figsize=(8, 4.2))
     width = 0.8 / len(bars)
     baseline_style = {LABELS["copy_last"]: dict(color="black"), LABELS["continue_motion"]: dict(color="0.55", hatch="//"),
                       LABELS["player_held"]: dict(color="0.35", hatch="\\\\"), LABELS["mean_frame"]: dict(color="0.8")}
@@ -161,11 +168,11 @@ def by_situation(path, evaluations):
         style = baseline_style.get(label, dict(color=palette[i % len(palette)]))
         ax.bar(np.arange(len(names)) + i * width, values, width, label=label, **style)
     ax.set_xticks(np.arange(len(names)) + 0.4 - width / 2,
-                  [f"{s}\n({first['situations'][s]['windows']} windows)" for s in names], fontsize=10.5)
+                  [f"{s}\n({first['situations'][s]['windows']} windows)" for s in names], fontsize=11)
     ax.set(yscale="log")
     ax.set_ylabel(f"one-step L1 ({PART_NAMES[first['part']]} part)", fontsize=11)
     ax.tick_params(axis="y", labelsize=10.5)
-    ax.legend(fontsize=10.5, loc="upper left", bbox_to_anchor=(1.0, 1.0))
+    ax.legend(fontsize=11, loc="upper center", bbox_to_anchor=(0.5, -0.2), ncol=3, frameon=False)
     ax.grid(axis="y", alpha=0.3)
     fig.tight_layout()
     fig.savefig(path, dpi=120)
@@ -182,7 +189,7 @@ def baseline_error_maps(runs_dir, variant, seed):
 def by_region(path, variants, evaluations, runs_dir, baselines, block=8):
     """Mean |error| per 8x8 block of the frame: the baselines in the first row; below, one row per variant (mean
     over seeds): its map and its map minus the strongest baseline's (the player held, else continue motion)."""
-    maps = {variant: np.mean([np.load(runs_dir / f"{variant}.seed{seed}" / "error_map.npz")["model"]
+    maps = {label_of(variant): np.mean([np.load(runs_dir / f"{variant}.seed{seed}" / "error_map.npz")["model"]
                               for seed in evaluations[variant]], axis=0) for variant in variants}
     reference = next(label for label in (LABELS["player_held"], LABELS["continue_motion"], LABELS["copy_last"])
                      if label in baselines)
@@ -213,8 +220,8 @@ def by_region(path, variants, evaluations, runs_dir, baselines, block=8):
                 limit = max(1e-6, np.abs(image).max())
                 shown = ax.imshow(image, cmap="coolwarm", vmin=-limit, vmax=limit)
                 label += "\n(blue: lower error)"
-            ax.set_title(label.replace(", player held", ",\nplayer held"), fontsize=10)
-            fig.colorbar(shown, ax=ax, fraction=0.04).ax.tick_params(labelsize=9)
+            ax.set_title(label, fontsize=11)
+            fig.colorbar(shown, ax=ax, fraction=0.04).ax.tick_params(labelsize=10)
     fig.suptitle(f"mean |error| per {block}x{block} block (square-root colour scale)", fontsize=11)
     fig.tight_layout()
     fig.savefig(path, dpi=130)
@@ -255,10 +262,10 @@ def attention_maps(path, cfg, run_dir, frames, box=None):
             ax.set_xticks([])
             ax.set_yticks([])
             title = f"seen frame t-{T - 1 - t}" if t < T - 1 else "predicted frame"
-            ax.set_title(f"{title}: {100 * attention[t].sum():.0f} %", fontsize=10)
+            ax.set_title(f"{title}: {100 * attention[t].sum():.0f} %", fontsize=11)
             if t == 0:
-                ax.set_ylabel(f"{name}\nblock {block + 1} of {len(out['attention'])}", fontsize=10)
-    fig.suptitle(f"{cfg.model_path}: attention of the red patch of the predicted frame (mean over heads)", fontsize=11)
+                ax.set_ylabel(f"{name}\nblock {block + 1} of {len(out['attention'])}", fontsize=11)
+    fig.suptitle(f"{label_of(cfg.model_path)}: attention of the red patch of the predicted frame (mean over heads)", fontsize=11)
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)

@@ -13,6 +13,8 @@ SETS = {
     "sheet": ["sheet30k"],
     "sheet_ablation": ["sheet10k_full", "sheet10k_noattention", "sheet10k_nopos"],
     "sheet_masked": ["sheet_masked10k_full", "sheet_masked10k_noattention"],  # config/vit_masked.json: 1 frame
+    # Beyond the sheet: the warp model (config/vit_best.json) at 30 000 steps (seed 0) and 10 000 (3 seeds).
+    "warp": ["best_long", "ablation10k_full"],
     # What makes the sheet's model (frame output) learn: one recipe change each, 3000 steps (1500 at batch 32).
     "diagnosis": ["diag_template", "diag_l1", "diag_mse", "diag_mse_lr3e-4", "diag_mse_lr3e-3", "diag_mse_sincos",
                   "diag_mse_warmup1000", "diag_mse_batch32", "diag_mse_lr1e-2", "diag_mse_lr3e-3_sincos"],

@@ -44,7 +44,7 @@ from model.files import write_json_atomically, write_text_atomically  # noqa: E4
 from scripts.experiment_sets import SETS  # noqa: E402
 
 BASELINES = {"copy_last": ("copy-last frame", "0.45"), "continue_motion": ("continue motion", "0.2"),
-             "player_held": ("continue motion, player held", "0.05"),
+             "player_held": ("held player", "0.05"),
              "mean_frame": ("mean frame", "0.7")}
 SHEET_CONFIG = "config/vit.json"
 

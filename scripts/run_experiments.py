@@ -476,8 +476,8 @@ def compact_table(summary):
     if next_frame:
         short = {"copy_last": "copy", "continue_motion": "motion", "player_held": "held", "mean_frame": "mean",
                  "median_frame": "median"}[bar]
-        header += ((" PSNR per seed |" if several else "") + f" ΔPSNR vs {short} | beats {short} |"
-                   + (" beats copy |" if bar != "copy_last" else "") + " 10-step PSNR | train PSNR |")
+        header += ((" per seed |" if several else "") + f" Δ {short} | beats {short} |"
+                   + (" beats copy |" if bar != "copy_last" else "") + " 10-step | train |")
     lines = [header, "|" + "---|" * header.count(" |")]
     for variant, entry in summary.items():
         seeds, model = len(entry["seeds"]), entry["one_step_model"]

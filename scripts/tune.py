@@ -52,7 +52,7 @@ SEARCH_SPACE = {  # parameter -> config key; the choices are in sample()
 SHORT_NAMES = {"num_frames": "frames", "channels": "width", "num_heads": "heads", "layers": "layers",
                "patch_size": "patch", "learning_rate": "lr"}
 BASELINES = (("copy-last", "copy_last"), ("continue motion", "continue_motion"),
-             ("continue motion, player held", "player_held"))
+             ("held player", "player_held"))
 
 
 def parse_args(argv=None):

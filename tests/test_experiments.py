@@ -76,7 +76,7 @@ def test_runner_trains_resumes_evaluates_and_reports(tiny_configs, capsys):
     # Measured against the strongest baseline on the same windows, with both baselines in the closed loop.
     bar = run_experiments.strongest_baseline(results["summary"]["full"])
     short = {"copy_last": "copy", "continue_motion": "motion", "mean_frame": "mean"}[bar]
-    assert f"| ΔPSNR vs {short} |" in table[0] and " PSNR per seed |" in table[0]
+    assert f"| Δ {short} |" in table[0] and " per seed |" in table[0]
     assert set(full["rollout"]) == {"starts", "model", "copy_last", "continue_motion"}
     assert "continue_motion" in full["train_one_step"]
     summary_full = results["summary"]["full"]
@@ -240,7 +240,7 @@ def test_the_table_measures_against_the_strongest_baseline():
              "beats_continue_motion": 2, "beats_copy_last": 2, "per_seed_psnr": [23.9, 24.1]}
     assert run_experiments.strongest_baseline(entry) == "continue_motion"
     table = run_experiments.compact_table({"best": entry}).splitlines()
-    assert "| ΔPSNR vs motion | beats motion | beats copy |" in table[0]
+    assert "| Δ motion | beats motion | beats copy |" in table[0]
     # PSNR as mean ± std and per seed (one word: it never wraps), the other columns as means.
     assert table[2] == "| best | best | 100 | 2 | 0.0050 | 24.00 ± 0.00 | 0.900 | 23.9/24.1 | +2.00 | 2/2 | 2/2 | 18.00 | – |"
     assert table[4].startswith("| *continue motion* | – | – | – | 0.0060 | 22.00 | 0.900 |")

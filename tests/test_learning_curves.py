@@ -34,7 +34,7 @@ def test_curves_and_the_time_to_quality_come_from_the_run_folder(tmp_path):
     assert result["sheet_budget"]["times_largest_run"] == result["sheet_budget"]["flop"] / entry["flop"]
     assert (out / "learning_curves.png").stat().st_size > 0 and (out / "compute.png").stat().st_size > 0
     status = (out / "status.md").read_text().splitlines()
-    assert status[0].endswith("| copy-last frame | continue motion | continue motion, player held | mean frame |")
+    assert status[0].endswith("| copy-last frame | continue motion | held player | mean frame |")
     assert status[2] == ("| tiny seed 0 | 30 of 30 | 0.2 | 0.01 | 14.00 dB | 14.00 dB (30) | 14.0 dB | 12.00 dB | "
                          "20.00 dB | – | 9.00 dB |")  # the video of this run records no player
     assert learning_curves.main(["--variants", "none", "--runs-dir", str(tmp_path / "runs"), "--out", str(out)]) == 1

@@ -1,8 +1,8 @@
 """Learning curves of long runs: validation and training PSNR against steps, wall time and compute.
 
-    python -m scripts.learning_curves                                   # the runs of the 'long' set, seed 0
-    python -m scripts.learning_curves --set long_ablation --seeds 0 1 2  # -> results/vit/long_ablation
-    python -m scripts.learning_curves --variants best_long --seeds 0 1 2 --out out/curves
+    python -m scripts.learning_curves --seeds 0 1 2                     # the runs of the 'sheet' set
+    python -m scripts.learning_curves --set sheet_ablation --seeds 0 1 2 # -> results/vit/sheet_ablation
+    python -m scripts.learning_curves --variants sheet30k --seeds 0 --out out/curves
 
 Reads each run folder's metrics.jsonl (written by model.engine.train while it trains; an unfinished
 run is drawn up to the step it reached) and writes into --out:
@@ -238,13 +238,13 @@ def finished_runs(variants, seeds, runs_dir):
 
 def main(argv=None):
     parser = CliParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--set", choices=sorted(SETS), default="long", help="the variants of a set of scripts.run_experiments")
+    parser.add_argument("--set", choices=sorted(SETS), default="sheet", help="the variants of a set of scripts.run_experiments")
     parser.add_argument("--variants", nargs="+", help="these variants instead of --set's")
     parser.add_argument("--seeds", nargs="+", type=int, default=[0])
     parser.add_argument("--runs-dir", default="out/experiments", help="run folders {variant}.seed{S}/")
     parser.add_argument("--out", help="where the figures and the JSON go (default: results/vit/{set})")
     parser.add_argument("--video-frames", type=int, default=6000, help="frames of the video the runs trained on")
-    parser.add_argument("--frontier", nargs="*", default=["best3k", "ablation10k_full", "best_long"],
+    parser.add_argument("--frontier", nargs="*", default=["sheet10k_full", "sheet30k"],
                         help="variants of one configuration at different budgets: their finished runs form the frontier")
     parser.add_argument("--frontier-seeds", nargs="+", type=int, default=[0, 1, 2])
     args = parser.parse_args(argv)

@@ -2,22 +2,21 @@
 # Regenerate every committed result, figure and the documentation PDF from a clean clone.
 #
 #   bash scripts/reproduce.sh                 # everything, at the budgets of the committed results
-#   STEPS=300 SEEDS="0" bash scripts/reproduce.sh   # smaller budgets of the short study (other numbers than committed)
+#   SEEDS="0" TRIALS=4 bash scripts/reproduce.sh   # fewer seeds and trials (other numbers than committed)
 #
-# Expected wall time on 2 CPU cores: see README (measured)
+# Expected wall time on 2 CPU cores: about two days of one-thread training (see README); on a GPU far less.
 #
 # Environment overrides (defaults are the committed results' budgets):
 #   TS_SEEDS="0 1 2 3 4 5 6 7 8 9"  JOBS=2     Exercise 1 seeds and parallel processes
-#   STEPS=                           optimizer steps of every run of the short study (default: each file's own
-#                                    budget, 600-3000 steps; the long runs always keep theirs)
-#   SEEDS="0 1 2"                    seeds of the ablation, ablation_warp, masked, best and gate sets (study, atari and atari_best_long: seed 0)
-#   TRIALS=12  TRIAL_STEPS=3000      size of the Optuna study (sheet 2 (f))
+#   SEEDS="0 1 2"                    seeds of the sheet's model, its ablations, masked reconstruction, the warp model
+#   TRIALS=12  TRIAL_STEPS=3000      size of the Optuna study (sheet 2 (f)); every trial trains the FLOPs of
+#                                    TRIAL_STEPS steps of config/vit_cpu.json
 #   BENCH_ARGS=""                    extra flags of scripts/bench.py (e.g. --quick)
 #   SOURCE_DATE_EPOCH                date printed in the PDF
 #
 # Resumable: stop it at any time and start it again. The Exercise 2 runners skip finished runs and
 # resume unfinished ones from their quicksave.ckpt; the Optuna study runs only the trials its journal
-# (out/tune*/*.journal) still lacks (tune.py --until); the data files are written only when
+# (out/tune_sheet/sheet.journal) still lacks (tune.py --until); the data file is written only when
 # missing; the Exercise 1 grid and the benchmark rerun unless out/reproduce/ records that the same
 # command finished.
 # Run folders go to out/, the results the report cites to results/.
@@ -26,9 +25,6 @@ cd "$(dirname "$0")/.."
 
 read -ra TS_SEEDS <<< "${TS_SEEDS:-0 1 2 3 4 5 6 7 8 9}"
 JOBS=${JOBS:-2}
-# The short study's files hold their budgets; STEPS refits every run of it to another one.
-STEPS_FLAG=()
-[[ -n ${STEPS:-} ]] && STEPS_FLAG=(--steps "$STEPS")
 read -ra SEEDS <<< "${SEEDS:-0 1 2}"
 TRIALS=${TRIALS:-12}
 TRIAL_STEPS=${TRIAL_STEPS:-3000}
@@ -55,64 +51,32 @@ python -m scripts.exercise1_analysis --results results/timeseries
 
 echo "== Exercise 2: data (written only when missing)"
 [[ -f gameplay-data.hdf5 ]] || python -m model.scripts.make_gameplay --out gameplay-data.hdf5
-for game in pong riverraid; do
-    [[ -f out/data/$game.hdf5 ]] ||
-        python -m model.scripts.import_video atari --game $game --frames 6000 --seed 0 --out out/data/$game.hdf5
+python -m scripts.patch_code gameplay-data.hdf5 --out results/vit/patch_code.json   # the frame output's ceiling
+
+echo "== Exercise 2 (c): what makes the sheet's model learn (3000 steps per recipe, one-batch fits)"
+python -m scripts.run_experiments --set diagnosis --seeds 0 --runs-dir out/diagnosis --threads 1 --no-figures
+python -m scripts.diagnose --threads 1
+
+echo "== Exercise 2 (c)-(e): the sheet's model, its ablations, masked reconstruction (hours each; one thread per run)"
+python -m scripts.run_experiments --set sheet --seeds "${SEEDS[@]}" --threads 1
+python -m scripts.run_experiments --set sheet_ablation --seeds "${SEEDS[@]}" --threads 1
+python -m scripts.run_experiments --set sheet_masked --seeds "${SEEDS[@]}" --threads 1
+for set in sheet sheet_ablation sheet_masked; do
+    python -m scripts.learning_curves --set $set --seeds "${SEEDS[@]}"
 done
+# The published checkpoints: of each model's seeds the one chosen on validation.
+python -m model.scripts.export_checkpoint $(printf 'out/experiments/sheet30k.seed%s/final.ckpt ' "${SEEDS[@]}") \
+    results/vit/vit_cpu.ckpt
+python -m model.scripts.export_checkpoint $(printf 'out/experiments/sheet_masked10k_full.seed%s/final.ckpt ' "${SEEDS[@]}") \
+    results/vit/vit_masked.ckpt
+python -m scripts.targets   # where the targets stand (results/vit/targets.md)
 
 echo "== Exercise 2 (f): hyperparameter search of the sheet's model (the pick goes to out/tune_sheet/vit_best.json)"
-# num_frames, channels, num_heads, layers, patch_size and the learning rate of config/vit_cpu.json, scored on the
-# validation part. The earlier searches (results/vit/tune, results/vit/tune_val: output, loss and positions too,
-# where config/vit_best.json comes from) ran with scripts/tune.py as of commit 892ec79.
-python -m scripts.tune --until "$TRIALS" --steps-per-trial "$TRIAL_STEPS"
+python -m scripts.tune --until "$TRIALS" --steps-per-trial "$TRIAL_STEPS" --threads 1
 
-echo "== Exercise 2 (c)-(f): the long runs (hours each; one thread per run)"
-# Learning curves of the sheet's model and of the best configuration (30 000 steps; best3k: 3000), seed 0.
-python -m scripts.run_experiments --set long --seeds 0 --threads 1
-# 2 (d), (e) and masked reconstruction at 10 000 steps, three seeds.
-python -m scripts.run_experiments --set long_ablation --seeds "${SEEDS[@]}" --threads 1
-python -m scripts.run_experiments --set long_masked --seeds "${SEEDS[@]}" --threads 1
-# Other footage: the best configuration at 10 000 steps on Atari Pong and River Raid, seed 0.
-python -m scripts.run_experiments --set long_pong --seeds 0 --threads 1
-python -m scripts.run_experiments --set long_riverraid --seeds 0 --threads 1
-# The curves of the long set; the frontier: the final validation PSNR of best3k, ablation10k_full and best_long.
-python -m scripts.learning_curves --set long
-python -m scripts.learning_curves --set long_ablation --seeds "${SEEDS[@]}"
-python -m scripts.learning_curves --set long_masked --seeds "${SEEDS[@]}" --frontier
-python -m scripts.learning_curves --set long_pong --frontier
-python -m scripts.learning_curves --set long_riverraid --frontier
-# Where the targets stand (results/vit/targets.md).
-python -m scripts.targets
-# The selected model: best_long's final weights.
+echo "== Beyond the sheet: the warp model (config/vit_best.json)"
+python -m scripts.run_experiments --set warp --seeds "${SEEDS[@]}" --threads 1
 python -m model.scripts.export_checkpoint out/experiments/best_long.seed0/final.ckpt results/vit/vit_best_long.ckpt
-
-echo "== Exercise 2 (c): what makes the model beat copy-last-frame"
-python -m scripts.run_experiments --set study ${STEPS_FLAG[@]+"${STEPS_FLAG[@]}"} --seeds 0
-python -m model.scripts.export_checkpoint out/experiments/long.seed0/quicksave.ckpt results/vit/vit_cpu_long.ckpt
-
-echo "== Exercise 2 (d), (e): without self-attention, without positional embeddings"
-python -m scripts.run_experiments --set ablation ${STEPS_FLAG[@]+"${STEPS_FLAG[@]}"} --seeds "${SEEDS[@]}"
-
-echo "== Exercise 2 (d), (e): the same ablations on the learned-warp model"
-python -m scripts.run_experiments --set ablation_warp ${STEPS_FLAG[@]+"${STEPS_FLAG[@]}"} --seeds "${SEEDS[@]}"
-
-echo "== Exercise 2 (d): masked reconstruction"
-python -m scripts.run_experiments --set masked ${STEPS_FLAG[@]+"${STEPS_FLAG[@]}"} --seeds "${SEEDS[@]}"
-
-echo "== Exercise 2: other footage (Atari Pong)"
-python -m scripts.run_experiments --set atari ${STEPS_FLAG[@]+"${STEPS_FLAG[@]}"} --seeds 0
-
-echo "== Exercise 2 (f): the best configuration of the search, trained longer (1500 steps, its own budget)"
-python -m scripts.run_experiments --set best --seeds "${SEEDS[@]}"
-python -m scripts.run_experiments --set atari_best --seeds "${SEEDS[@]}"
-python -m scripts.run_experiments --set atari_best_long --seeds 0
-
-echo "== Exercise 2 (f): the best configuration with the change gate (config/vit_best_gate.json)"
-once change_support python -m scripts.change_support gameplay-data.hdf5 out/data/pong.hdf5 --out results/vit/change_support
-python -m scripts.patch_code gameplay-data.hdf5 --out results/vit/patch_code.json   # the frame output's ceiling
-python -m scripts.run_experiments --set best_gate --seeds "${SEEDS[@]}"
-python -m scripts.run_experiments --set atari_best_gate --seeds "${SEEDS[@]}"
-python -m model.scripts.export_checkpoint out/experiments/best_gate.seed0/quicksave.ckpt results/vit/vit_best_gate.ckpt
 
 echo "== Performance"
 read -ra BENCH_ARGS <<< "${BENCH_ARGS:-}"

@@ -30,6 +30,7 @@ records situations), error_by_region.png and attention_{variant}.png (scripts/ex
 Budgets (steps, wall-clock seconds) are recorded with every number.
 """
 import argparse
+import difflib
 import json
 import sys
 import time
@@ -49,7 +50,7 @@ from model.evaluate import BASELINES, LABELS, baseline_predictors, model_predict
 from model.files import write_json_atomically, write_text_atomically
 from model.metrics import mean_frame_baseline, median_frame_baseline
 from model.rollout import closed_loop, per_step_means
-from scripts.experiment_sets import SETS, VARIANT_LABELS, run_config, variant_file, variant_names
+from scripts.experiment_sets import SETS, VARIANT_FOLDERS, VARIANT_LABELS, run_config, variant_file, variant_names
 
 BASELINE_NAMES = BASELINES
 BASELINE_LABELS = LABELS
@@ -63,8 +64,9 @@ EVAL_BATCH = 32
 
 def parse_args(argv=None):
     parser = CliParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--set", choices=sorted(SETS), default="ablation", help="named list of variants")
-    parser.add_argument("--runs", nargs="+", choices=sorted(variant_names()), help="variants to run (instead of --set)")
+    parser.add_argument("--set", choices=sorted(SETS), default="sheet", help="named list of variants")
+    parser.add_argument("--runs", nargs="+", metavar="VARIANT",
+                        help="variants to run (instead of --set): config file stems in " + ", ".join(VARIANT_FOLDERS))
     parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
     parser.add_argument("--steps", type=positive_int,
                         help="optimizer steps per run, with a schedule fitted to them (default: the config file's)")
@@ -79,6 +81,12 @@ def parse_args(argv=None):
                              "summary.md, table.md), without their run folders")
     parser.add_argument("--config-root", default=".", help=argparse.SUPPRESS)  # tests: where config/ lives
     args = parser.parse_args(argv)
+    known = variant_names(args.config_root)
+    for variant in args.runs or []:
+        if variant not in known:
+            close = difflib.get_close_matches(variant, known, n=1)
+            parser.error(f"argument --runs: no variant {variant!r} (a config file in {', '.join(VARIANT_FOLDERS)})"
+                         + (f"; did you mean {close[0]}?" if close else ""))
     return args
 
 

@@ -32,21 +32,26 @@ def write_video(path, count=80):
 
 @pytest.fixture
 def tiny_configs(tmp_path):
-    """config/vit_cpu_residual.json shrunk to the tiny video, with the variant files that start from it."""
+    """config/vit_cpu.json shrunk to the tiny video, with the sheet's variant files under short names (full:
+    sheet10k_full, noattention, nopos, masked: sheet_masked10k_full, which starts from config/vit_masked.json)."""
     video = tmp_path / "video.hdf5"
     write_video(video)
-    raw = json.loads(strip_json_comments(Path("config/vit_cpu_residual.json").read_text()))
+    raw = json.loads(strip_json_comments(Path("config/vit_cpu.json").read_text()))
     raw["data"]["hdf5_file"] = str(video)
     raw["data"]["validation_fraction"] = 0.25
+    raw["data"]["test_fraction"] = 0.25  # 20 frames: room for the 10-step closed loops
     raw["num_workers"] = 0
     raw["model"].update(TINY_MODEL)
     raw["training"]["validation_batches"] = 2
-    (tmp_path / "config" / "short").mkdir(parents=True)
-    (tmp_path / "config" / "vit_cpu_residual.json").write_text(json.dumps(raw))
-    for variant in ("full", "noattention", "nopos", "masked"):
-        source = experiment_sets.variant_file(variant)
-        assert json.loads(strip_json_comments(source.read_text()))["base"] == "../vit_cpu_residual.json"
-        (tmp_path / source).write_text(source.read_text())
+    (tmp_path / "config" / "long").mkdir(parents=True)
+    (tmp_path / "config" / "vit_cpu.json").write_text(json.dumps(raw))
+    (tmp_path / "config" / "vit_masked.json").write_text(Path("config/vit_masked.json").read_text())
+    names = {"full": "sheet10k_full", "noattention": "sheet10k_noattention", "nopos": "sheet10k_nopos",
+             "masked": "sheet_masked10k_full"}
+    for name, variant in names.items():
+        variant_cfg = json.loads(strip_json_comments(experiment_sets.variant_file(variant).read_text()))
+        variant_cfg["model_path"] = name
+        (tmp_path / "config" / "long" / f"{name}.json").write_text(json.dumps(variant_cfg))
     return tmp_path
 
 
@@ -114,7 +119,7 @@ def test_runner_trains_resumes_evaluates_and_reports(tiny_configs, capsys):
     assert printed.count("done, skipped") == 5 and "resuming from" in printed
     assert (root / "runs" / "nopos.seed1" / "done.json").exists()
     # A run folder of another config is refused instead of being reported under the new one.
-    config = root / "config/vit_cpu_residual.json"
+    config = root / "config/vit_cpu.json"
     raw = json.loads(config.read_text())
     raw["model"]["layers"] += 1
     config.write_text(json.dumps(raw))
@@ -150,7 +155,7 @@ def test_tune_shares_a_journal_study_and_writes_the_best_config(tiny_configs):
     from scripts import tune
 
     root = tiny_configs
-    config = root / "config/vit_cpu_residual.json"
+    config = root / "config/vit_cpu.json"
     args = ["--config", str(config), "--study-name", "smoke", "--storage", str(root / "study.journal"),
             "--trials", "2", "--steps-per-trial", "3", "--out", str(root / "tune"),
             "--best-config", str(root / "best.json"), "--runs-dir", str(root / "trials"), "--threads", "1"]
@@ -170,7 +175,7 @@ def test_tune_shares_a_journal_study_and_writes_the_best_config(tiny_configs):
         params["num_frames"], params["layers"], params["learning_rate"])
     assert "objective: one-step MSE on the validation part" in summary
     other = root / "config/other.json"  # another base config (another split) may not join the study
-    other.write_text(json.dumps({"base": "vit_cpu_residual.json", "data": {"test_fraction": 0.0}}))
+    other.write_text(json.dumps({"base": "vit_cpu.json", "data": {"test_fraction": 0.0}}))
     assert tune.main(["--config", str(other)] + args[2:6] + ["--trials", "1"] + args[8:]) == 2
 
 
@@ -195,12 +200,12 @@ def test_every_choice_of_the_search_is_a_valid_config():
         assert cfg.model.output == "frame" and cfg.training.loss == "mse"  # the sheet's model and its recipe
 
 
-def test_the_readme_lists_every_set():
+def test_the_usage_page_lists_every_set():
     import re
 
-    rows = [line for line in Path("README.md").read_text(encoding="utf-8").splitlines() if line.startswith("| `")]
+    rows = [line for line in Path("docs/usage.md").read_text(encoding="utf-8").splitlines() if line.startswith("| `")]
     listed = {name for row in rows for name in re.findall(r"`([a-z0-9_]+)`", row.split(" | ")[0])}
-    assert set(run_experiments.SETS) <= listed, f"README.md's --set table lacks {set(run_experiments.SETS) - listed}"
+    assert set(run_experiments.SETS) <= listed, f"docs/usage.md's --set table lacks {set(run_experiments.SETS) - listed}"
 
 
 def test_every_variant_and_set_builds_a_valid_config():
@@ -212,9 +217,9 @@ def test_every_variant_and_set_builds_a_valid_config():
         assert cfg.model_path == variant and cfg.training.max_steps >= 600  # each file holds its own budget
         assert experiment_sets.run_config(variant, 60).training.max_steps == 60
     assert {v for variants in run_experiments.SETS.values() for v in variants} <= names
-    gated = experiment_sets.run_config("pong_best_gate")
-    assert gated.model.change_radius == 6 and gated.data.hdf5_file == "out/data/pong.hdf5"
-    assert experiment_sets.run_config("noattention").model.attention is False
+    assert experiment_sets.run_config("sheet10k_noattention").model.attention is False
+    assert experiment_sets.run_config("sheet10k_nopos").model.positional_embedding is False
+    assert experiment_sets.run_config("sheet_masked10k_full").model.num_frames == 1
 
 
 def test_tables_give_small_l1_values_six_decimals():

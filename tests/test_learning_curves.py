@@ -59,8 +59,8 @@ def test_the_frontier_fits_a_line_in_log_compute_through_finished_runs():
 
 def test_a_set_names_the_variants_of_scripts_run_experiments(tmp_path, capsys):
     # No run folders yet: each variant of the set is named as left out, then one line and exit 1.
-    assert learning_curves.main(["--set", "long_masked", "--runs-dir", str(tmp_path)]) == 1
+    assert learning_curves.main(["--set", "sheet_masked", "--runs-dir", str(tmp_path)]) == 1
     captured = capsys.readouterr()
     assert all(f"{variant}.seed0: no metrics.jsonl, left out" in captured.out
-               for variant in learning_curves.SETS["long_masked"])
+               for variant in learning_curves.SETS["sheet_masked"])
     assert captured.err.count("\n") == 1

@@ -176,11 +176,11 @@ def test_bare_predict_works_on_a_fresh_clone(tmp_path):
                             text=True, timeout=300, env={**os.environ, "PYTHONPATH": str(REPO)})
     assert result.returncode == 0, result.stderr
     assert ("no run of config/vit.json in out/vit.device0 yet: using the published "
-            "results/vit/vit_best_long.ckpt and the config stored in it") in result.stdout
-    out = clone / "samples" / "best_long"  # samples/{model_path}/ of the config used
+            "results/vit/vit_cpu.ckpt and the config stored in it") in result.stdout
+    out = clone / "samples" / "sheet30k"  # samples/{model_path}/ of the config used
     metrics = json.loads((out / "metrics.json").read_text())
-    assert metrics["checkpoint"] == "results/vit/vit_best_long.ckpt" and metrics["steps"] == 10
-    assert metrics["config"] == "stored in results/vit/vit_best_long.ckpt"
+    assert metrics["checkpoint"] == "results/vit/vit_cpu.ckpt" and metrics["steps"] == 10
+    assert metrics["config"] == "stored in results/vit/vit_cpu.ckpt"
     assert len(list(out.glob("prediction_00000_*.png"))) == 10 and (out / "rollout_00000.png").is_file()
 
 
@@ -225,6 +225,26 @@ def test_exported_checkpoint_predicts_the_same_and_is_smaller(trained, tmp_path)
         assert predict.main(["-cfg", str(config), "--load", str(path), "--output", str(out), "--steps", "2"]) == 0
         runs.append(json.loads((out / "metrics.json").read_text())["samples"][0]["rollout"])
     assert runs[0] == runs[1]
+
+
+def test_of_several_runs_the_one_best_on_validation_is_exported(trained, tmp_path, capsys):
+    from model.checkpoint import load_checkpoint
+    from model.scripts import export_checkpoint
+    _, checkpoint = trained
+    sources = []
+    for seed, loss in enumerate((0.02, 0.01, 0.03)):
+        run = tmp_path / f"run.seed{seed}"
+        run.mkdir()
+        (run / "final.ckpt").write_bytes(checkpoint.read_bytes())
+        records = [{"step": 1, "val_loss": 0.001}, {"step": 2, "train_loss": 0.5}, {"step": 3, "val_loss": loss}]
+        (run / "metrics.jsonl").write_text("".join(json.dumps(record) + "\n" for record in records))
+        sources.append(str(run / "final.ckpt"))
+    published = tmp_path / "published.ckpt"
+    assert export_checkpoint.main([*sources, str(published)]) == 0  # the last validation counts, not the best
+    assert f"from {sources[1]}" in capsys.readouterr().out and "optimizer" not in load_checkpoint(published)
+    (tmp_path / "run.seed2" / "metrics.jsonl").write_text(json.dumps({"step": 1, "train_loss": 0.5}) + "\n")
+    assert export_checkpoint.main([*sources, str(tmp_path / "other.ckpt")]) == 1
+    assert "holds no validation" in capsys.readouterr().err
 
 
 @pytest.mark.parametrize("module", ["model.scripts.predict", "model.main"])

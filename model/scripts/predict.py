@@ -8,8 +8,8 @@ Which model (the command says which it used, and the checkpoint's step):
     -cfg CONFIG alone: the best.ckpt (else quicksave.ckpt) of that config's run folder
     OUT_DIR/{model_path}.device{N}/;
     with neither flag: the best.ckpt of config/vit.json's run folder once a local run has been validated,
-    else the published results/vit/vit_best_long.ckpt with the config stored in it (that of
-    config/vit_best.json); an unvalidated local run (a quicksave alone) never replaces it unasked.
+    else the published results/vit/vit_cpu.ckpt (the sheet's model) with the config stored in it (that of
+    config/long/sheet30k.json); an unvalidated local run (a quicksave alone) never replaces it unasked.
 
 Each sample starts from num_frames - 1 real frames of the video (from the held-out part by default),
 predicts the next frame, quantises it to 8 bit, appends it to the window and drops the oldest frame,
@@ -49,7 +49,7 @@ from model.rollout import closed_loop, per_step_means
 from model.text import plural
 
 SHEET_CONFIG = "config/vit.json"
-PUBLISHED_CHECKPOINT = "results/vit/vit_best_long.ckpt"
+PUBLISHED_CHECKPOINT = "results/vit/vit_cpu.ckpt"  # the sheet's model
 # The files predict writes, and the only ones it removes from an earlier run.
 OUTPUT_FILES = re.compile(r"prediction_\d{5,}_\d{5,}_frame_\d{5,}\.png|rollout_\d{5,}\.(png|gif)|metrics\.json")
 

@@ -21,7 +21,8 @@ from pathlib import Path
 
 import yaml
 
-from model.vit import OUTPUTS, WARP_RADIUS
+from model.vit import WARP_RADIUS, check_head_options
+from nn.attention import OptionError, check_heads, check_patch_grid, check_positions
 from nn.loss import LOSSES
 
 DEFAULT_HDF5_FILE = "./gameplay-data.hdf5"
@@ -376,14 +377,6 @@ def _check_values(cfg):
     require(cfg.data.validation_fraction + cfg.data.test_fraction < 1, "data.test_fraction",
             f"{cfg.data.test_fraction} and data.validation_fraction {cfg.data.validation_fraction} "
             f"leave no frames to train on")
-    require(0 < m.mask_percentage <= 1, "model.mask_percentage",
-            f"must lie in (0, 1], got {m.mask_percentage}")
-    require(m.positional_init_std > 0, "model.positional_init_std",
-            f"must be positive, got {m.positional_init_std}")
-    require(m.positional_init in ("normal", "sincos"), "model.positional_init",
-            f"must be 'normal' or 'sincos', got {m.positional_init!r}")
-    require(m.positional_init != "sincos" or (m.channels % 2 == 0 and m.channels >= 6), "model.positional_init",
-            f"'sincos' needs an even model.channels >= 6, got {m.channels}")
     require(0 <= t.min_lr_ratio <= 1, "training.min_lr_ratio", f"must lie in [0, 1], got {t.min_lr_ratio}")
     require(t.loss in LOSSES, "training.loss", f"{t.loss!r} is not one of {', '.join(LOSSES)}")
     require(t.optimizer in OPTIMIZERS, "training.optimizer",
@@ -391,27 +384,25 @@ def _check_values(cfg):
     _check_model(m)
 
 
+def _model_key(name):
+    """A module argument as the config spells it (the width is model.channels)."""
+    return f"model.{'channels' if name == 'embed_size' else name}"
+
+
 def _check_model(m):
-    """The model section's sizes and the combinations of its options."""
+    """The model section's sizes and the combinations of its options: the modules' own checks (nn.attention,
+    model.vit), which name the config's keys, and what only a config has (the mask must hide a patch)."""
     require = _require
-    for side in ("height", "width"):
-        size = getattr(m, f"image_{side}")
-        require(size % m.patch_size == 0, "model.patch_size",
-                f"{m.patch_size} does not divide model.image_{side} {size}")
-    require(m.channels % m.num_heads == 0, "model.channels",
-            f"{m.channels} is not divisible by model.num_heads {m.num_heads}")
-    require(m.output in OUTPUTS, "model.output", f"{m.output!r} is not one of {', '.join(OUTPUTS)}")
-    require(m.output == "frame" or m.num_frames > 1, "model.output",
-            f"{m.output!r} needs model.num_frames > 1 (a previous frame to add the change to)")
-    require(m.warp_radius is None or m.output == "warp", "model.warp_radius",
-            f"applies to model.output 'warp' only, not {m.output!r} (leave it out or set it to null)")
+    try:
+        check_patch_grid(m.image_height, m.image_width, m.patch_size, _model_key)
+        check_heads(m.channels, m.num_heads, _model_key)
+        check_positions(m.channels, m.mask_percentage, m.positional_init, m.positional_init_std, _model_key)
+        check_head_options(m.output, m.num_frames, m.warp_radius, m.change_radius, _model_key)
+    except OptionError as error:
+        raise ConfigError(f"config key '{error.name}': {error.message}") from None
     if m.warp_radius is not None:
-        require(0 < m.warp_radius < min(m.image_height, m.image_width), "model.warp_radius",
+        require(m.warp_radius < min(m.image_height, m.image_width), "model.warp_radius",
                 f"must lie between 1 and the image size, got {m.warp_radius}")
-    require(m.change_radius >= 0, "model.change_radius", f"must not be negative, got {m.change_radius}")
-    require(m.change_radius == 0 or (m.output != "frame" and m.num_frames > 2), "model.change_radius",
-            f"{m.change_radius} needs model.output 'residual' or 'warp' and model.num_frames > 2 "
-            f"(two seen frames to compare)")
     patches = (m.image_height // m.patch_size) * (m.image_width // m.patch_size)
     require(m.num_frames > 1 or round(m.mask_percentage * patches) >= 1, "model.mask_percentage",
             f"{m.mask_percentage} masks no patch of the {patches} in a frame")

@@ -12,7 +12,7 @@ import torch.nn.functional as F
 from einops import rearrange
 from torch import nn as tnn
 
-from nn.attention import AttentionBlock, PatchEmbedding, ReversePatchEmbedding
+from nn.attention import AttentionBlock, OptionError, PatchEmbedding, ReversePatchEmbedding
 
 
 # Initial logit of "no shift" in the warp head (the other shifts start at 0): with the 25 shifts of
@@ -50,8 +50,7 @@ class VisionTransformer(tnn.Module):
         super().__init__()
         if isinstance(layers, bool) or not isinstance(layers, int) or layers < 1:
             raise ValueError(f"layers must be a positive integer, got {layers!r}")
-        if output not in OUTPUTS:
-            raise ValueError(f"output must be one of {', '.join(OUTPUTS)}, got {output!r}")
+        check_head_options(output, num_frames, warp_radius, change_radius)
         self.num_frames = num_frames
         self.embedding = PatchEmbedding(num_frames, channels, patch_size, image_height, image_width,
                                         positional_embedding=positional_embedding,
@@ -118,20 +117,32 @@ class VisionTransformer(tnn.Module):
         return self(frames, last_frame_only=True)["prediction"][:, -1].clamp(0, 1)
 
 
+def check_head_options(output, num_frames, warp_radius=None, change_radius=0, key=str):
+    """The output head's options and their combinations with num_frames (model.config checks a config's with
+    this too, ``key`` spelling the names as its keys)."""
+    if output not in OUTPUTS:
+        raise OptionError(key("output"), f"{output!r} is not one of {', '.join(OUTPUTS)}")
+    if output != "frame" and num_frames < 2:
+        raise OptionError(key("output"), f"{output!r} needs {key('num_frames')} > 1 (a previous frame to add "
+                                         f"the change to)")
+    if warp_radius is not None:
+        if output != "warp":
+            raise OptionError(key("warp_radius"), f"applies to {key('output')} 'warp' only, not {output!r} (leave it "
+                                                  f"out or set it to null)")
+        if isinstance(warp_radius, bool) or not isinstance(warp_radius, int) or warp_radius < 1:
+            raise OptionError(key("warp_radius"), f"must be a positive integer, got {warp_radius!r}")
+    if isinstance(change_radius, bool) or not isinstance(change_radius, int) or change_radius < 0:
+        raise OptionError(key("change_radius"), f"must be a non-negative integer, got {change_radius!r}")
+    if change_radius and (output == "frame" or num_frames < 3):
+        raise OptionError(key("change_radius"), f"{change_radius} needs {key('output')} 'residual' or 'warp' and "
+                                                f"{key('num_frames')} > 2 (two seen frames to compare)")
+
+
 def make_head(output, *, num_frames, channels, patch_size, grid, warp_radius=None, change_radius=0):
     """The output head for ``output`` (one of OUTPUTS), its options checked."""
-    if warp_radius is not None and output != "warp":
-        raise ValueError(f"warp_radius applies to output 'warp' only, not {output!r}")
-    if isinstance(change_radius, bool) or not isinstance(change_radius, int) or change_radius < 0:
-        raise ValueError(f"change_radius must be a non-negative integer, got {change_radius!r}")
+    check_head_options(output, num_frames, warp_radius, change_radius)
     if output == "frame":
-        if change_radius:
-            raise ValueError("change_radius > 0 needs output 'residual' or 'warp' (a last frame to keep)")
         return FrameHead()
-    if num_frames < 2:
-        raise ValueError(f"output {output!r} needs num_frames > 1 (a previous frame to add the change to)")
-    if change_radius and num_frames < 3:
-        raise ValueError("change_radius > 0 needs num_frames > 2 (two seen frames to compare)")
     if output == "residual":
         return ResidualHead(change_radius)
     return WarpHead(channels, patch_size, grid, WARP_RADIUS if warp_radius is None else warp_radius, change_radius)
@@ -181,8 +192,7 @@ class WarpHead(ResidualHead):
 
     def __init__(self, channels, patch_size, grid, warp_radius, change_radius=0):
         super().__init__(change_radius)
-        if isinstance(warp_radius, bool) or not isinstance(warp_radius, int) or warp_radius < 1:
-            raise ValueError(f"warp_radius must be a positive integer, got {warp_radius!r}")
+        check_head_options("warp", 2, warp_radius)
         self.warp_radius, self.patch_size, (self.grid_height, self.grid_width) = warp_radius, patch_size, grid
         self.shifts = [(dy, dx) for dy in range(-warp_radius, warp_radius + 1)
                        for dx in range(-warp_radius, warp_radius + 1)]

@@ -12,11 +12,48 @@ from einops import rearrange, repeat
 from torch import nn as tnn
 
 
+class OptionError(ValueError):
+    """A bad argument of a module: ``name`` is the argument (as the caller spells it), ``message`` says why.
+
+    The module checks below are the one place each option is checked: the modules call them with the
+    arguments' own names, model.config with its keys (``key=lambda name: f"model.{name}"``) to name the key.
+    """
+
+    def __init__(self, name, message):
+        super().__init__(f"{name}: {message}")
+        self.name, self.message = name, message
+
+
 def _require_positive(**sizes):
     """Raise ValueError naming the first argument that is not a positive int."""
     for name, value in sizes.items():
         if isinstance(value, bool) or not isinstance(value, int) or value < 1:
             raise ValueError(f"{name} must be a positive integer, got {value!r}")
+
+
+def check_patch_grid(image_height, image_width, patch_size, key=str):
+    """The patch size must divide both sides of the frame."""
+    for side, size in (("image_height", image_height), ("image_width", image_width)):
+        if size % patch_size:
+            raise OptionError(key("patch_size"), f"{patch_size} does not divide {key(side)} {size}")
+
+
+def check_heads(embed_size, num_heads, key=str):
+    """The width must split into num_heads heads (``embed_size`` is spelled ``key("embed_size")``)."""
+    if embed_size % num_heads:
+        raise OptionError(key("embed_size"), f"{embed_size} is not divisible by {key('num_heads')} {num_heads}")
+
+
+def check_positions(embed_size, mask_percentage, positional_init, positional_init_std, key=str):
+    """The options of PatchEmbedding's masking and positional embedding."""
+    if not 0.0 <= mask_percentage <= 1.0:
+        raise OptionError(key("mask_percentage"), f"must lie in [0, 1], got {mask_percentage!r}")
+    if not positional_init_std > 0:
+        raise OptionError(key("positional_init_std"), f"must be positive, got {positional_init_std!r}")
+    if positional_init not in ("normal", "sincos"):
+        raise OptionError(key("positional_init"), f"must be 'normal' or 'sincos', got {positional_init!r}")
+    if positional_init == "sincos" and (embed_size % 2 or embed_size < 6):
+        raise OptionError(key("positional_init"), f"'sincos' needs an even {key('embed_size')} >= 6, got {embed_size}")
 
 
 def _patch_grid(num_frames, embed_size, patch_size, image_height, image_width):
@@ -26,9 +63,7 @@ def _patch_grid(num_frames, embed_size, patch_size, image_height, image_width):
     """
     _require_positive(num_frames=num_frames, embed_size=embed_size, patch_size=patch_size,
                       image_height=image_height, image_width=image_width)
-    for name, size in (("image_height", image_height), ("image_width", image_width)):
-        if size % patch_size:
-            raise ValueError(f"{name} ({size}) must be divisible by patch_size ({patch_size})")
+    check_patch_grid(image_height, image_width, patch_size)
     return image_height // patch_size, image_width // patch_size
 
 
@@ -44,8 +79,7 @@ class SelfAttentionLayer(tnn.Module):
     def __init__(self, embed_size, num_heads, fused=False):
         super().__init__()
         _require_positive(embed_size=embed_size, num_heads=num_heads)
-        if embed_size % num_heads:
-            raise ValueError(f"embed_size ({embed_size}) must be divisible by num_heads ({num_heads})")
+        check_heads(embed_size, num_heads)
         self.num_heads = num_heads
         self.head_size = embed_size // num_heads
         self.fused = fused
@@ -171,12 +205,7 @@ class PatchEmbedding(tnn.Module):
         super().__init__()
         self.grid_height, self.grid_width = _patch_grid(num_frames, embed_size, patch_size,
                                                         image_height, image_width)
-        if not 0.0 <= mask_percentage <= 1.0:
-            raise ValueError(f"mask_percentage must lie in [0, 1], got {mask_percentage!r}")
-        if not positional_init_std > 0:
-            raise ValueError(f"positional_init_std must be positive, got {positional_init_std!r}")
-        if positional_init not in ("normal", "sincos"):
-            raise ValueError(f"positional_init must be 'normal' or 'sincos', got {positional_init!r}")
+        check_positions(embed_size, mask_percentage, positional_init, positional_init_std)
         self.num_frames = num_frames
         self.patch_size = patch_size
         self.image_height = image_height

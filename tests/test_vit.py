@@ -85,7 +85,7 @@ def test_residual_starts_as_the_copy_of_the_last_seen_frame():
     loss.backward()
     assert all(p.grad is not None for p in model.reverse_embedding.parameters())
     assert model.reverse_embedding.to_pixels.weight.grad.abs().sum() > 0  # it can learn from zero
-    with pytest.raises(ValueError, match="output 'residual' needs num_frames > 1"):
+    with pytest.raises(ValueError, match="output: 'residual' needs num_frames > 1"):
         tiny(num_frames=1, output="residual")
 
 
@@ -121,7 +121,7 @@ def test_positional_init_std_sets_the_spread_and_defaults_to_vit():
     torch.testing.assert_close(default, same, rtol=0, atol=0)  # the default is the old initialisation
     wide = tiny(positional_init_std=1.0).embedding.positional_embedding
     assert 0.01 < default.std().item() < 0.03 and 0.6 < wide.std().item() < 1.1
-    with pytest.raises(ValueError, match="positional_init_std must be positive"):
+    with pytest.raises(ValueError, match="positional_init_std: must be positive"):
         tiny(positional_init_std=0.0)
     cfg = with_overrides(Config(), {"model.positional_init_std": 1.0})
     assert cfg.model.model_kwargs()["positional_init_std"] == 1.0
@@ -184,15 +184,15 @@ def test_the_hidden_frame_cannot_leak_into_the_warp():
 
 
 def test_the_warp_radius_belongs_to_the_warp_output():
-    with pytest.raises(ValueError, match="warp_radius applies to output 'warp' only"):
+    with pytest.raises(ValueError, match="warp_radius: applies to output 'warp' only"):
         tiny(warp_radius=2)
-    with pytest.raises(ValueError, match="warp_radius applies to output 'warp' only"):
+    with pytest.raises(ValueError, match="warp_radius: applies to output 'warp' only"):
         tiny(output="residual", warp_radius=2)
-    with pytest.raises(ValueError, match="warp_radius must be a positive integer"):
+    with pytest.raises(ValueError, match="warp_radius: must be a positive integer"):
         tiny(output="warp", warp_radius=-1)
     assert len(tiny(output="warp").head.shifts) == 25  # the default radius 2
     assert not hasattr(tiny(output="residual").head, "warp")
-    with pytest.raises(ValueError, match="output must be one of frame, residual, warp"):
+    with pytest.raises(ValueError, match="output: '[a-z]+' is not one of frame, residual, warp"):
         tiny(output="flow")
 
 
@@ -245,11 +245,11 @@ def test_the_hidden_frame_cannot_leak_into_the_change_gate():
 
 
 def test_the_change_gate_needs_a_change_output_and_two_seen_frames():
-    with pytest.raises(ValueError, match="change_radius > 0 needs output 'residual' or 'warp'"):
+    with pytest.raises(ValueError, match="change_radius: 2 needs output 'residual' or 'warp'"):
         tiny(change_radius=2)
-    with pytest.raises(ValueError, match="change_radius > 0 needs num_frames > 2"):
+    with pytest.raises(ValueError, match="change_radius: 2 needs output 'residual' or 'warp' and num_frames > 2"):
         tiny(output="residual", num_frames=2, change_radius=2)
-    with pytest.raises(ValueError, match="change_radius must be a non-negative integer"):
+    with pytest.raises(ValueError, match="change_radius: must be a non-negative integer"):
         tiny(output="residual", change_radius=-1)
 
 

@@ -63,6 +63,7 @@ README_BEGIN = "<!-- results: written by python -m scripts.build_report from doc
 README_END = "<!-- end of results -->"
 
 BODY_PT, TABLE_PT, MIN_TABLE_PT = 10, 9, 6
+WHOLE_HEADINGS_PT = 7.5  # a table shrinks down to this size before one of its headings wraps
 CELL_PAD = 1.5  # mm left and right of a table cell's text
 
 
@@ -367,6 +368,10 @@ class ReportPDF(FPDF):
         # largest at which text cells wrap only between words; at the smallest font, whatever still does
         # not fit is squeezed.
         sizes = [TABLE_PT - 0.5 * i for i in range(int((TABLE_PT - MIN_TABLE_PT) / 0.5) + 1)]
+        for size in (size for size in sizes if size >= WHOLE_HEADINGS_PT):  # short headings: never wrapped
+            natural, _, _ = self.column_widths(rows, numeric, size)
+            if sum(natural) <= self.epw:
+                return size, natural, align
         for size in sizes:
             natural, body, _ = self.column_widths(rows, numeric, size)
             if sum(natural) <= self.epw:

@@ -265,7 +265,8 @@ def attention_maps(path, cfg, run_dir, frames, box=None):
             ax.set_title(f"{title}: {100 * attention[t].sum():.0f} %", fontsize=11)
             if t == 0:
                 ax.set_ylabel(f"{name}\nblock {block + 1} of {len(out['attention'])}", fontsize=11)
-    fig.suptitle(f"{label_of(cfg.model_path)}: attention of the red patch of the predicted frame (mean over heads)", fontsize=11)
+    fig.suptitle(f"{label_of(cfg.model_path)}\nattention of the red patch of the predicted frame (mean over heads)",
+                 fontsize=11)
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)

@@ -479,32 +479,31 @@ def compact_table(summary):
     # One bar for the whole table: the strongest baseline among those every next-frame variant has.
     common = [name for name in BASELINE_NAMES if all(f"one_step_minus_{name}_psnr" in entry for entry in next_frame)]
     bar = strongest_baseline(next_frame[0], among=common) if next_frame else None
-    header = "| model | config | steps | seeds | L1 | PSNR | SSIM |"  # PSNR in dB (the report's captions say so)
+    header = "| model | steps | L1 | PSNR | SSIM |"  # PSNR in dB (the report's captions say so)
     several = any(len(entry["seeds"]) > 1 for entry in next_frame)  # a PSNR per seed column only then
     if next_frame:
         short = {"copy_last": "copy", "continue_motion": "motion", "player_held": "held", "mean_frame": "mean",
                  "median_frame": "median"}[bar]
-        header += ((" per seed |" if several else "") + f" Δ {short} | beats {short} |"
-                   + (" beats copy |" if bar != "copy_last" else "") + " 10-step | train |")
+        nbsp = "\u00a0"  # no-break spaces: a header cell never wraps in the report
+        header += ((f" per{nbsp}seed |" if several else "") + f" Δ{nbsp}{short} | beats{nbsp}{short} |"
+                   + " 10-step | train |")
     lines = [header, "|" + "---|" * header.count(" |")]
     for variant, entry in summary.items():
         seeds, model = len(entry["seeds"]), entry["one_step_model"]
-        row = (f"| {VARIANT_LABELS.get(variant, variant)} | {variant} | {entry['steps']} | {seeds} | "
-               f"{mean(model['l1'], digits_l1)} | "
+        row = (f"| {VARIANT_LABELS.get(variant, variant)} | {entry['steps']} | {mean(model['l1'], digits_l1)} | "
                f"{cell(model['psnr'], 2, seeds)} | {mean(model['ssim'], 3)} |")
         if next_frame and "rollout10_model" not in entry:  # a masked variant next to next-frame ones
-            row += " – |" * (header.count(" |") - 7)
+            row += " – |" * (header.count(" |") - 5)
         elif next_frame:
             train = entry.get("train_one_step_model")
             per_seed = "/".join(f"{value:.1f}" for value in entry["per_seed_psnr"])  # one word: never wraps
             row += ((f" {per_seed} |" if several else "") +
                     f" {entry[f'one_step_minus_{bar}_psnr'][0]:+.2f} | "  # its std is the PSNR's: the same bar
                     f"{entry[f'beats_{bar}']}/{seeds} |"
-                    + (f" {entry['beats_copy_last']}/{seeds} |" if bar != "copy_last" else "")
                     + f" {mean(entry['rollout10_model']['psnr'], 2)} | "
                     f"{mean(train['psnr'], 2) if train else '–'} |")
         lines.append(row)
-    lines += baseline_rows(reference, digits_l1, header.count(" |") - 9 if next_frame else None)
+    lines += baseline_rows(reference, digits_l1, header.count(" |") - 7 if next_frame else None)
     return "\n".join(lines) + "\n"
 
 
@@ -519,7 +518,7 @@ def baseline_rows(reference, digits_l1, empty_cells=None):
         one = reference.get(f"one_step_{key}")
         if one is None:
             continue
-        row = (f"| *{BASELINE_LABELS[key]}* | – | – | – | {one['l1'][0]:.{digits_l1}f} | {one['psnr'][0]:.2f} | "
+        row = (f"| *{BASELINE_LABELS[key]}* | – | {one['l1'][0]:.{digits_l1}f} | {one['psnr'][0]:.2f} | "
                f"{one['ssim'][0]:.3f} |")
         if empty_cells is not None:
             rolled, train = reference.get(f"rollout10_{key}"), reference.get(f"train_one_step_{key}")

@@ -76,12 +76,12 @@ def test_runner_trains_resumes_evaluates_and_reports(tiny_configs, capsys):
     assert data["fractions"]["val"] == 0.25 and data["fractions"]["train"] == data["parts"]["train"][1] / data["frames"]
     assert "| full | 4 | 2 |" in (out / "summary.md").read_text()
     table = (out / "table.md").read_text().splitlines()
-    assert all(line.count("|") == table[0].count("|") for line in table) and table[2].startswith("| full | full | 4 | 2 |")
+    assert all(line.count("|") == table[0].count("|") for line in table) and table[2].startswith("| full | 4 |")
     assert any(line.startswith("| *copy-last frame* |") for line in table)  # baselines in italics
     # Measured against the strongest baseline on the same windows, with both baselines in the closed loop.
     bar = run_experiments.strongest_baseline(results["summary"]["full"])
     short = {"copy_last": "copy", "continue_motion": "motion", "mean_frame": "mean"}[bar]
-    assert f"| Δ {short} |" in table[0] and " per seed |" in table[0]
+    assert f"| Δ\u00a0{short} |" in table[0] and " per\u00a0seed |" in table[0]
     assert set(full["rollout"]) == {"starts", "model", "copy_last", "continue_motion"}
     assert "continue_motion" in full["train_one_step"]
     summary_full = results["summary"]["full"]
@@ -245,10 +245,10 @@ def test_the_table_measures_against_the_strongest_baseline():
              "beats_continue_motion": 2, "beats_copy_last": 2, "per_seed_psnr": [23.9, 24.1]}
     assert run_experiments.strongest_baseline(entry) == "continue_motion"
     table = run_experiments.compact_table({"best": entry}).splitlines()
-    assert "| Δ motion | beats motion | beats copy |" in table[0]
+    assert "| Δ\u00a0motion | beats\u00a0motion | 10-step |" in table[0]  # no-break spaces: headers never wrap
     # PSNR as mean ± std and per seed (one word: it never wraps), the other columns as means.
-    assert table[2] == "| best | best | 100 | 2 | 0.0050 | 24.00 ± 0.00 | 0.900 | 23.9/24.1 | +2.00 | 2/2 | 2/2 | 18.00 | – |"
-    assert table[4].startswith("| *continue motion* | – | – | – | 0.0060 | 22.00 | 0.900 |")
+    assert table[2] == "| best | 100 | 0.0050 | 24.00 ± 0.00 | 0.900 | 23.9/24.1 | +2.00 | 2/2 | 18.00 | – |"
+    assert table[4].startswith("| *continue motion* | – | 0.0060 | 22.00 | 0.900 |")
     assert table[4].endswith("| 16.00 | – |") and all(line.count("|") == table[0].count("|") for line in table)
 
 

@@ -272,7 +272,7 @@ def plot_accuracy_by_position(task, records, sequence_length, num_tokens, path):
     position with few samples can drop far on a handful of mistakes)."""
     plt = pyplot()
     train_positions, val_positions = make_task(task, sequence_length)
-    fig, ax = plt.subplots(figsize=(9, 4), constrained_layout=True)
+    fig, ax = plt.subplots(figsize=(7, 4.2), constrained_layout=True)
     counts_ax = ax.twinx()
     ax.set_zorder(counts_ax.get_zorder() + 1)  # the accuracy lines in front of the count bars
     ax.patch.set_visible(False)
@@ -310,7 +310,7 @@ def plot_accuracy_by_position(task, records, sequence_length, num_tokens, path):
     fig.suptitle(f"{task}: validation accuracy by token position ({over_seeds(records)})")
     handles, labels = ax.get_legend_handles_labels()
     bar_handles, bar_labels = counts_ax.get_legend_handles_labels()
-    ax.legend(handles + bar_handles, labels + bar_labels, loc="upper left", bbox_to_anchor=(1.15, 1), fontsize="small")
+    fig.legend(handles + bar_handles, labels + bar_labels, loc="outside lower center", ncol=3, frameon=False)
     fig.savefig(path, dpi=110)
     plt.close(fig)
 

@@ -426,3 +426,17 @@ def test_a_second_training_command_never_destroys_the_run_it_finds(tmp_path, cap
     assert cli(config, out, "--train", "--max-steps", "2", "--overwrite") == 0  # asked for: starts over
     assert [r["step"] for r in records(run_dir)] == [1, 2]
     assert torch.load(run_dir / "quicksave.ckpt", weights_only=True)["step"] == 2
+
+
+def test_training_on_the_cpu_flushes_subnormal_floats(tmp_path):
+    """A trained model's activations and gradients go subnormal, which the CPU computes ~100x slower (docs/bench.md,
+    section subnormals): engine.train flushes them to zero."""
+    config = tiny_setup(tmp_path, training={"max_steps": 1})
+    tiny = torch.tensor([1e-38])
+    try:
+        torch.set_flush_denormal(False)
+        assert (tiny * 0.01).item() > 0  # a subnormal result, kept
+        engine.train(load_config(config), load_frames(tmp_path / "video.hdf5"), tmp_path / "run", log=lambda line: None)
+        assert (tiny * 0.01).item() == 0.0  # flushed
+    finally:
+        torch.set_flush_denormal(False)

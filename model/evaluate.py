@@ -110,6 +110,33 @@ def score(predictors, windows, indices=None, *, batch_size=32, masker=None, mask
     return per_window, {name: (total / len(indices)).cpu().numpy() for name, total in maps.items()}
 
 
+@torch.no_grad()
+def attention_to_last_frame(model, windows, indices=None, batch_size=32):
+    """Where a next-frame model's predicted tokens look, per block: the mean share of their attention (over heads,
+    tokens and windows) on the same place in the last seen frame, and on the whole last seen frame.
+
+    -> {"same_place": [per block], "last_frame": [per block]}, or None for a model without attention or with one
+    frame (nothing seen before the predicted frame).
+    """
+    if model.num_frames < 2:
+        return None
+    indices = torch.arange(len(windows)) if indices is None else indices
+    per_frame = model.embedding.patches_per_frame
+    predicted = slice((model.num_frames - 1) * per_frame, None)
+    last_seen = slice((model.num_frames - 2) * per_frame, (model.num_frames - 1) * per_frame)
+    same, last, count = 0.0, 0.0, 0
+    for starts in indices.split(batch_size):
+        weights = model(windows.batch(starts), return_attention=True)["attention"]
+        if any(block is None for block in weights):
+            return None
+        # (blocks, B, heads, predicted tokens, keys of the last seen frame)
+        to_last = torch.stack([block[:, :, predicted, last_seen] for block in weights]).float()
+        same = same + to_last.diagonal(dim1=-2, dim2=-1).sum(dim=(1, 2, 3))
+        last = last + to_last.sum(dim=-1).sum(dim=(1, 2, 3))
+        count += to_last.shape[1] * to_last.shape[2] * to_last.shape[3]
+    return {"same_place": (same / count).tolist(), "last_frame": (last / count).tolist()}
+
+
 def summarise(metrics, select=None):
     """One predictor's per-window metrics (optionally only the windows where ``select`` is True) -> means.
 

@@ -28,7 +28,7 @@ def label_of(variant):
     return f"{label} ({variant})" if label else variant
 ERROR_GAMMA = 0.5  # error images on a square-root colour scale: small errors show beside large ones
 SAMPLES = 3  # windows per sample figure
-ATTENTION_QUERIES = 3  # masked patches per attention figure
+ATTENTION_QUERIES = 1  # patches of the predicted frame per attention figure (the worst first)
 
 
 def make_all(out, evaluations, configs, runs_dir, cache, frames_of):
@@ -244,7 +244,7 @@ def attention_maps(path, cfg, run_dir, frames, box=None):
     patch_error = error.reshape(gh, p, gw, p).mean((1, 3)).flatten()
     y, x = ((box[0] + box[1]) // 2, (box[2] + box[3]) // 2) if box else (gh * p // 2, gw * p // 2)
     queries = [("worst predicted patch", int(patch_error.argmax())),
-               ("player's patch" if box else "centre patch", (y // p) * gw + x // p)]
+               ("player's patch" if box else "centre patch", (y // p) * gw + x // p)][:ATTENTION_QUERIES]
     blocks = sorted({0, len(out["attention"]) - 1})
     rows = [(name, query, block) for name, query in queries for block in blocks]
     fig, axes = plt.subplots(len(rows), T, figsize=(2.5 * T, 2.45 * len(rows)), squeeze=False)

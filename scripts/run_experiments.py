@@ -46,7 +46,8 @@ from model.data import (DataError, config_parts, evaluation_part, load_metadata,
                         player_box, resolve_data_path)
 from model.distributed import StopFlag, stop_code
 from model.engine import FINAL, QUICKSAVE, TrainingError, final_weights, load_model, train
-from model.evaluate import BASELINES, LABELS, baseline_predictors, model_predictor, score, summarise
+from model.evaluate import (BASELINES, LABELS, attention_to_last_frame, baseline_predictors, model_predictor, score,
+                            summarise)
 from model.files import write_json_atomically, write_text_atomically
 from model.metrics import mean_frame_baseline, median_frame_baseline
 from model.rollout import closed_loop, per_step_means
@@ -58,7 +59,7 @@ ROLLOUT_STEPS = 10
 ROLLOUT_STARTS = 40  # closed-loop starts, spread evenly over the evaluation part
 TRAIN_WINDOWS = 600  # one-step metrics on this many training windows: how closely the model memorises
 TRAIN_FIRST_TARGET = 8  # the first of them predicts this frame: the same frames for every num_frames <= 9
-EVAL_PROTOCOL = 4  # eval.json of another protocol is computed again (4: player walking without scrolling)
+EVAL_PROTOCOL = 5  # eval.json of another protocol is computed again (5: attention to the last seen frame)
 EVAL_BATCH = 32
 
 
@@ -274,6 +275,7 @@ def evaluate_run(cfg, run_dir, frames, meta):
         result["situations"][situation] = entry
 
     result["rollout"] = closed_loop_means(model, video, windows, box)
+    result["attention"] = attention_to_last_frame(model, windows, batch_size=EVAL_BATCH)
     np.savez_compressed(run_dir / "error_map.npz", **maps)
     write_json_atomically(cached, result)
     return result

@@ -62,6 +62,22 @@ def test_attention_maps_per_block():
     assert tiny(attention=False)(frames(), return_attention=True)["attention"] == [None, None]
 
 
+def test_attention_to_the_last_frame_is_read_from_the_attention_maps():
+    from model.data import FrameWindows
+    from model.evaluate import attention_to_last_frame
+
+    model, video = tiny(), torch.rand(7, 16, 24, generator=torch.Generator().manual_seed(3))
+    windows = FrameWindows(video, 3)  # 5 windows
+    shares = attention_to_last_frame(model, windows, batch_size=2)
+    weights = torch.stack(model(windows.batch(torch.arange(5)), return_attention=True)["attention"])
+    to_last = weights[:, :, :, 12:, 6:12]  # (blocks, B, heads, predicted tokens 12-17, last seen frame 6-11)
+    torch.testing.assert_close(torch.tensor(shares["same_place"]),
+                               torch.stack([to_last[:, :, :, i, i] for i in range(6)]).mean(dim=(0, 2, 3)))
+    torch.testing.assert_close(torch.tensor(shares["last_frame"]), to_last.sum(-1).mean(dim=(1, 2, 3)))
+    assert attention_to_last_frame(tiny(attention=False), windows) is None
+    assert attention_to_last_frame(tiny(num_frames=1), FrameWindows(video, 1)) is None
+
+
 def test_ablation_switches_change_the_parameters():
     names = set(dict(tiny().named_parameters()))
     assert any("positional" in name for name in names)

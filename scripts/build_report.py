@@ -345,7 +345,7 @@ class ReportPDF(FPDF):
             for c, cell in enumerate(row):
                 self.set_font("DejaVuMono" if is_code(cell) else "DejaVu", "B" if r == 0 or "**" in cell else "", size)
                 text = plain(cell)
-                pieces = [text] if numeric[c] and r > 0 else text.split()
+                pieces = [text] if numeric[c] and r > 0 else text.split(" ")  # a no-break space joins words
                 width = self.get_string_width(text) + 2 * CELL_PAD + 0.5
                 natural[c] = max(natural[c], width)
                 if r > 0:

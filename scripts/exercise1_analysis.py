@@ -120,8 +120,9 @@ def markdown(analysis):
     layers = analysis["tcn_layers"]
     models = list(dict.fromkeys(model for entry in analysis["tasks"].values() for model in entry["accuracy_by_position"]))
     # Headings short enough for a page: "trained" = on the path of a training token.
-    lines = [f"| task (trained on) | positions | TCN slots (L{layers - 1}, L{layers}) | L{layers - 1} slot trained | "
-             f"L{layers} slot trained | pair trained | " + " | ".join(model.upper() for model in models) + " |",
+    nbsp = "\u00a0"  # no-break spaces: the headings stay on one line in the report
+    lines = [f"| task (trained on) | positions | slots{nbsp}L{layers - 1},{nbsp}L{layers} | L{layers - 1}{nbsp}trained | "
+             f"L{layers}{nbsp}trained | pair{nbsp}trained | " + " | ".join(model.upper() for model in models) + " |",
              "|---|---|---|---|---|---|" + "---:|" * len(models)]
     for task, entry in analysis["tasks"].items():
         first, last = entry["train_positions"]

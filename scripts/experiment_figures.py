@@ -204,7 +204,8 @@ def by_region(path, variants, evaluations, runs_dir, baselines, block=8):
     rows = [[(label, pool(image), "error") for label, image in baselines.items()]]
     for label, image in maps.items():
         difference = pool(image) - pool(baselines[reference])
-        rows.append([(label, pool(image), "error"), (f"{label} minus\n{reference}", difference, "difference")])
+        rows.append([(label.replace(" (", "\n("), pool(image), "error"),
+                     (f"minus {reference}", difference, "difference")])
     for row, panels in enumerate(rows):
         for col in range(columns):
             ax = axes[row, col]

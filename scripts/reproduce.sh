@@ -75,7 +75,11 @@ echo "== Exercise 2 (f): hyperparameter search of the sheet's model (the pick go
 python -m scripts.tune --until "$TRIALS" --steps-per-trial "$TRIAL_STEPS" --threads 1
 
 echo "== Beyond the sheet: the warp model (config/vit_best.json)"
-python -m scripts.run_experiments --set warp --seeds "${SEEDS[@]}" --threads 1
+# best_long (30 000 steps) has one seed, ablation10k_full (10 000 steps) three; then the set's report.
+python -m scripts.run_experiments --runs best_long --seeds 0 --threads 1 --no-figures --results out/reproduce/warp
+python -m scripts.run_experiments --runs ablation10k_full --seeds "${SEEDS[@]}" --threads 1 --no-figures \
+    --results out/reproduce/warp
+python -m scripts.run_experiments --set warp --seeds "${SEEDS[@]}" --no-train
 python -m model.scripts.export_checkpoint out/experiments/best_long.seed0/final.ckpt results/vit/vit_best_long.ckpt
 
 echo "== Performance"

@@ -462,8 +462,8 @@ def compact_table(summary):
     """The headline columns of summary.md, narrow enough for a page of the report.
 
     Next-frame variants are measured against one bar, the strongest baseline (highest one-step PSNR on the
-    first variant's windows, usually continue motion) among those every variant was compared with: ΔPSNR
-    against it, and how many seeds beat it and copy-last in PSNR and L1 together (ΔL1 is in summary.md); PSNR
+    first variant's windows, usually the held player) among those every variant was compared with: ΔPSNR
+    against it, and how many seeds beat it in PSNR and L1 together (ΔL1 and copy-last are in summary.md); PSNR
     as mean ± std over seeds, the other columns as means (summary.md has every std); the per-seed PSNR
     beside the mean ± std (when a variant has several seeds). The baselines' rows, in italics, are those of
     the first variant's windows.

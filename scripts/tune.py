@@ -99,7 +99,7 @@ def main(argv=None):
         storage = JournalStorage(JournalFileBackend(str(args.storage)))
         study = optuna.create_study(
             study_name=args.study_name, storage=storage, direction="minimize", load_if_exists=True,
-            pruner=optuna.pruners.MedianPruner(n_startup_trials=3, n_warmup_steps=PRUNE_AFTER_PERCENT))
+            pruner=optuna.pruners.MedianPruner(n_startup_trials=3, n_warmup_steps=PRUNE_AFTER_VALIDATIONS))
         # The sampler's seed mixes --seed, the worker's name and the study's size when this process
         # starts, so the tasks of an array, a requeued task and a later search each propose their own
         # first trials (a bare --seed + size gave task 1 with 0 trials task 0's seed with 1 trial).
@@ -110,7 +110,8 @@ def main(argv=None):
             args.trials = max(0, args.until - finished_trials(study))
         elif args.worker is not None:  # a requeued worker adds only what is left of its share
             args.trials = max(0, args.trials - finished_trials(study, args.worker))
-        check_base_config(study, args.config)
+        check_base_config(study, args.config, args.steps_per_trial if not args.report_only else
+                          study.user_attrs.get("steps_per_trial", args.steps_per_trial))
         if not args.report_only and args.trials:
             study.set_user_attr("steps_per_trial", args.steps_per_trial)
             study.set_user_attr("config", args.config)
@@ -133,15 +134,20 @@ def main(argv=None):
     return 0
 
 
-def check_base_config(study, config):
-    """Refuse to add trials from another base config (another split: another objective) to a study."""
+def check_base_config(study, config, steps_per_trial):
+    """Refuse to add trials from another base config (another split: another objective) or another budget (a
+    continued trial would change its schedule) to a study."""
     saved = study.user_attrs.get("config")
     if saved is not None and saved != config:
         raise ConfigError(f"study '{study.study_name}' holds trials of --config {saved}, not {config}; give another "
                           f"--study-name and --storage for a search from {config}")
+    budget = study.user_attrs.get("steps_per_trial")
+    if budget is not None and budget != steps_per_trial:
+        raise ConfigError(f"study '{study.study_name}' holds trials of --steps-per-trial {budget}, not "
+                          f"{steps_per_trial}; give that budget, or another --study-name and --storage")
 
 
-PRUNE_AFTER_PERCENT = 33  # the pruner judges a trial from a third of its budget on
+PRUNE_AFTER_VALIDATIONS = 2  # the pruner judges a trial from its third validation on (half of its budget)
 
 
 def trial_steps(base, cfg, base_steps, base_flops=None):
@@ -239,7 +245,9 @@ def objective(trial, base, frames, args, signals):
 
     def on_record(record):
         if "val_mse" in record:
-            trial.report(record["val_mse"], round(100 * record["step"] / steps))  # percent of the budget
+            # The validations are numbered (every sixth of the budget: model.config.with_budget), so trials of
+            # different step budgets meet the pruner at the same points.
+            trial.report(record["val_mse"], record["step"] // cfg.training.validate_every)
             if trial.should_prune():
                 stop.request("pruned")
 
@@ -337,8 +345,8 @@ def _number(value, digits):
 def write_best_config(best, base, args):
     cfg = with_overrides(base, {**overrides_of(best.params), "model_path": "vit_best"})
     header = (f"// The best configuration of the Optuna study '{args.study_name}' (trial {best.number}, validation "
-              f"MSE {best.value:.5f}\n// after {plural(best.user_attrs.get('steps', 0), 'step')}), written by python -m scripts.tune from "
-              f"{args.config}. Train it longer with\n// python -m model.main -cfg {args.best_config} --train\n")
+              f"MSE {best.value:.5f}\n// after {plural(best.user_attrs.get('steps', args.steps_per_trial), 'step')}), "
+              f"written by python -m scripts.tune from {args.config}. Train it longer with\n// python -m model.main -cfg {args.best_config} --train\n")
     Path(args.best_config).parent.mkdir(parents=True, exist_ok=True)
     Path(args.best_config).write_text(header + json.dumps(cfg.to_dict(), indent=2) + "\n", encoding="utf-8")
 

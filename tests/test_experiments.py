@@ -177,6 +177,8 @@ def test_tune_shares_a_journal_study_and_writes_the_best_config(tiny_configs):
     other = root / "config/other.json"  # another base config (another split) may not join the study
     other.write_text(json.dumps({"base": "vit_cpu.json", "data": {"test_fraction": 0.0}}))
     assert tune.main(["--config", str(other)] + args[2:6] + ["--trials", "1"] + args[8:]) == 2
+    budget = args.index("--steps-per-trial") + 1  # another budget would change a continued trial's schedule
+    assert tune.main(args[:budget] + ["4"] + args[budget + 1:]) == 2
 
 
 def test_tune_writes_the_best_config_into_its_runs_dir_unless_told():

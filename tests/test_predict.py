@@ -245,6 +245,12 @@ def test_of_several_runs_the_one_best_on_validation_is_exported(trained, tmp_pat
     (tmp_path / "run.seed2" / "metrics.jsonl").write_text(json.dumps({"step": 1, "train_loss": 0.5}) + "\n")
     assert export_checkpoint.main([*sources, str(tmp_path / "other.ckpt")]) == 1
     assert "holds no validation" in capsys.readouterr().err
+    (tmp_path / "run.seed2" / "metrics.jsonl").write_text('{"step": 1, "val_loss": 0.5}\n{"step": 2, "val_lo')
+    assert export_checkpoint.main([*sources, str(tmp_path / "other.ckpt")]) == 1
+    assert "line 2: not a JSON record (cut short?)" in capsys.readouterr().err
+    assert export_checkpoint.main([sources[0], str(checkpoint), str(tmp_path / "other.ckpt")]) == 1
+    assert "give each run's final.ckpt" in capsys.readouterr().err
+    assert not (tmp_path / "other.ckpt").exists()
 
 
 @pytest.mark.parametrize("module", ["model.scripts.predict", "model.main"])

@@ -59,6 +59,8 @@ def test_a_gap_within_the_spread_is_not_claimed():
     assert close["status"] == "not met"  # 0.3 dB apart, spreads 0.71 + 0.57
     clear = targets.gap_beyond_spread(full, {"0": run(15.0, 0.03), "1": run(15.2, 0.03)})
     assert clear["status"] == "met"
+    better = targets.gap_beyond_spread(full, {"0": run(28.0, 0.03), "1": run(28.2, 0.03)})
+    assert better["status"] == "not met" and better["gap"] < 0  # an ablation above the full model is no loss
 
 
 def test_a_missing_results_folder_is_one_line_and_exit_1(tmp_path, capsys):

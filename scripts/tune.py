@@ -343,10 +343,16 @@ def _number(value, digits):
 
 
 def write_best_config(best, base, args):
+    """The best trial's configuration, its step budget the FLOPs of the base config's whole run (as the trials had
+    the FLOPs of --steps-per-trial steps of it), so the two compare at equal compute."""
     cfg = with_overrides(base, {**overrides_of(best.params), "model_path": "vit_best"})
+    steps = trial_steps(base, cfg, base.training.max_steps, args.base_flops)
+    cfg = with_overrides(cfg, {"training.max_steps": steps})
     header = (f"// The best configuration of the Optuna study '{args.study_name}' (trial {best.number}, validation "
               f"MSE {best.value:.5f}\n// after {plural(best.user_attrs.get('steps', args.steps_per_trial), 'step')}), "
-              f"written by python -m scripts.tune from {args.config}. Train it longer with\n// python -m model.main -cfg {args.best_config} --train\n")
+              f"written by python -m scripts.tune from {args.config}; {plural(steps, 'step')}: the FLOPs of its "
+              f"{plural(base.training.max_steps, 'step')}. Train it with\n// python -m model.main -cfg {args.best_config} "
+              f"--train\n")
     Path(args.best_config).parent.mkdir(parents=True, exist_ok=True)
     Path(args.best_config).write_text(header + json.dumps(cfg.to_dict(), indent=2) + "\n", encoding="utf-8")
 

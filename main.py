@@ -327,9 +327,10 @@ def summarize(records):
         mean, std = numbers[f"{key}_mean"], numbers[f"{key}_std"]
         return f"{mean:.3f}" if numbers["seeds"] == 1 else f"{mean:.3f} ± {std:.3f}"  # sample std over seeds
 
+    nbsp = "\u00a0"  # no-break spaces: the headings stay on one line in the report
     lines = [
-        f"| task | model | params | val. accuracy | range | solved (≥ {SOLVED}) | epochs to solve | val. loss "
-        "| train loss | CPU s |",
+        f"| task | model | params | val.{nbsp}accuracy | range | solved | epochs | val.{nbsp}loss | train{nbsp}loss "
+        f"| CPU{nbsp}s |",
         "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for task in dict.fromkeys(r["task"] for r in records):
@@ -470,7 +471,7 @@ def show_bars():
 
 
 def replot(out):
-    """The per-position figures of a finished grid again, from its results.json."""
+    """The per-position figures and summary.md of a finished grid again, from its results.json."""
     source = out / "results.json"
     if not source.is_file():
         print(f"error: no {source}; run the grid first (without --replot)", file=sys.stderr)
@@ -480,7 +481,8 @@ def replot(out):
     for task in dict.fromkeys(r["task"] for r in records):
         plot_accuracy_by_position(task, [r for r in records if r["task"] == task], config["sequence_length"],
                                   config["num_tokens"], out / f"{task}_accuracy_by_position.png")
-    print(f"wrote the per-position figures in {out}")
+    write_summary(out, results["command"], argparse.Namespace(**config), records, results["wall_seconds"])
+    print(f"wrote the per-position figures and summary.md in {out}")
     return 0
 
 
@@ -572,7 +574,7 @@ def write_summary(out, command, args, records, wall_seconds):
         f"{plural(args.num_samples, 'validation sample')}, sequence length {args.sequence_length}, "
         f"{plural(args.num_tokens, 'token')}, Adam lr {args.lr}, batch size {args.batch_size}; "
         + (f"seed {seeds}" if len(args.seeds) == 1 else f"mean ± sample std over seeds {seeds}")
-        + f"; solved: validation accuracy ≥ {SOLVED} at some epoch (epochs to solve: the first such epoch, "
+        + f"; solved: seeds whose validation accuracy reached {SOLVED} at some epoch (epochs: the first such epoch, "
         "median over the seeds that solved it; the final accuracy can be lower); CPU s: CPU seconds of one run's "
         "training loop (one thread), mean over seeds"
         + f"; grid wall time {wall_seconds:.0f} s with --jobs {args.jobs}."

@@ -4,7 +4,7 @@
 #   bash scripts/reproduce.sh                 # everything, at the budgets of the committed results
 #   SEEDS="0" TRIALS=4 bash scripts/reproduce.sh   # fewer seeds and trials (other numbers than committed)
 #
-# Expected wall time on 2 CPU cores: about two days of one-thread training (see README); on a GPU far less.
+# Expected time on 2 CPU cores: about 25 one-thread hours of training, ~13 h with two runs side by side (README).
 #
 # Environment overrides (defaults are the committed results' budgets):
 #   TS_SEEDS="0 1 2 3 4 5 6 7 8 9"  JOBS=2     Exercise 1 seeds and parallel processes

@@ -35,7 +35,7 @@ pytestmark = pytest.mark.skipif(MODE not in ("1", "required"),
                                 reason="runs a real SLURM for minutes: SLURM_TEST=1 (.ci/run runs it)")
 
 STEPS = 600  # the train.sbatch runs: about 7 s of training on one core
-TRIAL_STEPS, TRIALS = 150, 2  # the tuning array: 2 tasks x 2 trials
+TRIAL_STEPS, TRIALS = 1500, 2  # the tuning array: 2 tasks x 2 trials of 150-375 steps (the FLOPs of 1500 base steps)
 STUDY = "slurm-test"
 TIMELINE = {}
 
@@ -90,7 +90,7 @@ def repo(tmp_path_factory, cluster):
     """A copy of the repository to submit from, with tiny configs, the video under another name, an image."""
     root = tmp_path_factory.mktemp("submit")
     copy = root / "repo"
-    for name in ("model", "nn", "scripts", "config", "results/vit/tune"):
+    for name in ("model", "nn", "scripts", "config", "results/vit/tune_sheet"):
         shutil.copytree(REPO / name, copy / name, ignore=shutil.ignore_patterns("__pycache__"))
     for name in ("train.sbatch", "train.sh"):
         shutil.copy2(REPO / name, copy / name)
@@ -242,7 +242,7 @@ def digests(root, paths):
 def test_the_tuning_array_shares_a_study_and_survives_the_warning(cluster, repo):
     import optuna
 
-    tracked = ["config/vit_best.json", *(f"results/vit/tune/{p.name}" for p in (repo / "results/vit/tune").iterdir())]
+    tracked = ["config/vit_best.json", *(f"results/vit/tune/{p.name}" for p in (repo / "results/vit/tune_sheet").iterdir())]
     before = digests(repo, tracked)
     start = time.monotonic()
     array = sbatch(cluster, repo, "--array=0-1", "scripts/slurm/tune_array.sbatch", CONFIG="config/slurm_tune.json",

@@ -242,7 +242,7 @@ def digests(root, paths):
 def test_the_tuning_array_shares_a_study_and_survives_the_warning(cluster, repo):
     import optuna
 
-    tracked = ["config/vit_best.json", *(f"results/vit/tune/{p.name}" for p in (repo / "results/vit/tune_sheet").iterdir())]
+    tracked = ["config/vit_best.json", *(f"results/vit/tune_sheet/{p.name}" for p in (repo / "results/vit/tune_sheet").iterdir())]
     before = digests(repo, tracked)
     start = time.monotonic()
     array = sbatch(cluster, repo, "--array=0-1", "scripts/slurm/tune_array.sbatch", CONFIG="config/slurm_tune.json",

@@ -13,6 +13,7 @@ mask generator, step); its state_dict is the checkpoint (model/checkpoint.py). W
 DistributedDataParallel, the sampler shards the data, only rank 0 logs, validates and writes files,
 always from the unwrapped model, and the ranks agree after every step (model/distributed.py).
 """
+import dataclasses
 import json
 import math
 import sys
@@ -328,11 +329,13 @@ def step_flops(cfg):
     """Floating-point operations of one training step of cfg's model (forward, loss, backward) at its batch size.
 
     Counted by torch.utils.flop_counter (matrix products and attention; element-wise work is not counted),
-    on a random batch on the CPU; the optimizer's update is not counted either.
+    on a random batch on the CPU; the optimizer's update is not counted either. The count runs the attention
+    written out (fused_attention off): the counter has no formula for PyTorch's fused CPU attention kernel and
+    would count its products as zero; the products, and so the FLOPs, are the same either way.
     """
     from torch.utils.flop_counter import FlopCounterMode
 
-    m = cfg.model
+    m = dataclasses.replace(cfg.model, fused_attention=False)
     torch.manual_seed(0)
     model = VisionTransformer.from_config(m)
     frames = torch.rand(m.batch_size * m.gradient_accumulation_steps, m.num_frames, m.image_height, m.image_width)

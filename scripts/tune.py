@@ -8,7 +8,8 @@ Each trial trains the base config's model with the hyperparameters the sheet nam
 channels, num_heads, layers, patch_size and the learning rate (the base config's recipe otherwise: its
 output, loss and schedule, fitted to the budget). Every trial gets the same compute: the training FLOPs of
 --steps-per-trial steps of the base config (model.engine.step_flops), so a model with twice the FLOPs per step
-trains half the steps (between a tenth and twice --steps-per-trial). The objective is the one-step MSE on the
+trains half the steps (at most twice --steps-per-trial; a model that would get under a tenth of them is
+pruned untrained). The objective is the one-step MSE on the
 validation part (lower is better; reported as PSNR). Every validation is reported, at the share of the
 trial's budget it comes at, to the median pruner through engine.train's on_record callback, which stops an
 unpromising trial early. The study lives in an Optuna journal file (JournalFileBackend), so any number of
@@ -151,11 +152,17 @@ PRUNE_AFTER_VALIDATIONS = 2  # the pruner judges a trial from its third validati
 
 
 def trial_steps(base, cfg, base_steps, base_flops=None):
-    """The steps of a trial: the training FLOPs of base_steps steps of the base config, between a tenth and twice
-    base_steps (fewer leave no schedule to speak of, more would only buy a tiny model Python overhead)."""
+    """The steps of a trial: the training FLOPs of base_steps steps of the base config, at most twice base_steps
+    (more would only buy a tiny model Python overhead). Below a tenth of base_steps (too_few_steps) the search
+    skips the trial rather than give it more compute than the others."""
     base_flops = base_flops or step_flops(base)
     steps = round(base_steps * base_flops / step_flops(cfg))
-    return min(2 * base_steps, max(1, base_steps // 10, steps))
+    return max(1, min(2 * base_steps, steps))
+
+
+def too_few_steps(steps, base_steps):
+    """Whether a trial's budget is too short to train it (under a tenth of the base config's steps)."""
+    return steps < base_steps // 10
 
 
 class TrialInterrupted(Exception):
@@ -195,8 +202,9 @@ def search(study, base, frames, args, signals):
 
 
 def finished_trials(study, worker=None):
-    """How many trials (of one worker, or of all) ended, not counting those a stop signal interrupted."""
-    return sum(t.state.is_finished() and "stopped_by" not in t.user_attrs
+    """How many trials (of one worker, or of all) ended, not counting those a stop signal interrupted or the
+    search skipped as beyond the budget (they trained nothing)."""
+    return sum(t.state.is_finished() and "stopped_by" not in t.user_attrs and "skipped" not in t.user_attrs
                and (worker is None or t.user_attrs.get("worker") == worker) for t in study.trials)
 
 
@@ -239,6 +247,10 @@ def objective(trial, base, frames, args, signals):
     cfg = trial_config(base, overrides, steps, name)
     if args.worker is not None:
         trial.set_user_attr("worker", args.worker)
+    if too_few_steps(steps, args.steps_per_trial):  # pruned untrained: it would need more than the equal compute
+        trial.set_user_attr("skipped", f"{plural(steps, 'step')} at equal FLOPs, under a tenth of the budget")
+        print(f"trial {trial.number}: {trial.params}, skipped: {trial.user_attrs['skipped']}", flush=True)
+        raise optuna.TrialPruned()
     stop = signals.trial = StopFlag()
     if signals:  # a signal since the search asked for this trial
         stop.request(signals.reason)

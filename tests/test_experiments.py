@@ -280,7 +280,8 @@ def test_the_runner_stops_on_sigterm_with_a_quicksave(tiny_configs):
 
 
 def test_every_trial_of_the_search_trains_the_same_flops():
-    """A trial's steps: the FLOPs of --steps-per-trial steps of the base config, clipped to [a tenth, twice]."""
+    """A trial's steps: the FLOPs of --steps-per-trial steps of the base config, at most twice as many; under a
+    tenth of them the trial is skipped."""
     from model.engine import step_flops
     from scripts import tune
 
@@ -294,4 +295,16 @@ def test_every_trial_of_the_search_trains_the_same_flops():
     assert 3000 < tune.trial_steps(base, smaller, 3000) <= 6000
     huge = with_overrides(base, {"model.channels": 128, "model.num_heads": 4, "model.layers": 6,
                                  "model.patch_size": 8, "model.num_frames": 4})
-    assert tune.trial_steps(base, huge, 3000) == 300  # at least a tenth
+    assert tune.too_few_steps(tune.trial_steps(base, huge, 3000), 3000)  # skipped, not given more compute
+    assert not tune.too_few_steps(tune.trial_steps(base, wider, 3000), 3000)
+
+
+def test_the_flop_count_includes_the_attention_products():
+    """PyTorch's counter has no formula for the fused CPU attention: both paths must count the same products,
+    and four times the tokens (patch 8 instead of 16) must cost more than four times the FLOPs (the
+    attention's T^2 products; the linear layers alone scale by four)."""
+    from model.engine import step_flops
+
+    base = with_overrides(load_config("config/vit_cpu.json"), {"model.layers": 2, "model.batch_size": 2})
+    assert step_flops(base) == step_flops(with_overrides(base, {"model.fused_attention": False}))
+    assert step_flops(with_overrides(base, {"model.patch_size": 8})) > 5 * step_flops(base)

@@ -304,8 +304,10 @@ def write_report(study, base, args):
             writer.writerow([t.number, t.state.name, t.value, *(t.params.get(p) for p in SEARCH_SPACE),
                              *(t.user_attrs.get(a) for a in attr_names)])
     complete = [t for t in trials if t.state == optuna.trial.TrialState.COMPLETE]
+    # A continued trial's seconds include those of the trial it continues (the training's clock is resumed).
     seconds = sum(t.user_attrs.get("seconds", 0) for t in trials)
-    pruned = sum(t.state == optuna.trial.TrialState.PRUNED for t in trials)
+    skipped = sum("skipped" in t.user_attrs for t in trials)
+    pruned = sum(t.state == optuna.trial.TrialState.PRUNED for t in trials) - skipped
     # Baselines on the first trial's windows that recorded them.
     bars = "; ".join(f"{name}: {_number(_first_attr(trials, f'val_{key}_psnr'), 2)} dB" for name, key in BASELINES
                      if _first_attr(trials, f"val_{key}_psnr") is not None)
@@ -313,16 +315,18 @@ def write_report(study, base, args):
              f"Base config {args.config}; every trial trains the FLOPs of {plural(args.steps_per_trial, 'step')} of "
              f"it (steps column); objective: one-step MSE on the "
              f"validation part (lower is better), shown as PSNR in dB (baselines on the same windows: "
-             f"{bars or 'none recorded'}). Trials: {len(trials)} ({len(complete)} complete, {pruned} pruned); training "
-             f"time {seconds:.0f} s (one thread per trial).", "",
+             f"{bars or 'none recorded'}). Trials: {len(trials)} ({len(complete)} complete, {pruned} pruned, {skipped} "
+             f"skipped: equal FLOPs left them under a tenth of the steps); training time {seconds:.0f} s (one "
+             f"thread per trial). A trial a stop signal interrupted is continued from its quicksave by a later "
+             f"one (state 'stopped').", "",
              "| trial | state | val PSNR | val L1 | steps | s | " + " | ".join(SHORT_NAMES.values()) + " |",
              "|---" * (6 + len(SEARCH_SPACE)) + "|"]
     for t in sorted(trials, key=lambda t: (t.value is None, t.value or 0)):
         attrs = t.user_attrs
-        lines.append(f"| {t.number} | {t.state.name.lower()} | {_number(attrs.get('val_psnr'), 2)} | "
+        lines.append(f"| {t.number} | {_state(t, trials)} | {_number(attrs.get('val_psnr'), 2)} | "
                      f"{_number(attrs.get('val_l1'), 4)} | {_number(attrs.get('steps'), 0)} | {_number(attrs.get('seconds'), 0)} | "
                      + " | ".join(_param(t.params.get(p)) for p in SEARCH_SPACE) + " |")
-    facts = {"trials": len(trials), "complete": len(complete), "pruned": pruned,
+    facts = {"trials": len(trials), "complete": len(complete), "pruned": pruned, "skipped": skipped,
              "steps_per_trial": args.steps_per_trial, "seconds": seconds,
              "best": {"number": study.best_trial.number, "value": study.best_value,
                       "params": study.best_trial.params} if complete else None}
@@ -338,6 +342,19 @@ def write_report(study, base, args):
         lines.append("Parameter importance (PED-ANOVA over the complete trials): param_importance.png")
     (out / "summary.md").write_text("\n".join(lines) + "\n", encoding="utf-8")
     print("\n".join(lines))
+
+
+def _state(trial, trials):
+    """A trial's state in the table: complete, pruned, skipped (beyond the budget), or stopped by a signal and
+    continued by a later trial."""
+    if "skipped" in trial.user_attrs:
+        return "skipped"
+    if "stopped_by" in trial.user_attrs:
+        original = trial.user_attrs.get("continues_trial", trial.number)
+        later = [t.number for t in trials if t.number > trial.number
+                 and t.user_attrs.get("continues_trial") == original]
+        return f"stopped, continued by {later[0]}" if later else "stopped"
+    return trial.state.name.lower()
 
 
 def _first_attr(trials, name):

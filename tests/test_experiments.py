@@ -181,6 +181,20 @@ def test_tune_shares_a_journal_study_and_writes_the_best_config(tiny_configs):
     assert tune.main(args[:budget] + ["4"] + args[budget + 1:]) == 2
 
 
+def test_the_search_table_names_skipped_and_continued_trials():
+    from optuna.trial import TrialState, create_trial
+
+    from scripts import tune
+
+    trials = [create_trial(state=TrialState.FAIL, user_attrs={"stopped_by": "SIGTERM"}),
+              create_trial(state=TrialState.PRUNED, user_attrs={"skipped": "20 steps at equal FLOPs"}),
+              create_trial(state=TrialState.COMPLETE, value=0.1, user_attrs={"continues_trial": 0}),
+              create_trial(state=TrialState.PRUNED)]
+    for number, trial in enumerate(trials):
+        trial.number = number
+    assert [tune._state(t, trials) for t in trials] == ["stopped, continued by 2", "skipped", "complete", "pruned"]
+
+
 def test_tune_writes_the_best_config_into_its_runs_dir_unless_told():
     from scripts import tune
 

@@ -13,7 +13,6 @@ mask generator, step); its state_dict is the checkpoint (model/checkpoint.py). W
 DistributedDataParallel, the sampler shards the data, only rank 0 logs, validates and writes files,
 always from the unwrapped model, and the ranks agree after every step (model/distributed.py).
 """
-import dataclasses
 import json
 import math
 import sys
@@ -34,6 +33,7 @@ from model.evaluate import baseline_metrics, describe_metrics, evaluate
 from model.files import write_json_atomically, write_text_atomically
 from model.metrics import mean_frame_baseline, psnr
 from model.vit import VisionTransformer
+from nn.attention import written_out_attention
 from nn.loss import masked_loss, masked_mean
 
 QUICKSAVE = "quicksave.ckpt"
@@ -329,17 +329,16 @@ def step_flops(cfg):
     """Floating-point operations of one training step of cfg's model (forward, loss, backward) at its batch size.
 
     Counted by torch.utils.flop_counter (matrix products and attention; element-wise work is not counted),
-    on a random batch on the CPU; the optimizer's update is not counted either. The count runs the attention
-    written out (fused_attention off): the counter has no formula for PyTorch's fused CPU attention kernel and
-    would count its products as zero; the products, and so the FLOPs, are the same either way.
+    on a random batch on the CPU; the optimizer's update is not counted either. The attention runs written out
+    (nn.attention.written_out_attention), whose products the counter sees.
     """
     from torch.utils.flop_counter import FlopCounterMode
 
-    m = dataclasses.replace(cfg.model, fused_attention=False)
+    m = cfg.model
     torch.manual_seed(0)
     model = VisionTransformer.from_config(m)
     frames = torch.rand(m.batch_size * m.gradient_accumulation_steps, m.num_frames, m.image_height, m.image_width)
-    with FlopCounterMode(display=False) as counter:
+    with written_out_attention(model), FlopCounterMode(display=False) as counter:
         out = model(frames, generator=torch.Generator().manual_seed(0), last_frame_only=True)
         loss, _, _ = masked_loss(cfg.training.loss, out["prediction"], frames[:, -1:],
                                  out["pixel_mask"] if m.num_frames == 1 else None, with_ssim=False)

@@ -5,6 +5,7 @@ all patches of frame 0 row by row, then frame 1, and so on. With ``h = H // patc
 ``w = W // patch_size`` a clip of ``T`` frames becomes ``N = T * h * w`` tokens of width ``C``.
 """
 import math
+from contextlib import contextmanager
 
 import torch
 import torch.nn.functional as F
@@ -65,6 +66,22 @@ def _patch_grid(num_frames, embed_size, patch_size, image_height, image_width):
                       image_height=image_height, image_width=image_width)
     check_patch_grid(image_height, image_width, patch_size)
     return image_height // patch_size, image_width // patch_size
+
+
+@contextmanager
+def written_out_attention(model):
+    """Every SelfAttentionLayer of model takes the hand-written path inside the block, e.g. to count FLOPs:
+    torch.utils.flop_counter has no formula for the fused CPU attention kernel and counts its products as
+    zero. Both paths compute the same products with the same weights."""
+    layers = [m for m in model.modules() if isinstance(m, SelfAttentionLayer)]
+    fused = [layer.fused for layer in layers]
+    for layer in layers:
+        layer.fused = False
+    try:
+        yield model
+    finally:
+        for layer, was in zip(layers, fused):
+            layer.fused = was
 
 
 class SelfAttentionLayer(tnn.Module):

@@ -93,6 +93,20 @@ def test_fused_and_written_out_attention_share_weights():
     torch.testing.assert_close(fused(x)["prediction"], plain(x)["prediction"], rtol=1e-5, atol=1e-6)
 
 
+def test_written_out_attention_switches_a_fused_model_for_the_block_only():
+    from torch.utils.flop_counter import FlopCounterMode
+
+    from nn.attention import written_out_attention
+
+    model, x = tiny(fused_attention=True), frames()
+    with FlopCounterMode(display=False) as fused_count:
+        expected = model(x)["prediction"]
+    with written_out_attention(model), FlopCounterMode(display=False) as counter:
+        torch.testing.assert_close(model(x)["prediction"], expected, rtol=1e-5, atol=1e-6)
+    assert counter.get_total_flops() > fused_count.get_total_flops()  # the attention's products, uncounted fused
+    assert all(layer.fused for layer in model.modules() if hasattr(layer, "fused"))
+
+
 def test_residual_starts_as_the_copy_of_the_last_seen_frame():
     model = tiny(output="residual")
     x = frames()

@@ -27,6 +27,7 @@ requeue.
 import csv
 import json
 import math
+import os
 import signal
 import sys
 from pathlib import Path
@@ -44,6 +45,7 @@ from model.config import ConfigError, load_config, with_budget, with_overrides
 from model.data import DataError, load_video
 from model.distributed import StopFlag
 from model.engine import QUICKSAVE, TrainingError, step_flops, train
+from model.files import write_text_atomically
 from model.text import plural
 
 SEARCH_SPACE = {  # parameter -> config key; the choices are in sample()
@@ -372,18 +374,28 @@ def _number(value, digits):
 
 
 def write_best_config(best, base, args):
-    """The best trial's configuration, its step budget the FLOPs of the base config's whole run (as the trials had
-    the FLOPs of --steps-per-trial steps of it), so the two compare at equal compute."""
-    cfg = with_overrides(base, {**overrides_of(best.params), "model_path": "vit_best"})
-    steps = trial_steps(base, cfg, base.training.max_steps, args.base_flops)
-    cfg = with_overrides(cfg, {"training.max_steps": steps})
+    """The best trial's configuration as a config file on top of the base config (its sampled values and the
+    step budget), the steps the FLOPs of the base config's whole run (as the trials had the FLOPs of
+    --steps-per-trial steps of it), so the two compare at equal compute. model_path is the file's stem."""
+    path = Path(args.best_config)
+    overrides = {**overrides_of(best.params), "model_path": path.stem}
+    steps = trial_steps(base, with_overrides(base, overrides), base.training.max_steps, args.base_flops)
+    overrides["training.max_steps"] = steps
+    with_overrides(base, overrides)  # validated before it is written
+    nested = {"base": os.path.relpath(Path(args.config).resolve(), path.resolve().parent)}
+    for key, value in overrides.items():
+        *sections, name = key.split(".")
+        target = nested
+        for section in sections:
+            target = target.setdefault(section, {})
+        target[name] = value
     header = (f"// The best configuration of the Optuna study '{args.study_name}' (trial {best.number}, validation "
-              f"MSE {best.value:.5f}\n// after {plural(best.user_attrs.get('steps', args.steps_per_trial), 'step')}), "
-              f"written by python -m scripts.tune from {args.config}; {plural(steps, 'step')}: the FLOPs of its "
-              f"{plural(base.training.max_steps, 'step')}. Train it with\n// python -m model.main -cfg {args.best_config} "
-              f"--train\n")
-    Path(args.best_config).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.best_config).write_text(header + json.dumps(cfg.to_dict(), indent=2) + "\n", encoding="utf-8")
+              f"MSE {best.value:.5f} after\n// {plural(best.user_attrs.get('steps', args.steps_per_trial), 'step')}), "
+              f"written by python -m scripts.tune: {args.config} with the trial's values, trained\n// "
+              f"{plural(steps, 'step')}, the FLOPs of the base's {plural(base.training.max_steps, 'step')}. Train it "
+              f"with python -m model.main -cfg {path} --train\n")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    write_text_atomically(path, header + json.dumps(nested, indent=2) + "\n")
 
 
 def importance(study, path):

@@ -170,7 +170,7 @@ def test_tune_shares_a_journal_study_and_writes_the_best_config(tiny_configs):
     assert facts["trials"] == 3 and facts["steps_per_trial"] == 3 and facts["best"]["params"]
     best = load_config(root / "best.json")
     params = facts["best"]["params"]
-    assert best.model_path == "vit_best" and best.model.channels == params["channels"] in (32, 64, 96, 128)
+    assert best.model_path == "best" and best.model.channels == params["channels"] in (32, 64, 96, 128)
     assert (best.model.num_frames, best.model.layers, best.learning_rate) == (
         params["num_frames"], params["layers"], params["learning_rate"])
     assert "objective: one-step MSE on the validation part" in summary

@@ -9,7 +9,7 @@ channels, num_heads, layers, patch_size and the learning rate (the base config's
 output, loss and schedule, fitted to the budget). Every trial gets the same compute: the training FLOPs of
 --steps-per-trial steps of the base config (model.engine.step_flops), so a model with twice the FLOPs per step
 trains half the steps (at most twice --steps-per-trial; a model that would get under a tenth of them is
-pruned untrained). The objective is the one-step MSE on the
+pruned untrained). The base config's own values are the first trial the study asks for. The objective is the one-step MSE on the
 validation part (lower is better; reported as PSNR). Every validation is reported, at the share of the
 trial's budget it comes at, to the median pruner through engine.train's on_record callback, which stops an
 unpromising trial early. The study lives in an Optuna journal file (JournalFileBackend), so any number of
@@ -118,6 +118,7 @@ def main(argv=None):
         if not args.report_only and args.trials:
             study.set_user_attr("steps_per_trial", args.steps_per_trial)
             study.set_user_attr("config", args.config)
+            enqueue_base(study, base)
             frames = load_video(base, args.scratch)
             args.base_flops = step_flops(base)
             signals = StopSignals()
@@ -135,6 +136,26 @@ def main(argv=None):
     except KeyboardInterrupt:  # a second Ctrl-C
         return fail("interrupted; the running trial stays 'running' in the study", 130)
     return 0
+
+
+def enqueue_base(study, base):
+    """Put the base config's own values first in the study's queue (once), so the search measures its picks
+    against the configuration it started from, at the same budget."""
+    if study.user_attrs.get("base_enqueued"):
+        return
+    study.set_user_attr("base_enqueued", True)
+    values = {name: _value(base, key) for name, key in SEARCH_SPACE.items()}
+    if in_space(values, base):
+        study.enqueue_trial(values, user_attrs={"base_config": True})
+    else:
+        print(f"the base config's values {values} lie outside the search space; not a trial of their own", flush=True)
+
+
+def _value(cfg, dotted):
+    """The value of a dotted config key, e.g. "model.channels"."""
+    for name in dotted.split("."):
+        cfg = getattr(cfg, name)
+    return cfg
 
 
 def check_base_config(study, config, steps_per_trial):
@@ -210,17 +231,32 @@ def finished_trials(study, worker=None):
                and (worker is None or t.user_attrs.get("worker") == worker) for t in study.trials)
 
 
-def sample(trial, base):
-    """The overrides of one trial (choices that always fit the base config's frame size)."""
+def choices(base):
+    """The search space: ranges (lowest, highest) and lists of choices (those that fit the base config's
+    frame size)."""
     height, width = base.model.image_height, base.model.image_width
     patches = [p for p in (8, 16) if height % p == 0 and width % p == 0] or [base.model.patch_size]
-    trial.suggest_int("num_frames", 2, 4)
-    trial.suggest_categorical("channels", [32, 64, 96, 128])
-    trial.suggest_categorical("num_heads", [1, 2, 4])
-    trial.suggest_int("layers", 2, 6)
-    trial.suggest_categorical("patch_size", patches)
-    trial.suggest_float("learning_rate", 1e-3, 1e-2, log=True)
+    return {"num_frames": (2, 4), "channels": [32, 64, 96, 128], "num_heads": [1, 2, 4], "layers": (2, 6),
+            "patch_size": patches, "learning_rate": (1e-3, 1e-2)}
+
+
+def sample(trial, base):
+    """The overrides of one trial."""
+    space = choices(base)
+    trial.suggest_int("num_frames", *space["num_frames"])
+    trial.suggest_categorical("channels", space["channels"])
+    trial.suggest_categorical("num_heads", space["num_heads"])
+    trial.suggest_int("layers", *space["layers"])
+    trial.suggest_categorical("patch_size", space["patch_size"])
+    trial.suggest_float("learning_rate", *space["learning_rate"], log=True)
     return overrides_of(trial.params)
+
+
+def in_space(values, base):
+    """Whether parameter values lie in the search space."""
+    space = choices(base)
+    return all(values[name] in allowed if isinstance(allowed, list) else allowed[0] <= values[name] <= allowed[1]
+               for name, allowed in space.items())
 
 
 def overrides_of(params):
@@ -320,12 +356,13 @@ def write_report(study, base, args):
              f"{bars or 'none recorded'}). Trials: {len(trials)} ({len(complete)} complete, {pruned} pruned, {skipped} "
              f"skipped: equal FLOPs left them under a tenth of the steps); training time {seconds:.0f} s (one "
              f"thread per trial). A trial a stop signal interrupted is continued from its quicksave by a later "
-             f"one (state 'stopped').", "",
+             f"one (state 'stopped'); (base): the base config's own values.", "",
              "| trial | state | val PSNR | val L1 | steps | s | " + " | ".join(SHORT_NAMES.values()) + " |",
              "|---" * (6 + len(SEARCH_SPACE)) + "|"]
     for t in sorted(trials, key=lambda t: (t.value is None, t.value or 0)):
         attrs = t.user_attrs
-        lines.append(f"| {t.number} | {_state(t, trials)} | {_number(attrs.get('val_psnr'), 2)} | "
+        base_mark = " (base)" if t.user_attrs.get("base_config") else ""
+        lines.append(f"| {t.number}{base_mark} | {_state(t, trials)} | {_number(attrs.get('val_psnr'), 2)} | "
                      f"{_number(attrs.get('val_l1'), 4)} | {_number(attrs.get('steps'), 0)} | {_number(attrs.get('seconds'), 0)} | "
                      + " | ".join(_param(t.params.get(p)) for p in SEARCH_SPACE) + " |")
     facts = {"trials": len(trials), "complete": len(complete), "pruned": pruned, "skipped": skipped,

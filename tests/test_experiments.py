@@ -174,6 +174,7 @@ def test_tune_shares_a_journal_study_and_writes_the_best_config(tiny_configs):
     assert (best.model.num_frames, best.model.layers, best.learning_rate) == (
         params["num_frames"], params["layers"], params["learning_rate"])
     assert "objective: one-step MSE on the validation part" in summary
+
     other = root / "config/other.json"  # another base config (another split) may not join the study
     other.write_text(json.dumps({"base": "vit_cpu.json", "data": {"test_fraction": 0.0}}))
     assert tune.main(["--config", str(other)] + args[2:6] + ["--trials", "1"] + args[8:]) == 2
@@ -193,6 +194,23 @@ def test_the_search_table_names_skipped_and_continued_trials():
     for number, trial in enumerate(trials):
         trial.number = number
     assert [tune._state(t, trials) for t in trials] == ["stopped, continued by 2", "skipped", "complete", "pruned"]
+
+
+def test_the_search_starts_from_the_base_configs_own_values(tmp_path):
+    import optuna
+
+    from scripts import tune
+
+    base = load_config("config/vit_cpu.json")
+    study = optuna.create_study(storage=tune.JournalStorage(tune.JournalFileBackend(str(tmp_path / "s.journal"))))
+    tune.enqueue_base(study, base)
+    tune.enqueue_base(study, base)  # once per study
+    trial = study.ask()
+    assert tune.sample(trial, base) == {key: tune._value(base, key) for key in tune.SEARCH_SPACE.values()}
+    assert trial.user_attrs["base_config"] and len(study.trials) == 1
+    study.tell(trial, 1.0)
+    assert "base_config" not in study.ask().user_attrs  # the next trial is sampled
+    assert not tune.in_space({**study.trials[0].params, "channels": 16}, base)
 
 
 def test_tune_writes_the_best_config_into_its_runs_dir_unless_told():

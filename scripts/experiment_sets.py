@@ -13,6 +13,9 @@ SETS = {
     "sheet": ["sheet30k"],
     "sheet_ablation": ["sheet10k_full", "sheet10k_noattention", "sheet10k_nopos"],
     "sheet_masked": ["sheet_masked10k_full", "sheet_masked10k_noattention"],  # config/vit_masked.json: 1 frame
+    # 2 (f): the search's pick and the sheet's model at width 128, each trained the FLOPs of the sheet's model's
+    # 30 000 steps, beside it.
+    "sheet_tuned": ["sheet30k", "tuned", "sheet_wide"],
     # Beyond the sheet: the warp model (config/vit_best.json) at 30 000 steps (seed 0) and 10 000 (3 seeds).
     "warp": ["best_long", "ablation10k_full"],
     # What makes the sheet's model (frame output) learn: one recipe change each, 3000 steps (1500 at batch 32).
@@ -25,7 +28,7 @@ VARIANT_LABELS = {
     "sheet30k": "sheet's model", "sheet10k_full": "sheet's model", "sheet10k_noattention": "without attention",
     "sheet10k_nopos": "without positions", "sheet_masked10k_full": "masked, with attention",
     "sheet_masked10k_noattention": "masked, without attention", "best_long": "warp model",
-    "ablation10k_full": "warp model",
+    "ablation10k_full": "warp model", "tuned": "search's pick", "sheet_wide": "width 128",
 }
 
 

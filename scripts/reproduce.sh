@@ -9,8 +9,8 @@
 # Environment overrides (defaults are the committed results' budgets):
 #   TS_SEEDS="0 1 2 3 4 5 6 7 8 9"  JOBS=2     Exercise 1 seeds and parallel processes
 #   SEEDS="0 1 2"                    seeds of the sheet's model, its ablations, masked reconstruction, the warp model
-#   TRIALS=12  TRIAL_STEPS=3000      size of the Optuna study (sheet 2 (f)); every trial trains the FLOPs of
-#                                    TRIAL_STEPS steps of config/vit_cpu.json
+#   TRIALS=20  TRIAL_STEPS=3000      size of the Optuna study (sheet 2 (f)): finished trials (complete or
+#                                    pruned); every trial trains the FLOPs of TRIAL_STEPS steps of config/vit_cpu.json
 #   BENCH_ARGS=""                    extra flags of scripts/bench.py (e.g. --quick)
 #   SOURCE_DATE_EPOCH                date printed in the PDF
 #
@@ -26,7 +26,7 @@ cd "$(dirname "$0")/.."
 read -ra TS_SEEDS <<< "${TS_SEEDS:-0 1 2 3 4 5 6 7 8 9}"
 JOBS=${JOBS:-2}
 read -ra SEEDS <<< "${SEEDS:-0 1 2}"
-TRIALS=${TRIALS:-12}
+TRIALS=${TRIALS:-20}
 TRIAL_STEPS=${TRIAL_STEPS:-3000}
 STAMPS=out/reproduce
 
@@ -71,8 +71,12 @@ python -m model.scripts.export_checkpoint $(printf 'out/experiments/sheet_masked
     results/vit/vit_masked.ckpt
 python -m scripts.targets   # where the targets stand (results/vit/targets.md)
 
-echo "== Exercise 2 (f): hyperparameter search of the sheet's model (the pick goes to out/tune_sheet/vit_best.json)"
-python -m scripts.tune --until "$TRIALS" --steps-per-trial "$TRIAL_STEPS" --threads 1
+echo "== Exercise 2 (f): hyperparameter search of the sheet's model; its pick, and width 128, at the sheet's budget"
+python -m scripts.tune --until "$TRIALS" --steps-per-trial "$TRIAL_STEPS" --threads 1 --best-config config/vit_tuned.json
+python -m scripts.run_experiments --runs tuned sheet_wide --seeds 0 --threads 1 --no-figures \
+    --results out/reproduce/sheet_tuned
+python -m scripts.run_experiments --set sheet_tuned --seeds "${SEEDS[@]}" --no-train  # the sheet's model: every seed
+python -m scripts.learning_curves --set sheet_tuned --seeds "${SEEDS[@]}"
 
 echo "== Beyond the sheet: the warp model (config/vit_best.json)"
 # best_long (30 000 steps) has one seed, ablation10k_full (10 000 steps) three; then the set's report.

@@ -67,3 +67,13 @@ def test_a_missing_results_folder_is_one_line_and_exit_1(tmp_path, capsys):
     assert targets.main(["--results", str(tmp_path / "nowhere")]) == 1
     err = capsys.readouterr().err.strip()
     assert err.count("\n") == 0 and "run python -m scripts.run_experiments --set sheet first" in err
+
+
+def test_a_tuned_model_counts_only_beyond_the_sheet_models_spread():
+    sheet = {"0": run(22.0, 0.03), "1": run(22.2, 0.03), "2": run(22.1, 0.03)}  # mean 22.1, std 0.1
+    assert targets.above_beyond_spread({"0": run(22.15, 0.03)}, sheet)["status"] == "not met (one seed)"
+    clear = targets.above_beyond_spread({"0": run(22.5, 0.03)}, sheet)
+    assert clear["status"] == "met (one seed)" and abs(clear["psnr_margin"]["0"] - 0.4) < 1e-9
+    assert targets.above_beyond_spread({}, sheet)["status"] == "not measured"
+    assert targets.memorised({"0": run(22.0, 0.03, train=31.0)})["status"] == "met"
+    assert targets.memorised({"0": run(22.0, 0.03, train=31.0), "1": run(22.0, 0.03, train=29.0)})["status"] == "not met"

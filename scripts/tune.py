@@ -365,11 +365,13 @@ def write_report(study, base, args):
         lines.append(f"| {t.number}{base_mark} | {_state(t, trials)} | {_number(attrs.get('val_psnr'), 2)} | "
                      f"{_number(attrs.get('val_l1'), 4)} | {_number(attrs.get('steps'), 0)} | {_number(attrs.get('seconds'), 0)} | "
                      + " | ".join(_param(t.params.get(p)) for p in SEARCH_SPACE) + " |")
+    base_trial = next((t for t in trials if t.user_attrs.get("base_config")), None)
     facts = {"trials": len(trials), "complete": len(complete), "pruned": pruned, "skipped": skipped,
              "steps_per_trial": args.steps_per_trial, "seconds": seconds,
-             "best": {"number": study.best_trial.number, "value": study.best_value,
-                      "params": study.best_trial.params} if complete else None}
-    (out / "study.json").write_text(json.dumps(facts, indent=2) + "\n", encoding="utf-8")
+             "best": _facts(study.best_trial) if complete else None,
+             "base": _facts(base_trial) if base_trial is not None and base_trial.value is not None else None}
+    write_text_atomically(out / "study.json", json.dumps(facts, indent=2) + "\n")
+    write_text_atomically(out / "table.md", short_table(trials))
     if complete:
         best = study.best_trial
         lines += ["", f"Best: trial {best.number}, val MSE {best.value:.5f} "
@@ -379,8 +381,29 @@ def write_report(study, base, args):
     if len(complete) >= 2:
         importance(study, out / "param_importance.png")
         lines.append("Parameter importance (PED-ANOVA over the complete trials): param_importance.png")
-    (out / "summary.md").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    write_text_atomically(out / "summary.md", "\n".join(lines) + "\n")
     print("\n".join(lines))
+
+
+def _facts(trial):
+    return {"number": trial.number, "value": trial.value, "val_psnr": trial.user_attrs.get("val_psnr"),
+            "steps": trial.user_attrs.get("steps"), "params": trial.params}
+
+
+SHORT_TABLE_ROWS = 5
+
+
+def short_table(trials):
+    """The report's table: the SHORT_TABLE_ROWS best complete trials, and the base config's trial below them."""
+    done = sorted((t for t in trials if t.state == TrialState.COMPLETE), key=lambda t: t.value)
+    rows = done[:SHORT_TABLE_ROWS] + [t for t in done[SHORT_TABLE_ROWS:] if t.user_attrs.get("base_config")]
+    lines = ["| trial | val PSNR | steps | " + " | ".join(SHORT_NAMES.values()) + " |",
+             "|---" * (3 + len(SEARCH_SPACE)) + "|"]
+    for t in rows:
+        name = f"{t.number} (base)" if t.user_attrs.get("base_config") else str(t.number)
+        lines.append(f"| {name} | {_number(t.user_attrs.get('val_psnr'), 2)} | {_number(t.user_attrs.get('steps'), 0)} | "
+                     + " | ".join(_param(t.params.get(p)) for p in SEARCH_SPACE) + " |")
+    return "\n".join(lines) + "\n"
 
 
 def _state(trial, trials):

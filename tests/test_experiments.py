@@ -174,6 +174,8 @@ def test_tune_shares_a_journal_study_and_writes_the_best_config(tiny_configs):
     assert (best.model.num_frames, best.model.layers, best.learning_rate) == (
         params["num_frames"], params["layers"], params["learning_rate"])
     assert "objective: one-step MSE on the validation part" in summary
+    short = (root / "tune" / "table.md").read_text().splitlines()  # the report's table: the best trials
+    assert short[0].startswith("| trial | val PSNR | steps |") and short[2].startswith(f"| {facts['best']['number']} |")
 
     other = root / "config/other.json"  # another base config (another split) may not join the study
     other.write_text(json.dumps({"base": "vit_cpu.json", "data": {"test_fraction": 0.0}}))

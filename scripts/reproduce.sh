@@ -73,10 +73,11 @@ python -m scripts.targets   # where the targets stand (results/vit/targets.md)
 
 echo "== Exercise 2 (f): hyperparameter search of the sheet's model; its pick, and width 128, at the sheet's budget"
 python -m scripts.tune --until "$TRIALS" --steps-per-trial "$TRIAL_STEPS" --threads 1 --best-config config/vit_tuned.json
-python -m scripts.run_experiments --runs tuned sheet_wide --seeds 0 --threads 1 --no-figures \
-    --results out/reproduce/sheet_tuned
+python -m scripts.run_experiments --runs tuned --seeds 0 --threads 1 --no-figures --results out/reproduce/sheet_tuned
+python -m scripts.run_experiments --runs sheet_wide --seeds 0 1 --threads 1 --no-figures --results out/reproduce/sheet_tuned
 python -m scripts.run_experiments --set sheet_tuned --seeds "${SEEDS[@]}" --no-train  # the sheet's model: every seed
 python -m scripts.learning_curves --set sheet_tuned --seeds "${SEEDS[@]}"
+python -m model.scripts.export_checkpoint out/experiments/sheet_wide.seed{0,1}/final.ckpt results/vit/vit_wide.ckpt
 
 echo "== Beyond the sheet: the warp model (config/vit_best.json)"
 # best_long (30 000 steps) has one seed, ablation10k_full (10 000 steps) three; then the set's report.

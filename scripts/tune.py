@@ -48,7 +48,7 @@ from model.engine import QUICKSAVE, TrainingError, step_flops, train
 from model.files import write_text_atomically
 from model.text import plural
 
-SEARCH_SPACE = {  # parameter -> config key; the choices are in sample()
+SEARCH_SPACE = {  # parameter -> config key; the choices are in choices()
     "num_frames": "model.num_frames", "channels": "model.channels", "num_heads": "model.num_heads",
     "layers": "model.layers", "patch_size": "model.patch_size", "learning_rate": "learning_rate",
 }
@@ -361,8 +361,7 @@ def write_report(study, base, args):
              "|---" * (6 + len(SEARCH_SPACE)) + "|"]
     for t in sorted(trials, key=lambda t: (t.value is None, t.value or 0)):
         attrs = t.user_attrs
-        base_mark = " (base)" if t.user_attrs.get("base_config") else ""
-        lines.append(f"| {t.number}{base_mark} | {_state(t, trials)} | {_number(attrs.get('val_psnr'), 2)} | "
+        lines.append(f"| {_name(t)} | {_state(t, trials)} | {_number(attrs.get('val_psnr'), 2)} | "
                      f"{_number(attrs.get('val_l1'), 4)} | {_number(attrs.get('steps'), 0)} | {_number(attrs.get('seconds'), 0)} | "
                      + " | ".join(_param(t.params.get(p)) for p in SEARCH_SPACE) + " |")
     base_trial = next((t for t in trials if t.user_attrs.get("base_config")), None)
@@ -400,10 +399,14 @@ def short_table(trials):
     lines = ["| trial | val PSNR | steps | " + " | ".join(SHORT_NAMES.values()) + " |",
              "|---" * (3 + len(SEARCH_SPACE)) + "|"]
     for t in rows:
-        name = f"{t.number} (base)" if t.user_attrs.get("base_config") else str(t.number)
-        lines.append(f"| {name} | {_number(t.user_attrs.get('val_psnr'), 2)} | {_number(t.user_attrs.get('steps'), 0)} | "
+        lines.append(f"| {_name(t)} | {_number(t.user_attrs.get('val_psnr'), 2)} | {_number(t.user_attrs.get('steps'), 0)} | "
                      + " | ".join(_param(t.params.get(p)) for p in SEARCH_SPACE) + " |")
     return "\n".join(lines) + "\n"
+
+
+def _name(trial):
+    """A trial's number in the tables, marked (base) for the base config's own values."""
+    return f"{trial.number} (base)" if trial.user_attrs.get("base_config") else str(trial.number)
 
 
 def _state(trial, trials):

@@ -17,16 +17,24 @@ Written to --out (default out/timeseries):
                                      (also printed)
 
 Progress bars are shown on a terminal; in a log file (stderr not a terminal) each run is one line.
+
+Nothing finished is lost: results.json is written again (atomically) after every run, so Ctrl-C or a crash
+keeps the numbers of the runs that finished, and `--resume` continues the grid, skipping them. An --out that
+holds a grid is refused unless --resume or --overwrite says what to do with it; --overwrite trains the new
+grid in {out}/.new_grid/ and replaces the earlier one only when the new one has finished.
 """
 
 import argparse
 import difflib
 import json
 import multiprocessing
+import os
 import shlex
+import shutil
+import signal
 import sys
+import threading
 import time
-from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -36,6 +44,7 @@ import torch.nn.functional as F
 from tqdm import tqdm
 
 from data import SOLVED, TASKS, generate_memory_task_data, make_task, seed_summary, token_positions
+from model.files import atomic_file, write_json_atomically, write_text_atomically  # standard library only
 from net import IMPLS, MODELS, build_model
 
 
@@ -183,6 +192,12 @@ def pyplot():
     return plt
 
 
+def save_figure(fig, path):
+    """A figure as a PNG, written whole or not at all (an interrupt never leaves half an image)."""
+    with atomic_file(path, "wb") as file:
+        fig.savefig(file, format="png", dpi=110)
+
+
 def draw_run_figures(cfg, record, example):
     """The two figures of one run (losses, one validation prediction) into cfg.figure_dir."""
     figure_dir = Path(cfg.figure_dir)
@@ -215,7 +230,7 @@ def plot_losses(history, chance, title, path):
     ax_acc.set(xlabel="epoch", ylabel="accuracy", ylim=(0, 1.02), title="validation accuracy")
     ax_acc.legend(loc="lower right", fontsize="small")
     fig.suptitle(f"{title}: final validation accuracy {history['val_accuracy'][-1]:.3f}", fontsize="medium")
-    fig.savefig(path, dpi=110)
+    save_figure(fig, path)
     plt.close(fig)
 
 
@@ -248,7 +263,7 @@ def plot_prediction(x, target, probabilities, title, path):
     ax_out.set_title(f"target {target + 1} (green)\npredicted {predicted + 1}: "
                      f"{'right' if predicted == target else 'wrong'}", fontsize="medium")
     fig.suptitle(title, fontsize="medium")
-    fig.savefig(path, dpi=110)
+    save_figure(fig, path)
     plt.close(fig)
 
 
@@ -311,7 +326,7 @@ def plot_accuracy_by_position(task, records, sequence_length, num_tokens, path):
     handles, labels = ax.get_legend_handles_labels()
     bar_handles, bar_labels = counts_ax.get_legend_handles_labels()
     fig.legend(handles + bar_handles, labels + bar_labels, loc="outside lower center", ncol=3, frameon=False)
-    fig.savefig(path, dpi=110)
+    save_figure(fig, path)
     plt.close(fig)
 
 
@@ -390,8 +405,12 @@ def parse_args(argv=None):
     parser.add_argument("--lr", type=float, default=5e-4, help="Adam learning rate")
     parser.add_argument("--batch-size", type=int, default=32, help="training mini-batch size")
     parser.add_argument("--device", default="cpu", help="e.g. cpu, cuda, cuda:1")
+    parser.add_argument("--resume", action="store_true",
+                        help="continue the grid that --out holds (after Ctrl-C or a crash): its finished runs are "
+                             "kept, the others trained")
     parser.add_argument("--overwrite", action="store_true",
-                        help="replace the grid that --out already holds (its results, summary and figures)")
+                        help="replace the grid that --out already holds (its results, summary and figures), once "
+                             "the new grid has finished")
     parser.add_argument("--replot", action="store_true",
                         help="only draw the per-position figures again from --out's results.json (no training)")
     return parser.parse_args(argv)
@@ -410,6 +429,8 @@ def check_args(args):
         values = getattr(args, name)
         if len(set(values)) != len(values):
             raise ValueError(f"--{name} has duplicates: {' '.join(map(str, values))}")
+    if args.resume and args.overwrite:
+        raise ValueError("--resume continues the grid in --out, --overwrite replaces it: give one of them")
     try:
         device = torch.device(args.device)
     except RuntimeError:
@@ -426,8 +447,13 @@ RELATIVE_COST = {"rnn": 1.25, "lstm": 3.25, "tcn": 1.0}
 
 
 def init_worker():
-    """Set up a worker process of run_all: one torch thread, as the sequential path computes."""
+    """Set up a worker process of run_all: one torch thread, as the sequential path computes. Ctrl-C reaches
+    every process of the terminal; the main process stops the grid and ends the workers, which ignore it
+    (else each would print a traceback of its own). tqdm's lock becomes a thread lock: its default, a named
+    semaphore, would outlive a terminated worker (and the resource tracker warn of it)."""
     torch.set_num_threads(1)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    tqdm.set_lock(threading.RLock())
 
 
 def run_all(configs, jobs, report):
@@ -438,30 +464,35 @@ def run_all(configs, jobs, report):
     With jobs > 1 the workers only train (train_run); this process draws each run's figures as its result
     arrives, while the workers go on training, so workers never import matplotlib. The workers are started
     once and take the runs one after another, the most expensive first, so that no worker is left with a
-    long run at the end while the other is idle. Records come back in order of completion.
+    long run at the end while the other is idle. Records come back in order of completion. An exception here
+    (Ctrl-C: KeyboardInterrupt) ends the workers at once; the runs reported so far are finished.
     """
     records = []
+    if not configs:
+        return records
     if jobs == 1:
         threads = torch.get_num_threads()
         torch.set_num_threads(1)
         try:
-            for cfg in tqdm(configs, desc="runs", unit="run", disable=not show_bars()):
-                records.append(run(cfg))
-                report(records[-1])
+            with tqdm(configs, desc="runs", unit="run", disable=not show_bars()) as bar:
+                for cfg in bar:
+                    records.append(run(cfg))
+                    report(records[-1])
         finally:
             torch.set_num_threads(threads)
         return records
     # spawn, not fork: forking a process that already ran torch can hang in its thread pools
     context = multiprocessing.get_context("spawn")
     by_cost = sorted(configs, key=lambda c: -RELATIVE_COST[c.model] * c.epochs)  # stable: ties keep their order
-    with ProcessPoolExecutor(min(jobs, len(configs)), mp_context=context, initializer=init_worker) as pool:
-        futures = {pool.submit(train_run, cfg): cfg for cfg in by_cost}
-        runs = tqdm(as_completed(futures), total=len(futures), desc="runs", unit="run", disable=not show_bars())
-        for future in runs:
-            record, example = future.result()
-            draw_run_figures(futures[future], record, example)
+    by_run = {(c.task, c.model, c.seed): c for c in configs}
+    bar = tqdm(total=len(configs), desc="runs", unit="run", disable=not show_bars())
+    # Leaving the block terminates the pool: at the end every run is done, on an exception the workers stop.
+    with bar, context.Pool(min(jobs, len(configs)), initializer=init_worker) as pool:
+        for record, example in pool.imap_unordered(train_run, by_cost):
+            draw_run_figures(by_run[record["task"], record["model"], record["seed"]], record, example)
             records.append(record)
             report(record)
+            bar.update()
     return records
 
 
@@ -487,6 +518,13 @@ def replot(out):
 
 
 GRID_FILES = ("results.json", "summary.md", "*_accuracy_by_position.png", "*_losses.png", "*_prediction.png")
+NEW_GRID = ".new_grid"  # where --overwrite trains the new grid, inside --out, until it replaces the earlier one
+# Flags that say where and how a grid runs, not what it computes: a grid continues under other values of these.
+FOLDER_FLAGS = ("out", "jobs", "resume", "overwrite", "replot")
+
+
+class GridError(Exception):
+    """--out cannot take this grid as asked; the message is one line."""
 
 
 def remove_grid(out):
@@ -497,9 +535,96 @@ def remove_grid(out):
                 path.unlink()
 
 
+def replace_grid(out, new):
+    """Replace the grid in out by the finished one in its folder new (NEW_GRID): only now, with the new grid
+    complete, are the earlier grid's files removed. results.json moves last."""
+    remove_grid(out)
+    files = sorted((path for path in new.rglob("*") if path.is_file()), key=lambda path: path.name == "results.json")
+    for path in files:
+        target = out / path.relative_to(new)
+        target.parent.mkdir(exist_ok=True)
+        os.replace(path, target)
+    shutil.rmtree(new)
+
+
+def prepare_out(out):
+    """Make the output folder, or raise GridError naming why it cannot be one (before any training)."""
+    if out.exists() and not out.is_dir():
+        raise GridError(f"--out {out} is a file, not a folder")
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise GridError(f"--out {out} cannot be made: {error.strerror}") from None
+    if not os.access(out, os.W_OK | os.X_OK):
+        raise GridError(f"--out {out} is not writable")
+
+
+def read_grid(folder):
+    """The results.json of folder as a dict, or None when there is none."""
+    path = folder / "results.json"
+    if not path.is_file():
+        return None
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as error:
+        raise GridError(f"{path} cannot be read ({error}); move it away, or replace the grid with --overwrite") \
+            from None
+
+
+def other_settings(grid, args):
+    """'--epochs 2 there, 1 here' for the first flag in which grid (a results.json) differs from args, or None."""
+    for key, value in vars(args).items():
+        if key not in FOLDER_FLAGS and grid["config"].get(key) != value:
+            def show(v):
+                return " ".join(map(str, v)) if isinstance(v, list) else str(v)
+            return f"--{key.replace('_', '-')} {show(grid['config'].get(key))} there, {show(value)} here"
+    return None
+
+
+def grid_folder(args, out):
+    """Where this grid is written and the grid it continues -> (folder, earlier results or None).
+
+    Without --resume or --overwrite, an out that holds a grid is refused. --resume continues the grid of these
+    settings: an unfinished replacement (out/NEW_GRID) first, else out's own; with no grid there it starts
+    one. --overwrite starts the grid in out/NEW_GRID (out's grid stays until the new one has finished).
+    """
+    new = out / NEW_GRID
+    if args.resume:
+        grids = [(folder, read_grid(folder)) for folder in (new, out)]
+        grids = [(folder, grid) for folder, grid in grids if grid is not None]
+        for folder, grid in grids:
+            if other_settings(grid, args) is None:
+                return folder, grid
+        if grids:
+            folder, grid = grids[-1]
+            raise GridError(f"--resume: {folder} holds a grid with other settings ({other_settings(grid, args)}); "
+                            f"give its settings to continue it, or replace it with --overwrite")
+        return out, None
+    if not (out / "results.json").exists():
+        return out, None
+    if not args.overwrite:
+        held = read_grid(out)
+        if held.get("finished", True):
+            raise GridError(f"{out} holds an earlier grid (results.json); choose another --out, or replace it with "
+                            f"--overwrite")
+        raise GridError(f"{out} holds an unfinished grid ({len(held['runs'])} runs in results.json): continue it "
+                        f"with --resume, choose another --out, or replace it with --overwrite")
+    if new.exists():
+        print(f"--overwrite: removing the unfinished replacement in {new}")
+        shutil.rmtree(new)
+    print(f"--overwrite: the new grid goes to {new} and replaces {out}'s when it has finished")
+    return new, None
+
+
+def resume_command(argv):
+    """The command that continues this grid: its flags without --overwrite, with --resume."""
+    return shlex.join(["python", "main.py", *(a for a in argv if a not in ("--resume", "--overwrite")), "--resume"])
+
+
 def main(argv=None):
     argv = sys.argv[1:] if argv is None else list(argv)
-    command = " ".join(["python main.py", *map(shlex.quote, argv)])  # written down beside the results
+    # written down beside the results: the command that computes this grid (wherever, however often stopped)
+    command = shlex.join(["python", "main.py", *(a for a in argv if a not in ("--resume", "--overwrite"))])
     args = parse_args(argv)
     try:
         check_args(args)
@@ -510,13 +635,28 @@ def main(argv=None):
     out = Path(args.out)
     if args.replot:
         return replot(out)
-    if (out / "results.json").exists():
-        if not args.overwrite:
-            print(f"error: {out} holds an earlier grid (results.json); choose another --out, or replace it with "
-                  f"--overwrite", file=sys.stderr)
-            return 2
-        remove_grid(out)
-    configs = grid_configs(args, out)
+    try:
+        prepare_out(out)
+        folder, earlier = grid_folder(args, out)
+    except GridError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    configs = grid_configs(args, folder)
+    records = earlier["runs"] if earlier is not None else []
+    finished = {(r["task"], r["model"], r["seed"]) for r in records}
+    to_run = [c for c in configs if (c.task, c.model, c.seed) not in finished]
+    if earlier is not None:
+        print(f"continuing {folder}: {len(finished)} of {plural(len(configs), 'run')} finished, "
+              f"{len(to_run)} to train")
+    seconds_before, start = earlier["wall_seconds"] if earlier is not None else 0.0, time.perf_counter()
+    order = {(c.task, c.model, c.seed): i for i, c in enumerate(configs)}
+
+    def save(done):
+        """results.json with the runs finished so far (atomically: an interrupt keeps the previous one)."""
+        records.sort(key=lambda r: order[r["task"], r["model"], r["seed"]])
+        write_json_atomically(folder / "results.json", {
+            "command": command, "config": vars(args), "finished": done,
+            "wall_seconds": seconds_before + time.perf_counter() - start, "runs": records})
 
     def report(record):
         line = (
@@ -524,20 +664,35 @@ def main(argv=None):
             f"on {record['task']} task: {record['final_accuracy']:.3f}"
         )
         tqdm.write(line + (f" (seed {record['seed']})" if len(args.seeds) > 1 else ""))
+        records.append(record)
+        save(done=False)
 
-    start = time.perf_counter()
-    records = run_all(configs, args.jobs, report)
-    wall_seconds = time.perf_counter() - start
+    interrupted = False
+    try:
+        run_all(to_run, args.jobs, report)
+    except KeyboardInterrupt:
+        interrupted = True  # said below, once the progress bars of the interrupted run are gone
+    if interrupted:
+        print(interrupted_line(folder, out, len(records), len(configs), argv))
+        return 130
 
-    order = {(c.task, c.model, c.seed): i for i, c in enumerate(configs)}
-    records.sort(key=lambda r: order[r["task"], r["model"], r["seed"]])
     for task in args.tasks:
         plot_accuracy_by_position(task, [r for r in records if r["task"] == task], args.sequence_length,
-                                  args.num_tokens, out / f"{task}_accuracy_by_position.png")
-    results = {"command": command, "config": vars(args), "wall_seconds": wall_seconds, "runs": records}
-    (out / "results.json").write_text(json.dumps(results, indent=1) + "\n")
-    write_summary(out, command, args, records, wall_seconds)
+                                  args.num_tokens, folder / f"{task}_accuracy_by_position.png")
+    save(done=True)
+    if folder != out:
+        replace_grid(out, folder)
+    write_summary(out, command, args, records, seconds_before + time.perf_counter() - start)
     return 0
+
+
+def interrupted_line(folder, out, finished, total, argv):
+    """The one line after Ctrl-C: what was kept and how to go on."""
+    line = "interrupted: " + (f"{out} still holds its earlier grid; " if folder != out else "")
+    if not finished:
+        return line + "no run of this grid had finished, nothing to keep"
+    return (line + f"{finished} of {plural(total, 'run')} {'of the new grid ' if folder != out else ''}finished, "
+            f"their numbers are kept in {folder / 'results.json'}; continue with: {resume_command(argv)}")
 
 
 def grid_configs(args, out):
@@ -583,9 +738,8 @@ def write_summary(out, command, args, records, wall_seconds):
         "Figures: `{task}_accuracy_by_position.png` here; per run `{task}_{model}_losses.png` and "
         f"`{{task}}_{{model}}_prediction.png`{' in `seed{S}/`' if len(args.seeds) > 1 else ''}."
     )
-    (out / "summary.md").write_text(
-        f"# Exercise 1: memory tasks\n\n`{command}`\n\n{settings}\n\n{summary}\n{figures}\n"
-    )
+    write_text_atomically(out / "summary.md",
+                          f"# Exercise 1: memory tasks\n\n`{command}`\n\n{settings}\n\n{summary}\n{figures}\n")
     print(f"\n{summary}\n{settings}\nWrote {out}/")
 
 

@@ -2,9 +2,12 @@
 
 import dataclasses
 import json
+import os
 import re
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -215,8 +218,128 @@ def test_a_second_grid_never_replaces_an_earlier_one_unasked(tmp_path, capsys):
 
 
 def test_exercise_1_stands_alone():
-    """main.py, net.py and data.py import nothing of Exercise 2 (model/, nn/)."""
+    """main.py, net.py and data.py import nothing of Exercise 2 (model/, nn/) but its atomic file writes
+    (model/files.py, standard library only)."""
     code = "import sys, main; print(sorted(m for m in sys.modules if m.split('.')[0] in ('model', 'nn', 'scripts')))"
     result = subprocess.run([sys.executable, "-c", code], cwd=Path(__file__).resolve().parents[1],
                             capture_output=True, text=True, timeout=120)
-    assert result.returncode == 0 and result.stdout.strip() == "[]", result.stdout + result.stderr
+    assert result.returncode == 0 and result.stdout.strip() == "['model', 'model.files']", \
+        result.stdout + result.stderr
+
+
+TINY_GRID = ["--epochs", "1", "--num-samples", "32", "--models", "rnn", "tcn"]
+
+
+TRAIN_RUN = main.train_run
+
+
+def interrupt_run(monkeypatch, at):
+    """Make the run number `at` (1, 2, ...; 0: none) from now on raise KeyboardInterrupt, as Ctrl-C does inside
+    it -> the list of the (task, model) of every run started."""
+    started, train_run = [], TRAIN_RUN
+
+    def run_or_interrupt(cfg):
+        started.append((cfg.task, cfg.model))
+        if len(started) == at:
+            raise KeyboardInterrupt
+        return train_run(cfg)
+
+    monkeypatch.setattr(main, "train_run", run_or_interrupt)
+    return started
+
+
+def interrupted_main(argv):
+    """main.main(argv) with a run interrupted: its exit code (a KeyboardInterrupt that escapes it fails the test
+    instead of stopping pytest)."""
+    try:
+        return main.main(argv)
+    except KeyboardInterrupt:
+        pytest.fail("Ctrl-C inside a run escaped main.main")
+
+
+def numbers(folder):
+    """(finished, {(task, model, seed): validation losses per epoch}) of the results.json in folder."""
+    results = json.loads((folder / "results.json").read_text())
+    return results["finished"], {(r["task"], r["model"], r["seed"]): r["val_loss"] for r in results["runs"]}
+
+
+def test_ctrl_c_mid_grid_keeps_the_finished_runs_and_resume_continues(tmp_path, monkeypatch, capsys):
+    reference, out = tmp_path / "reference", tmp_path / "grid"
+    assert main.main([*TINY_GRID, "--out", str(reference)]) == 0  # the same grid, uninterrupted
+    _, expected = numbers(reference)
+    argv = [*TINY_GRID, "--out", str(out)]
+    started = interrupt_run(monkeypatch, at=3)
+    capsys.readouterr()
+    assert interrupted_main(argv) == 130
+    assert capsys.readouterr().out.splitlines()[-1] == (
+        f"interrupted: 2 of 4 runs finished, their numbers are kept in {out / 'results.json'}; continue with: "
+        f"python main.py {' '.join(argv)} --resume")
+    finished, kept = numbers(out)
+    assert not finished and kept == {key: expected[key] for key in [("memory", "rnn", 0), ("memory", "tcn", 0)]}
+    assert (out / "memory_tcn_losses.png").is_file() and not (out / "summary.md").exists()
+
+    assert main.main(argv) == 2  # not continued, not replaced unasked
+    assert capsys.readouterr().err.strip() == (f"error: {out} holds an unfinished grid (2 runs in results.json): "
+                                               f"continue it with --resume, choose another --out, or replace it with "
+                                               f"--overwrite")
+    assert main.main([*argv, "--epochs", "2", "--resume"]) == 2
+    assert capsys.readouterr().err.strip() == (f"error: --resume: {out} holds a grid with other settings (--epochs 1 "
+                                               f"there, 2 here); give its settings to continue it, or replace it "
+                                               f"with --overwrite")
+    started = interrupt_run(monkeypatch, at=0)
+    assert main.main([*argv, "--resume"]) == 0
+    assert started == [("memorygen", "rnn"), ("memorygen", "tcn")]  # the finished runs are not trained again
+    assert f"continuing {out}: 2 of 4 runs finished, 2 to train" in capsys.readouterr().out
+    assert numbers(out) == (True, expected)  # as if never stopped
+    assert "`python main.py " + " ".join(argv) + "`" in (out / "summary.md").read_text()
+
+
+def test_overwrite_interrupted_keeps_the_earlier_grid(tmp_path, monkeypatch, capsys):
+    out = tmp_path / "grid"
+    assert main.main([*TINY_GRID, "--tasks", "memory", "--out", str(out)]) == 0
+    (out / "notes.txt").write_text("mine")
+    before = {path.name: path.read_bytes() for path in out.iterdir()}
+    argv = [*TINY_GRID, "--tasks", "memorygen", "--epochs", "2", "--out", str(out)]
+    interrupt_run(monkeypatch, at=2)
+    capsys.readouterr()
+    assert interrupted_main([*argv, "--overwrite"]) == 130
+    assert capsys.readouterr().out.splitlines()[-1] == (
+        f"interrupted: {out} still holds its earlier grid; 1 of 2 runs of the new grid finished, their numbers are "
+        f"kept in {out / main.NEW_GRID / 'results.json'}; continue with: python main.py {' '.join(argv)} --resume")
+    assert {path.name: path.read_bytes() for path in out.iterdir() if path.name != main.NEW_GRID} == before
+
+    started = interrupt_run(monkeypatch, at=0)  # no interruption
+    assert main.main([*argv, "--resume"]) == 0 and started == [("memorygen", "tcn")]
+    assert numbers(out)[0] and set(numbers(out)[1]) == {("memorygen", "rnn", 0), ("memorygen", "tcn", 0)}
+    assert sorted(path.name for path in out.iterdir()) == [
+        "memorygen_accuracy_by_position.png", "memorygen_rnn_losses.png", "memorygen_rnn_prediction.png",
+        "memorygen_tcn_losses.png", "memorygen_tcn_prediction.png", "notes.txt", "results.json", "summary.md"]
+
+
+def test_a_bad_out_is_one_line_before_any_training(tmp_path, monkeypatch, capsys):
+    started = interrupt_run(monkeypatch, at=0)
+    (tmp_path / "notes.txt").write_text("mine")
+    for out, message in ((tmp_path / "notes.txt", "is a file, not a folder"),
+                         (tmp_path / "notes.txt" / "grid", "cannot be made: Not a directory")):
+        assert main.main([*TINY_GRID, "--out", str(out)]) == 2
+        assert capsys.readouterr().err == f"error: --out {out} {message}\n"
+    assert started == [] and (tmp_path / "notes.txt").read_text() == "mine"
+
+
+def test_ctrl_c_stops_parallel_runs_in_one_line(tmp_path):
+    """A real Ctrl-C (SIGINT to the terminal's process group) with --jobs 2: one line, no traceback, the
+    workers ended, the finished runs kept."""
+    out = tmp_path / "grid"
+    process = subprocess.Popen([sys.executable, "main.py", "--epochs", "30", "--num-samples", "200", "--seeds", "0",
+                                "1", "--jobs", "2", "--out", str(out)], cwd=ROOT, stdout=subprocess.PIPE,
+                               stderr=subprocess.PIPE, text=True, start_new_session=True)
+    deadline = time.monotonic() + 120
+    while not (out / "results.json").exists():
+        assert process.poll() is None and time.monotonic() < deadline, process.communicate()
+        time.sleep(0.1)
+    os.killpg(process.pid, signal.SIGINT)
+    stdout, stderr = process.communicate(timeout=60)
+    assert process.returncode == 130 and stderr == "", stderr
+    finished, kept = numbers(out)
+    assert not finished and 1 <= len(kept) < 12
+    assert stdout.splitlines()[-1].startswith(f"interrupted: {len(kept)} of 12 runs finished")

@@ -204,8 +204,9 @@ def bench_ex1(table, quick):
         def main_py(*args, cpu_times=None):
             def call():
                 before = resource.getrusage(resource.RUSAGE_CHILDREN)
-                subprocess.run([sys.executable, "main.py", *args, "--out", out], cwd=ROOT, check=True,
-                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                # a folder per grid: main.py refuses to write a grid over an earlier one
+                subprocess.run([sys.executable, "main.py", *args, "--out", tempfile.mkdtemp(dir=out)], cwd=ROOT,
+                               check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
                 after = resource.getrusage(resource.RUSAGE_CHILDREN)  # main.py and its waited-for workers
                 if cpu_times is not None:
                     cpu_times.append(after.ru_utime + after.ru_stime - before.ru_utime - before.ru_stime)

@@ -1,8 +1,8 @@
 """Train or validate the predictive ViT (Exercise 2).
 
     python -m model.main -cfg config/vit.json --train
-    python -m model.main -cfg config/vit.json --train --load out/vit.device0/quicksave.ckpt   # resume
-    python -m model.main -cfg config/vit.json --train --resume     # resume from the run's quicksave.ckpt, if any
+    python -m model.main -cfg config/vit.json --train --resume     # continue from the run's quicksave.ckpt, if any
+    python -m model.main -cfg config/vit.json --train --load CKPT  # continue from another checkpoint
     python -m model.main -cfg config/vit.json --validate --load out/vit.device0/best.ckpt
     python -m model.main -cfg config/vit.json --train --num-gpus 4                    # 4 local processes (DDP)
     torchrun --nproc_per_node 4 -m model.main -cfg config/vit.json --train            # the same, via torchrun
@@ -57,10 +57,11 @@ def parse_args(argv=None):
                        description="Train or validate the predictive Vision Transformer.")
     parser.add_argument("--cfg", "-cfg", required=True, metavar="CONFIG", help="config file (.json or .yaml)")
     mode = parser.add_mutually_exclusive_group(required=True)
-    mode.add_argument("--train", "-train", action="store_true", help="train (resumes with --load)")
+    mode.add_argument("--train", "-train", action="store_true", help="train (a stopped run continues with --resume)")
     mode.add_argument("--validate", "-validate", action="store_true",
                       help="evaluate --load CKPT on a part of the video (--split)")
-    parser.add_argument("--load", "-load", metavar="CKPT", help="checkpoint to resume from or to validate")
+    parser.add_argument("--load", "-load", metavar="CKPT",
+                        help="checkpoint to validate, or to continue training from (its own run: --resume)")
     parser.add_argument("--resume", "-resume", action="store_true",
                         help="with --train: resume from the run folder's quicksave.ckpt when there is one "
                              "(for job scripts that are requeued)")
@@ -126,7 +127,7 @@ def guarded_run(args, argv):
     except OSError as error:  # e.g. an output folder that cannot be written
         return fail(describe_os_error(error), 1)
     except KeyboardInterrupt:
-        return fail("interrupted; nothing was saved after the last checkpoint", 130)
+        return fail("interrupted; nothing was saved after the last checkpoint (continue from it with --resume)", 130)
 
 
 def run(args, argv):
@@ -167,7 +168,7 @@ def run(args, argv):
         if os.environ.get("SLURM_JOB_ID"):  # its --scratch folder goes with the job: the job script resumes it
             print("resume: submit the job again (sbatch train.sbatch); it continues from there with --resume")
         else:
-            print(f"resume with: python -m model.main {resume_command(argv, summary['quicksave'])}")
+            print(f"resume with: python -m model.main {resume_command(argv)}")
         code = stop_code(summary["stopped"])
         return 128 + code if code > 1 else 1
     print(f"trained {plural(summary['step'], 'step')} in {summary['seconds']:.0f} s; run folder {run_dir}")
@@ -245,9 +246,9 @@ def describe_duration(seconds):
     return f"{seconds / 86400:.1f} days"
 
 
-def resume_command(argv, checkpoint):
-    """The flags of this run with --load pointing at checkpoint (without --resume, which --load replaces, and
-    --overwrite, which would start it over)."""
+def resume_command(argv):
+    """The flags of this run with --resume, which continues from the run folder's quicksave.ckpt (without --load,
+    which --resume replaces, and --overwrite, which would start it over)."""
     kept, skip = [], False
     for arg in argv:
         if skip:
@@ -256,7 +257,7 @@ def resume_command(argv, checkpoint):
             skip = True
         elif not arg.startswith(("-load=", "--load=")) and arg not in ("-resume", "--resume", "--overwrite"):
             kept.append(arg)
-    return shlex.join(kept + ["--load", str(checkpoint)])
+    return shlex.join(kept + ["--resume"])
 
 
 @contextmanager

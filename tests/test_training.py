@@ -184,7 +184,8 @@ def test_a_signal_finishes_the_step_and_quicksaves(tmp_path, signal_name, exit_c
     saved = load_checkpoint(tmp_path / "out" / "tiny.device0" / "quicksave.ckpt")
     assert saved["step"] == records(metrics.parent)[-1]["step"] >= 2
     assert f"stopped by {signal_name} after step {saved['step']}" in out
-    assert "resume with: python -m model.main -cfg" in out and "--load" in out
+    assert out.splitlines()[-1] == (f"resume with: python -m model.main -cfg {config} --train --max-steps 100000 "
+                                    f"--out-dir {tmp_path / 'out'} --resume")  # continues from that quicksave
 
 
 def test_non_finite_loss_stops_and_keeps_the_last_checkpoint(tmp_path, monkeypatch, capsys):

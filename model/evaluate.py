@@ -75,6 +75,8 @@ def score(predictors, windows, indices=None, *, batch_size=32, masker=None, mask
           progress=False):
     """Per-window metrics of every predictor on windows[indices] (default: all) -> (per_window, maps).
 
+    progress: a progress bar over the batches (True, or the bar's description), or none (False).
+
     per_window: {name: {"l1", "mse", "ssim"[, "l1_unchanged", "l1_changed"]: float64 array (W,)}};
     masker: the model whose patch masks (drawn from mask_seed, the same every call) hide the patches of a
     masked reconstruction (num_frames == 1); its metrics are those of the masked pixels only.
@@ -86,7 +88,8 @@ def score(predictors, windows, indices=None, *, batch_size=32, masker=None, mask
     keys = ("l1", "mse", "ssim") + (("l1_unchanged", "l1_changed") if next_frame else ())
     per_window = {name: {key: [] for key in keys} for name in predictors}
     maps = {name: 0.0 for name in error_maps}
-    for starts in tqdm(indices.split(batch_size), desc="evaluating", leave=False, disable=not progress):
+    bar_name = progress if isinstance(progress, str) else "evaluating"
+    for starts in tqdm(indices.split(batch_size), desc=bar_name, leave=False, disable=not progress):
         frames = windows.batch(starts)  # (B, T, H, W)
         target = frames[:, -1]
         token_mask, pixel_mask = None, None
@@ -167,7 +170,9 @@ def evaluate(model, windows, *, batch_size, max_batches=None, mean_frame=None, a
     ``seed``, the same every call). Keys: loss (the training loss ``loss`` of the clamped prediction, from the
     per-window means), l1, mse, psnr, ssim, windows, then the baselines' as '{name}_{key}' on the same windows,
     taken from ``baselines`` when given (they do not change from one validation to the next) and computed
-    here otherwise (see baseline_metrics). PSNR is that of the mean MSE over windows.
+    here otherwise (see baseline_metrics). PSNR is that of the mean MSE over windows. progress: a bar for the
+    model's pass and one for the baselines' (which take longer than the model's on a CPU: continue motion
+    searches every window's shift).
     """
     was_training = model.training
     model.eval()
@@ -175,13 +180,13 @@ def evaluate(model, windows, *, batch_size, max_batches=None, mean_frame=None, a
     masker = model if model.num_frames == 1 else None
     with autocast():
         per_window, _ = score({"model": model_predictor(model)}, windows, indices, batch_size=batch_size,
-                              masker=masker, mask_seed=seed, progress=progress)
+                              masker=masker, mask_seed=seed, progress="model" if progress else False)
     model.train(was_training)
     metrics = flat_summary(per_window)
     metrics = {"loss": loss_of_means(loss, metrics), **metrics, "windows": len(indices)}
     if baselines is None:
         baselines = baseline_metrics(windows, indices, batch_size, mean_frame, generator_seed=seed, masker=masker,
-                                     player_box=player_box)
+                                     player_box=player_box, progress=progress)
     return {**metrics, **baselines}
 
 
@@ -195,14 +200,14 @@ def loss_of_means(kind, metrics):
 
 
 def baseline_metrics(windows, indices, batch_size, mean_frame=None, generator_seed=0, masker=None,
-                     player_box=None):
+                     player_box=None, progress=False):
     """Mean metrics of the baselines (model.evaluate.baseline_predictors) on the windows at indices -> flat dict
     copy_last_l1, ..., mean_frame_ssim. For masked reconstruction (num_frames == 1) ``masker`` is the model
     whose patch masks (drawn from generator_seed, as evaluate draws them) select the pixels scored (and the
     neighbour fill's hidden pixels)."""
     predictors = baseline_predictors(windows.num_frames, mean_frame, player_box, masker=masker)
     per_window, _ = score(predictors, windows, indices, batch_size=batch_size, masker=masker,
-                          mask_seed=generator_seed)
+                          mask_seed=generator_seed, progress="baselines" if progress else False)
     return flat_summary(per_window)
 
 

@@ -32,6 +32,7 @@ from model.distributed import Ranks
 from model.evaluate import baseline_metrics, describe_metrics, evaluate
 from model.files import write_json_atomically, write_text_atomically
 from model.metrics import mean_frame_baseline, psnr
+from model.progress import StepBar
 from model.vit import VisionTransformer
 from nn.attention import written_out_attention
 from nn.loss import masked_loss, masked_mean
@@ -40,7 +41,6 @@ QUICKSAVE = "quicksave.ckpt"
 FINAL = "final.ckpt"  # a finished run's weights without optimizer state (model.checkpoint.export_checkpoint)
 BEST = "best.ckpt"
 METRICS = "metrics.jsonl"
-SPEED_STEPS = 3  # steps timed for train(on_speed=...)
 
 
 def run_name(cfg, device, run_number=None):
@@ -118,8 +118,9 @@ def train(cfg, frames, run_dir, *, device="cpu", seed=1234, resume=None, stop=No
     log: callable for one-line messages (default: written above the progress bar);
     on_record: called with every metrics.jsonl record (a dict); it may call stop.request(reason),
     e.g. to prune a hyperparameter trial, and the run then ends after this step with a quicksave.
-    on_speed: called once on rank 0 as on_speed(seconds_per_step, steps_left) when SPEED_STEPS steps after
-    the first (which warms up) have been timed, e.g. to print how long the run will take.
+    on_speed: called once on rank 0 as on_speed(seconds_per_step, steps_left) when the median time of
+    model.progress.SPEED_STEPS steps after the first (which warms up) is known, e.g. to print how long the run
+    will take.
     player_box: where the camera keeps the player (model.data.player_box), for the validation's baseline.
     Returns a summary dict: step, total_steps, best_val_loss, val (last validation or None),
     stopped (the stop reason or None), seconds, quicksave (path).
@@ -143,10 +144,11 @@ def train(cfg, frames, run_dir, *, device="cpu", seed=1234, resume=None, stop=No
         run_dir.mkdir(parents=True, exist_ok=True)
         write_json_atomically(run_dir / "cfg.json", cfg.to_dict())
         keep_metrics_until(run_dir / METRICS, state.step)
-    progress = tqdm(total=state.total_steps, initial=state.step, disable=not ranks.is_main, dynamic_ncols=True,
-                    mininterval=0.5 if sys.stderr.isatty() else 30, desc=cfg.model_path)
+    # its rate and time left: the median of the recent steps' times (model.progress)
+    progress = StepBar(total=state.total_steps, initial=state.step, disable=not ranks.is_main, dynamic_ncols=True,
+                       mininterval=0.5 if sys.stderr.isatty() else 30, desc=cfg.model_path,
+                       on_speed=on_speed if ranks.is_main else None)
     logged, last_val = StepMeans(), None
-    clock = StepClock(state.step, on_speed if ranks.is_main else None)
     state.started = time.perf_counter()  # the training time counts from here
     state.model.train()
     while state.step < state.total_steps and not ranks.stop:
@@ -156,7 +158,6 @@ def train(cfg, frames, run_dir, *, device="cpu", seed=1234, resume=None, stop=No
         except TrainingError as error:
             progress.close()
             raise TrainingError(f"{error} at step {state.step + 1}; training stopped, {_last_good(run_dir)}") from None
-        clock.tick(state.step, state.total_steps)
         logged.add(values)
         progress.update(1)
         # The training batch's numbers (before this step's update); the validation lines give the held-out ones.
@@ -292,19 +293,6 @@ class StepMeans:
         means["train_psnr"] = psnr(torch.tensor(means["train_mse"])).item()
         self.sums, self.count = {}, 0
         return means
-
-
-class StepClock:
-    """Times SPEED_STEPS steps after the first of this process (which warms up) and reports them once."""
-
-    def __init__(self, first_step, on_speed):
-        self.first_step, self.on_speed, self.started = first_step, on_speed, None
-
-    def tick(self, step, total_steps):
-        if step == self.first_step + 1:
-            self.started = time.perf_counter()
-        elif self.on_speed is not None and step == self.first_step + 1 + SPEED_STEPS:
-            self.on_speed((time.perf_counter() - self.started) / SPEED_STEPS, total_steps - step)
 
 
 def final_weights(run_dir):

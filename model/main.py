@@ -40,11 +40,12 @@ from model.config import ConfigError, load_config, with_overrides
 from model.data import (PART_NAMES, PARTS, DataError, config_parts, load_metadata, load_video, part_windows, player_box,
                         resolve_data_path)
 from model.distributed import StopFlag, stop_code
-from model.engine import (BEST, FINAL, METRICS, QUICKSAVE, SPEED_STEPS, TrainingError, load_model, mixed_precision,
-                          run_name, step_flops, train)
+from model.engine import (BEST, FINAL, METRICS, QUICKSAVE, TrainingError, load_model, mixed_precision, run_name,
+                          step_flops, train)
 from model.evaluate import describe_metrics, evaluate
 from model.files import write_json_atomically
 from model.metrics import mean_frame_baseline
+from model.progress import SPEED_STEPS
 from model.text import plural
 
 CPU_CONFIG = "config/vit_cpu.json"
@@ -220,10 +221,10 @@ def validate(cfg, frames, checkpoint_path, device, split="val", output=None, box
 
 
 def speed_note(seconds_per_step, steps_left, device, config_path, cfg):
-    """The line printed after the first timed steps: the measured time of a step and of the rest of the
-    run; on the CPU, for a run of more than CPU_ADVICE_SECONDS, also what to run instead and how long that
+    """The line printed after the first timed steps: the median time of a step and the time of the rest of the
+    run at that speed; on the CPU, for a run of more than CPU_ADVICE_SECONDS, also what to run instead and how long that
     would take here (this step's time scaled by the two configs' FLOP per step: an estimate)."""
-    line = (f"note: a step takes {seconds_per_step:.2f} s on {device} (measured over {SPEED_STEPS} steps): "
+    line = (f"note: a step takes {seconds_per_step:.2f} s on {device} (median of {SPEED_STEPS} steps): "
             f"about {describe_duration(seconds_per_step * steps_left)} for the {plural(steps_left, 'step')} left")
     is_cpu_config = Path(config_path).resolve() == Path(CPU_CONFIG).resolve()
     if device.type == "cpu" and seconds_per_step * steps_left > CPU_ADVICE_SECONDS and not is_cpu_config:

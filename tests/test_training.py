@@ -298,7 +298,7 @@ def test_a_run_says_how_long_a_step_takes_and_points_a_cpu_to_the_cpu_config(tmp
     cpu, gpu = torch.device("cpu"), torch.device("cuda", 0)
     sheet_cfg, cpu_cfg = load_config(REPO / "config/vit.json"), load_config(REPO / train_cli.CPU_CONFIG)
     sheet = train_cli.speed_note(2.5, 167_997, cpu, REPO / "config/vit.json", sheet_cfg)
-    assert sheet.startswith("note: a step takes 2.50 s on cpu (measured over 3 steps): about 4.9 days for the "
+    assert sheet.startswith("note: a step takes 2.50 s on cpu (median of 10 steps): about 4.9 days for the "
                             "167997 steps left; for a CPU use -cfg config/vit_cpu.json (the same model at CPU size): "
                             "its 30000 steps would take about ")
     # The estimate: this step's time scaled by the FLOP per step of the two configs.
@@ -310,13 +310,13 @@ def test_a_run_says_how_long_a_step_takes_and_points_a_cpu_to_the_cpu_config(tmp
 
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)  # the CPU, also on a machine with a GPU
     config = tiny_setup(tmp_path)
-    assert cli(config, tmp_path / "out", "--train", "--max-steps", "6") == 0
+    assert cli(config, tmp_path / "out", "--train", "--max-steps", "14") == 0
     lines = [line for line in capsys.readouterr().out.splitlines() if "a step takes" in line]
     assert len(lines) == 1 and lines[0].startswith("note: a step takes ")
-    assert "on cpu (measured over 3 steps)" in lines[0]
-    assert lines[0].endswith("for the 2 steps left") and "vit_cpu.json" not in lines[0]  # a short run: no advice
+    assert "on cpu (median of 10 steps)" in lines[0]  # steps 2 to 11 (the first warms up)
+    assert lines[0].endswith("for the 3 steps left") and "vit_cpu.json" not in lines[0]  # a short run: no advice
     monkeypatch.setattr(train_cli, "CPU_ADVICE_SECONDS", 0)  # as if the run took hours
-    assert cli(config, tmp_path / "out", "--train", "--max-steps", "6", "--overwrite") == 0
+    assert cli(config, tmp_path / "out", "--train", "--max-steps", "14", "--overwrite") == 0
     line = next(line for line in capsys.readouterr().out.splitlines() if "a step takes" in line)
     assert "; for a CPU use -cfg config/vit_cpu.json (the same model at CPU size): its 30000 steps would take" in line
 

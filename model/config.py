@@ -108,6 +108,9 @@ class TrainingConfig:
     quicksave_every: int = 1000  # steps between quicksave.ckpt writes (one is also written at the end)
     validate_every: int = 1000  # steps between validations (one also runs at the end)
     validation_batches: typing.Optional[int] = 50  # batches per validation, spread over the split; null: all
+    # Batches of training windows (spread over the training part) scored at every validation as well, written
+    # as train_part_* (how far the model has memorised what it trains on); 0: off; null: the whole part.
+    train_part_batches: typing.Optional[int] = 0
     log_every: int = 100  # steps between metrics.jsonl records
     min_lr_ratio: float = 0.1  # the cosine decay ends at learning_rate * min_lr_ratio
     # true: the training steps run the model through torch.compile (about a minute of compiling first;
@@ -366,6 +369,8 @@ def _check_values(cfg):
                 "training.validation_batches": t.validation_batches, "training.log_every": t.log_every}
     for key, value in positive.items():
         require(value is None or value >= 1, key, f"must be at least 1, got {value}")
+    require(t.train_part_batches is None or t.train_part_batches >= 0, "training.train_part_batches",
+            f"must not be negative, got {t.train_part_batches}")
     non_negative = {"num_workers": cfg.num_workers, "weight_decay": cfg.weight_decay,
                     "training.warmup_steps": t.warmup_steps, "training.grad_clip": t.grad_clip}
     for key, value in non_negative.items():

@@ -135,7 +135,7 @@ def train(cfg, frames, run_dir, *, device="cpu", seed=1234, resume=None, stop=No
     parts = config_parts(cfg, len(frames))
     video = torch.as_tensor(frames).to(device)  # (N, H, W) uint8, shared by the parts' windows
     train_windows = part_windows(video, "train", parts, cfg.model.num_frames, device)
-    validation = Validation(cfg, video, parts, device, player_box) if len(parts["val"]) else None
+    validation = Validation(cfg, video, parts, device, player_box, train_windows) if len(parts["val"]) else None
     state = TrainState(cfg, len(train_windows), device, seed, rank, world_size)
     if resume is not None:
         state.load_state_dict(load_checkpoint(resume), resume)  # on the CPU; load_state_dict moves to the device
@@ -246,11 +246,13 @@ def training_forward(model, cfg, device, world_size):
 
 class Validation:
     """The validation part of a run: its windows, the mean training frame, and the baselines' metrics
-    (computed at the first validation and kept: the windows do not change)."""
+    (computed at the first validation and kept: the windows do not change). With training.train_part_batches
+    the same pass scores that many batches of the training part as well (train_part_* in the record)."""
 
-    def __init__(self, cfg, video, parts, device, player_box=None):
+    def __init__(self, cfg, video, parts, device, player_box=None, train_windows=None):
         self.cfg, self.player_box = cfg, player_box
         self.windows = part_windows(video, "val", parts, cfg.model.num_frames, device)
+        self.train_windows = train_windows if cfg.training.train_part_batches != 0 else None
         self.mean_frame = mean_frame_baseline(video[:len(parts["train"])]).to(device)  # (H, W)
         self.baselines = None
 
@@ -270,6 +272,12 @@ class Validation:
         record["val_seconds"] = round(time.perf_counter() - start, 3)
         record.update({f"val_{key}": value for key, value in metrics.items()})
         log(f"step {state.step}: {describe_metrics(metrics)}")
+        if self.train_windows is not None:
+            train_part = evaluate(state.model, self.train_windows, batch_size=m.batch_size,
+                                  max_batches=t.train_part_batches, autocast=state.autocast, loss=t.loss, baselines={})
+            record.update({f"train_part_{key}": value for key, value in train_part.items()})
+            log(f"step {state.step}, training part: PSNR {train_part['psnr']:.2f} dB, L1 {train_part['l1']:.4f} "
+                f"({train_part['windows']} windows)")
         if metrics["loss"] < state.best_val_loss:
             state.best_val_loss = metrics["loss"]
             save_checkpoint(run_dir / BEST, state.state_dict())

@@ -160,10 +160,32 @@ def test_bf16_autocast_training_reaches_the_plain_models_validation_metrics(tmp_
     config = tiny_setup(tmp_path, model={"output": "frame"}, training={"max_steps": 150, "loss": "mse",
                                                                          "validate_every": 150}, learning_rate=3e-3)
     cfg, frames = load_config(config), load_frames(tmp_path / "video.hdf5")
-    val = {bf16: engine.train(with_overrides(cfg, {"model.mixed_precision": bf16}), frames, tmp_path / str(bf16),
-                              log=lambda line: None)["val"] for bf16 in (False, True)}
-    assert val[False]["psnr"] > val[False]["mean_frame_psnr"]  # it learned something at all
-    assert val[True]["psnr"] == pytest.approx(val[False]["psnr"], abs=0.5)
+    fast_paths = {"fp32": {}, "bf16": {"model.mixed_precision": True},
+                  "bf16 compiled": {"model.mixed_precision": True, "training.compile": True}}  # vit_memorise's
+    val = {name: engine.train(with_overrides(cfg, overrides), frames, tmp_path / name.replace(" ", "_"),
+                              log=lambda line: None)["val"] for name, overrides in fast_paths.items()}
+    assert val["fp32"]["psnr"] > val["fp32"]["mean_frame_psnr"]  # it learned something at all
+    assert val["bf16"]["psnr"] == pytest.approx(val["fp32"]["psnr"], abs=0.5)
+    assert val["bf16 compiled"]["psnr"] == pytest.approx(val["fp32"]["psnr"], abs=0.5)
+
+
+def test_train_part_batches_scores_the_training_part_at_each_validation(tmp_path):
+    """training.train_part_batches: the memorisation curve, the model's metrics on the training windows it
+    trains on, beside the validation's, equal to an evaluation of the saved weights on that part."""
+    config = tiny_setup(tmp_path, training={"max_steps": 4, "train_part_batches": None})
+    cfg, frames = load_config(config), load_frames(tmp_path / "video.hdf5")
+    engine.train(cfg, frames, tmp_path / "run", log=lambda line: None)
+    validated = [r for r in records(tmp_path / "run") if "val_psnr" in r]
+    assert [r["step"] for r in validated] == [4] and all("train_part_psnr" in r for r in validated)
+    assert not any("train_part_psnr" in r for r in records(tmp_path / "run") if "val_psnr" not in r)
+    model, _ = engine.load_model(tmp_path / "run" / "quicksave.ckpt", cfg.model)
+    train_windows = FrameWindows(torch.as_tensor(frames[:32]), 3)  # the training part: the first 80 % of 40 frames
+    expected = evaluate(model, train_windows, batch_size=4, loss="mse", baselines={})
+    assert validated[0]["train_part_windows"] == expected["windows"] == 30
+    assert validated[0]["train_part_psnr"] == pytest.approx(expected["psnr"], rel=1e-5)
+    untracked = tiny_setup(tmp_path, training={"max_steps": 4})  # off by default
+    engine.train(load_config(untracked), frames, tmp_path / "off", log=lambda line: None)
+    assert not any("train_part_psnr" in r for r in records(tmp_path / "off"))
 
 
 @pytest.mark.parametrize("signal_name, exit_code", [("SIGINT", 130), ("SIGTERM", 143)])

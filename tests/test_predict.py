@@ -79,14 +79,19 @@ def test_predict_writes_pngs_gif_and_metrics(trained, tmp_path, capsys):
             assert f"prediction_{sample['sample']:05d}_{i:05d}_frame_{first + i:05d}.png" in pngs
         for kind in ("rollout", "copy_last"):
             assert {key: len(values) for key, values in sample[kind].items()} == {"l1": 4, "psnr": 4, "ssim": 4}
-    with Image.open(out / pngs[0]) as image:
-        assert image.size == (128, 128) and image.mode == "L"  # 4x nearest
-    with Image.open(out / "rollout_00000.gif") as gif:  # truth | prediction | error, labels, error scale
-        assert gif.n_frames == 4 and gif.width == (3 * 32 + 4) * 4 and gif.height > 32 * 4
-        assert_labelled(gif.convert("L"), predict.label_font(predict.UPSCALE)[1])
+    label_rows = predict.label_font(predict.UPSCALE)[1]
+    with Image.open(out / pngs[0]) as image:  # title, context frames, truth | prediction | error, error scale
+        assert image.mode == "L" and image.width == (3 * 32 + 2 * predict.GAP) * 4 and image.height > 2 * 32 * 4
+        assert_labelled(image, label_rows)
+        first = metrics["samples"][0]["first_predicted_frame"]
+        context = np.asarray(image)[2 * label_rows: 2 * label_rows + 128, :128]  # below the title and its label
+        assert np.array_equal(context, np.kron(stripes()[first - 2], np.ones((4, 4), np.uint8)))  # 4x nearest
+    with Image.open(out / "rollout_00000.gif") as gif:  # the prediction PNGs of the sample, one frame per step
+        assert gif.n_frames == 4 and gif.width == (3 * 32 + 4) * 4 and gif.height > 2 * 32 * 4
+        assert_labelled(gif.convert("L"), label_rows)
     for sample in range(2):  # every step of a sample in one labelled image
         with Image.open(out / f"rollout_{sample:05d}.png") as sheet:
-            assert sheet.width == (3 * 32 + 4) * predict.SHEET_UPSCALE and sheet.height > 4 * 32 * predict.SHEET_UPSCALE
+            assert sheet.width == (3 * 32 + 4) * predict.SHEET_UPSCALE and sheet.height > 5 * 32 * predict.SHEET_UPSCALE
             assert_labelled(sheet.convert("L"), predict.label_font(predict.SHEET_UPSCALE)[1])
     assert len(metrics["mean"]["rollout"]["l1"]) == 4
     assert "wrote 8 prediction PNGs, 2 labelled rollout PNGs, 2 GIFs and metrics.json" in capsys.readouterr().out
@@ -105,13 +110,16 @@ def test_predict_replaces_its_own_earlier_files_only(trained, tmp_path, capsys):
                          "--num_samples", "2", "--steps", "3"]) == 0
     (out / "notes.txt").write_text("mine")
     (out / "prediction_mine.png").write_bytes(b"mine too")
+    capsys.readouterr()
     assert predict.main(["-cfg", str(config), "--load", str(checkpoint), "--output", str(out), "--steps", "2"]) == 0
+    printed = capsys.readouterr().out
+    assert f"{out} holds an earlier prediction: replacing its 11 files" in printed  # not silently
+    assert "wrote 2 prediction PNGs, 1 labelled rollout PNG, 1 GIF and metrics.json" in printed
     first = json.loads((out / "metrics.json").read_text())["samples"][0]["first_predicted_frame"]
     assert sorted(p.name for p in out.iterdir()) == [
         "metrics.json", "notes.txt", f"prediction_00000_00000_frame_{first:05d}.png",
         f"prediction_00000_00001_frame_{first + 1:05d}.png", "prediction_mine.png", "rollout_00000.gif",
         "rollout_00000.png"]
-    assert "wrote 2 prediction PNGs, 1 labelled rollout PNG, 1 GIF and metrics.json" in capsys.readouterr().out
 
 
 def test_start_frames_are_fixed_by_the_seed_alone(trained, tmp_path):

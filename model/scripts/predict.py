@@ -1,6 +1,7 @@
 """Closed-loop prediction with a trained predictive ViT, as in the course template.
 
     python -m model.scripts.predict                      # a fresh clone: the published checkpoint
+    python -m model.scripts.predict -cfg config/vit_cpu.json     # your run of that config (best, else quicksave)
     python -m model.scripts.predict -cfg config/vit.json --load out/vit.device0/quicksave.ckpt
 
 Which model (the command says which it used, and the checkpoint's step):
@@ -17,13 +18,15 @@ for --steps steps: after the first step the model sees its own predictions. The 
 by --seed alone (see pick_first_predicted), so runs with other --steps or --num_samples can be compared.
 
 Written to --output (default samples/{model_path}/ of the config used); the files an earlier run of
-predict wrote there (the four kinds below, nothing else) are removed first:
+predict wrote there (the four kinds below, nothing else) are replaced, and it says so. Every image is
+labelled: the checkpoint and its training step, the sample, the real context frames the rollout starts
+from (their indices in the video), and per step truth | prediction | absolute error with the error scale.
 
     prediction_{sample:05d}_{i:05d}_frame_{frame:05d}.png   step i of a sample, 4x upscaled (nearest);
                                                             frame is the true frame's index in the video
-    rollout_{sample:05d}.png                                every step of a sample in one labelled image:
-                                                            truth | prediction | absolute error, error scale
-    rollout_{sample:05d}.gif                                the same, one GIF frame per step
+    rollout_{sample:05d}.png                                every step of a sample in one image (2x)
+    rollout_{sample:05d}.gif                                the prediction PNGs of a sample, one GIF frame
+                                                            per step
     metrics.json                                            per step L1, PSNR, SSIM of the rollout and of
                                                             the copy-last-frame baseline (the last real
                                                             frame held still), per sample and as means;
@@ -45,7 +48,7 @@ from model.config import ConfigError, load_config
 from model.data import PART_NAMES, PARTS, DataError, config_parts, load_video
 from model.engine import BEST, QUICKSAVE, load_model, run_name
 from model.metrics import frame_metrics
-from model.rollout import closed_loop, per_step_means
+from model.rollout import closed_loop, per_step_means, rollout_clips
 from model.text import plural
 
 SHEET_CONFIG = "config/vit.json"
@@ -69,8 +72,9 @@ def parse_args(argv=None):
                         help=f"config file of the model (default: the one stored in --load; without --load "
                              f"{SHEET_CONFIG})")
     parser.add_argument("--load", "-load", metavar="CKPT",
-                        help=f"checkpoint to predict with (default: best.ckpt, else quicksave.ckpt, of the "
-                             f"config's run folder; without -cfg and without that run, {PUBLISHED_CHECKPOINT})")
+                        help=f"checkpoint to predict with (default with -cfg: best.ckpt, else quicksave.ckpt, of "
+                             f"that config's run folder; without -cfg: best.ckpt of {SHEET_CONFIG}'s run folder "
+                             f"once a run there has been validated, else the published {PUBLISHED_CHECKPOINT})")
     parser.add_argument("--out-dir", "-out-dir", default="out", metavar="DIR",
                         help="where the run folders are (as for model.main)")
     parser.add_argument("--output", "-output", metavar="DIR",
@@ -125,17 +129,26 @@ def run(args):
 
     output = Path(args.output) if args.output is not None else Path("samples") / cfg.model_path
     output.mkdir(parents=True, exist_ok=True)
-    remove_earlier_output(output)
-    rolled = closed_loop(model, torch.as_tensor(frames).to(device), starts, args.steps)
+    earlier = earlier_output(output)
+    if earlier:
+        print(f"{output} holds an earlier prediction: replacing its {plural(len(earlier), 'file')}")
+        for path in earlier:
+            path.unlink()
+    video = torch.as_tensor(frames).to(device)
+    rolled = closed_loop(model, video, starts, args.steps)
     truth, predictions, held = rolled["truth"], rolled["model"], rolled["copy_last"]
+    context, _ = rollout_clips(video, starts, num_frames - 1, args.steps)  # (S, T-1, H, W): the real frames seen
 
     samples = []
     for s, start in enumerate(starts.tolist()):
         first = start + num_frames - 1  # index in the whole video
-        for i in range(args.steps):
-            save_png(output / f"prediction_{s:05d}_{i:05d}_frame_{first + i:05d}.png", predictions[s, i])
-        save_rollout_png(output / f"rollout_{s:05d}.png", truth[s], predictions[s], first)
-        save_gif(output / f"rollout_{s:05d}.gif", truth[s], predictions[s], first)
+        title = f"{checkpoint} (step {payload['step']}): sample {s}, closed loop from frame {first}"
+        steps = labelled_steps(title, context[s], truth[s], predictions[s], first, UPSCALE)
+        for i, image in enumerate(steps):
+            image.save(output / f"prediction_{s:05d}_{i:05d}_frame_{first + i:05d}.png")
+        steps[0].save(output / f"rollout_{s:05d}.gif", save_all=True, append_images=steps[1:], duration=GIF_FRAME_MS,
+                      loop=0)
+        save_rollout_png(output / f"rollout_{s:05d}.png", title, context[s], truth[s], predictions[s], first)
         samples.append({"sample": s, "first_context_frame": start, "first_predicted_frame": first,
                         "rollout": step_metrics(predictions[s], truth[s]),
                         "copy_last": step_metrics(held[s], truth[s])})
@@ -200,11 +213,9 @@ def pick_first_predicted(part, context_frames, steps, num_samples, seed, split_n
     return order[:num_samples] + first_possible
 
 
-def remove_earlier_output(folder):
-    """Delete the files an earlier run of predict wrote into folder (OUTPUT_FILES), and nothing else."""
-    for path in Path(folder).iterdir():
-        if path.is_file() and OUTPUT_FILES.fullmatch(path.name):
-            path.unlink()
+def earlier_output(folder):
+    """The files an earlier run of predict wrote into folder (OUTPUT_FILES), and nothing else."""
+    return sorted(path for path in Path(folder).iterdir() if path.is_file() and OUTPUT_FILES.fullmatch(path.name))
 
 
 def step_metrics(prediction, truth):
@@ -220,8 +231,20 @@ def to_image(frame, scale=UPSCALE):
     return image.resize((image.width * scale, image.height * scale), Image.Resampling.NEAREST)
 
 
-def save_png(path, frame):
-    to_image(frame).save(path)
+def panel_row(frames, labels, scale):
+    """Frames (H, W) in [0, 1] side by side in one image, each labelled above, mid-grey gaps between them."""
+    panels = [to_image(frame, scale) for frame in frames]
+    width, height = panels[0].size
+    font, label_height = label_font(scale)
+    row = Image.new("L", (len(panels) * width + (len(panels) - 1) * GAP * scale, label_height + height), 255)
+    draw = ImageDraw.Draw(row)
+    for k, (panel, label) in enumerate(zip(panels, labels)):
+        x = k * (width + GAP * scale)
+        row.paste(panel, (x, label_height))
+        draw.text((x + scale, scale), label, fill=0, font=font)
+        if k:  # a mid-grey gap marks the panels' edges
+            draw.rectangle((x - GAP * scale, label_height, x - 1, row.height - 1), fill=128)
+    return row
 
 
 def labelled_rows(truth, prediction, first_frame, scale):
@@ -229,22 +252,33 @@ def labelled_rows(truth, prediction, first_frame, scale):
 
     truth, prediction (steps, H, W) in [0, 1]; first_frame: the video index of the first predicted frame.
     """
-    rows = []
-    for i, (t, p) in enumerate(zip(truth, prediction)):
-        panels = [to_image(frame, scale) for frame in (t, p, (p - t).abs())]
-        labels = [f"truth, frame {first_frame + i}", f"prediction, step {i + 1}", "|prediction - truth|"]
-        width, height = panels[0].size
-        font, label_height = label_font(scale)
-        row = Image.new("L", (3 * width + 2 * GAP * scale, label_height + height), 255)
-        draw = ImageDraw.Draw(row)
-        for k, (panel, label) in enumerate(zip(panels, labels)):
-            x = k * (width + GAP * scale)
-            row.paste(panel, (x, label_height))
-            draw.text((x + scale, scale), label, fill=0, font=font)
-            if k:  # a mid-grey gap marks the panels' edges
-                draw.rectangle((x - GAP * scale, label_height, x - 1, row.height - 1), fill=128)
-        rows.append(row)
-    return rows
+    return [panel_row((t, p, (p - t).abs()),
+                      [f"truth, frame {first_frame + i}", f"prediction, step {i + 1}", "|prediction - truth|"], scale)
+            for i, (t, p) in enumerate(zip(truth, prediction))]
+
+
+def context_row(context, first_frame, scale):
+    """The real frames a rollout starts from, context (T-1, H, W), labelled with their indices in the video."""
+    first = first_frame - len(context)
+    return panel_row(context, [f"context, frame {first + k}" for k in range(len(context))], scale)
+
+
+def title_strip(text, width, scale):
+    """One line of text on white, width pixels wide."""
+    font, label_height = label_font(scale)
+    strip = Image.new("L", (width, label_height), 255)
+    ImageDraw.Draw(strip).text((scale, scale), text, fill=0, font=font)
+    return strip
+
+
+def labelled_steps(title, context, truth, prediction, first_frame, scale):
+    """One image per step of a rollout: the title, the context frames, that step's truth | prediction | error
+    and the error scale. context (T-1, H, W), truth and prediction (steps, H, W) in [0, 1]."""
+    rows = labelled_rows(truth, prediction, first_frame, scale)
+    width = rows[0].width
+    top = [title_strip(title, width, scale), context_row(context, first_frame, scale)]
+    bottom = error_scale(width, scale, truth.shape[-1])
+    return [stack_rows([*top, row, bottom]) for row in rows]
 
 
 def error_scale(row_width, scale, frame_width):
@@ -271,8 +305,8 @@ def label_font(scale):
 
 
 def stack_rows(rows):
-    """Images of one width -> one image, top to bottom."""
-    image = Image.new("L", (rows[0].width, sum(row.height for row in rows)), 255)
+    """Images -> one image, top to bottom, left-aligned (white where a row is narrower)."""
+    image = Image.new("L", (max(row.width for row in rows), sum(row.height for row in rows)), 255)
     y = 0
     for row in rows:
         image.paste(row, (0, y))
@@ -280,19 +314,12 @@ def stack_rows(rows):
     return image
 
 
-def save_rollout_png(path, truth, prediction, first_frame):
-    """Every step of a rollout in one image, a labelled truth | prediction | |error| row per step, the
-    error scale below."""
+def save_rollout_png(path, title, context, truth, prediction, first_frame):
+    """Every step of a rollout in one image: the title, the context frames, a labelled truth | prediction |
+    |error| row per step, the error scale below."""
     rows = labelled_rows(truth, prediction, first_frame, SHEET_UPSCALE)
-    stack_rows(rows + [error_scale(rows[0].width, SHEET_UPSCALE, truth.shape[-1])]).save(path)
-
-
-def save_gif(path, truth, prediction, first_frame):
-    """One GIF frame per step: the labelled truth | prediction | |error| and the error scale."""
-    rows = labelled_rows(truth, prediction, first_frame, UPSCALE)
-    scale = error_scale(rows[0].width, UPSCALE, truth.shape[-1])
-    panels = [stack_rows([row, scale]) for row in rows]
-    panels[0].save(path, save_all=True, append_images=panels[1:], duration=GIF_FRAME_MS, loop=0)
+    top = [title_strip(title, rows[0].width, SHEET_UPSCALE), context_row(context, first_frame, SHEET_UPSCALE)]
+    stack_rows(top + rows + [error_scale(rows[0].width, SHEET_UPSCALE, truth.shape[-1])]).save(path)
 
 
 def print_table(mean):

@@ -118,3 +118,61 @@ def neighbour_fill_baseline(frame, hidden):
         values = torch.where(reached, sums / counts.clamp_min(1e-12), values)
         known = known + reached.float()
     return values[:, 0]
+
+
+# --- visible artifacts of a predicted frame ----------------------------------------------------------------
+# Each measure compares a prediction with the true frame and reads the same for every model and baseline:
+ARTIFACTS = {
+    "sharpness": "gradient energy of the prediction over that of the true frame (1: as sharp; below 1: blur)",
+    "seam_ratio": "error of the differences between neighbouring pixels across a patch border over that inside a "
+                  "patch (1: no seams; above 1: the patch grid shows)",
+    "streak_share": "share of the error's energy (its frame mean removed) that is constant down each column "
+                    "(vertical streaks; about 1/H for error without such structure)",
+    "player_l1": "mean absolute error inside the box where the camera keeps the player (ghosted or smeared sprite)",
+}
+
+
+def artifact_sums(prediction, target, patch_size, player_box=None):
+    """The per-frame sums behind the artifact measures: prediction, target (B, H, W) -> dict of (B,) tensors.
+
+    Sums, not means, so that the measures of many frames are ratios of totals (artifact_measures).
+    """
+    height, width = target.shape[-2:]
+    pred_dx, pred_dy = prediction.diff(dim=2), prediction.diff(dim=1)  # (B, H, W-1), (B, H-1, W)
+    true_dx, true_dy = target.diff(dim=2), target.diff(dim=1)
+    # The pair of pixels (j - 1, j) lies across a patch border when j is a multiple of the patch size.
+    across_x = torch.arange(1, width, device=target.device) % patch_size == 0
+    across_y = torch.arange(1, height, device=target.device) % patch_size == 0
+    wrong_dx, wrong_dy = (pred_dx - true_dx).abs(), (pred_dy - true_dy).abs()
+    error = prediction - target
+    centred = error - error.mean(dim=(1, 2), keepdim=True)
+    ones = torch.ones(len(target), device=target.device)
+    sums = {
+        "gradient_energy": pred_dx.square().sum(dim=(1, 2)) + pred_dy.square().sum(dim=(1, 2)),
+        "true_gradient_energy": true_dx.square().sum(dim=(1, 2)) + true_dy.square().sum(dim=(1, 2)),
+        "seam_error": wrong_dx[:, :, across_x].sum(dim=(1, 2)) + wrong_dy[:, across_y].sum(dim=(1, 2)),
+        "seam_pairs": ones * (across_x.sum() * height + across_y.sum() * width),
+        "interior_error": wrong_dx[:, :, ~across_x].sum(dim=(1, 2)) + wrong_dy[:, ~across_y].sum(dim=(1, 2)),
+        "interior_pairs": ones * ((~across_x).sum() * height + (~across_y).sum() * width),
+        "column_energy": height * centred.mean(dim=1).square().sum(dim=1),
+        "error_energy": centred.square().sum(dim=(1, 2)),
+    }
+    if player_box is not None:
+        top, bottom, left, right = player_box
+        sums["player_error"] = error[:, top:bottom, left:right].abs().sum(dim=(1, 2))
+        sums["player_pixels"] = ones * (bottom - top) * (right - left)
+    return sums
+
+
+def artifact_measures(sums):
+    """The artifact measures (ARTIFACTS) from artifact_sums totalled over frames: dict name -> totals -> floats."""
+    def ratio(numerator, denominator):
+        return float(sums[numerator] / sums[denominator]) if float(sums[denominator]) > 0 else float("nan")
+
+    interior = ratio("interior_error", "interior_pairs")
+    measures = {"sharpness": ratio("gradient_energy", "true_gradient_energy"),
+                "seam_ratio": ratio("seam_error", "seam_pairs") / interior if interior > 0 else float("nan"),
+                "streak_share": ratio("column_energy", "error_energy")}
+    if "player_error" in sums:
+        measures["player_l1"] = ratio("player_error", "player_pixels")
+    return measures

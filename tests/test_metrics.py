@@ -1,8 +1,11 @@
 """The baselines of model/metrics.py: what each predicts, on frames built so the answer is known."""
+import math
+
 import pytest
 import torch
 
-from model.metrics import continue_motion_baseline, copy_last_frame_baseline, frame_metrics, shift_frame
+from model.metrics import (artifact_measures, artifact_sums, continue_motion_baseline, copy_last_frame_baseline,
+                           frame_metrics, shift_frame)
 
 
 def test_shift_frame_moves_content_and_repeats_the_edge():
@@ -51,3 +54,34 @@ def test_continue_motion_in_closed_loop_keeps_scrolling_on_its_own_predictions()
     for step in range(10):
         border = 2 * (step + 1)  # the repeated edge grows by the shift every step
         assert torch.equal(predicted[0, step, :, :-border], frames[0, 3 + step, :, :-border]), step
+
+
+def measures_of(prediction, target, patch_size=8, box=(8, 16, 8, 16)):
+    """artifact_measures over all frames of a batch."""
+    sums = artifact_sums(prediction, target, patch_size, box)
+    return artifact_measures({key: value.sum() for key, value in sums.items()})
+
+
+def test_each_artifact_measure_reads_its_artifact_and_stays_neutral_on_the_others():
+    generator = torch.Generator().manual_seed(0)
+    truth = torch.rand(4, 32, 48, generator=generator)
+    noise = measures_of(truth + 0.1 * torch.randn(4, 32, 48, generator=generator), truth)  # no structure
+    blurred = torch.nn.functional.avg_pool2d(truth[:, None], 3, 1, 1, count_include_pad=False)[:, 0]
+    blur = measures_of(blurred, truth)
+    streaks = measures_of(truth + 0.1 * torch.randn(4, 1, 48, generator=generator), truth)  # constant down columns
+    per_patch = 0.1 * torch.randn(4, 4, 6, generator=generator).repeat_interleave(8, 1).repeat_interleave(8, 2)
+    seams = measures_of(truth + per_patch + 0.01 * torch.randn(4, 32, 48, generator=generator), truth)
+    assert blur["sharpness"] < 0.2 and 0.9 < noise["sharpness"] < 1.2
+    assert streaks["streak_share"] == pytest.approx(1.0) and noise["streak_share"] < 0.1
+    assert seams["seam_ratio"] > 5 and noise["seam_ratio"] == pytest.approx(1.0, abs=0.05)
+    assert blur["seam_ratio"] == pytest.approx(1.0, abs=0.1)  # the 3x3 blur does not know the patch grid
+
+
+def test_player_error_is_the_mean_absolute_error_in_the_box_and_a_perfect_prediction_scores_clean():
+    truth = torch.rand(2, 32, 48, generator=torch.Generator().manual_seed(1))
+    ghost = truth.clone()
+    ghost[:, 8:16, 8:16] += 0.25  # wrong inside the player's box only
+    assert measures_of(ghost, truth)["player_l1"] == pytest.approx(0.25)
+    perfect = measures_of(truth.clone(), truth)
+    assert perfect["sharpness"] == 1.0 and perfect["player_l1"] == 0.0
+    assert math.isnan(perfect["seam_ratio"]) and math.isnan(perfect["streak_share"])  # no error: no artifact to read

@@ -607,8 +607,8 @@ def grid_folder(args, out):
         if held.get("finished", True):
             raise GridError(f"{out} holds an earlier grid (results.json); choose another --out, or replace it with "
                             f"--overwrite")
-        raise GridError(f"{out} holds an unfinished grid ({len(held['runs'])} runs in results.json): continue it "
-                        f"with --resume, choose another --out, or replace it with --overwrite")
+        raise GridError(f"{out} holds an unfinished grid ({plural(len(held['runs']), 'run')} in results.json): "
+                        f"continue it with --resume, choose another --out, or replace it with --overwrite")
     if new.exists():
         print(f"--overwrite: removing the unfinished replacement in {new}")
         shutil.rmtree(new)
@@ -688,11 +688,12 @@ def main(argv=None):
 
 def interrupted_line(folder, out, finished, total, argv):
     """The one line after Ctrl-C: what was kept and how to go on."""
-    line = "interrupted: " + (f"{out} still holds its earlier grid; " if folder != out else "")
+    line, grid = ("interrupted: ", "this grid") if folder == out else (
+        f"interrupted: {out} still holds its earlier grid; ", "the new grid")
     if not finished:
-        return line + "no run of this grid had finished, nothing to keep"
-    return (line + f"{finished} of {plural(total, 'run')} {'of the new grid ' if folder != out else ''}finished, "
-            f"their numbers are kept in {folder / 'results.json'}; continue with: {resume_command(argv)}")
+        return line + f"no run of {grid} had finished, nothing to keep"
+    return (line + f"{finished} of {plural(total, 'run')} of {grid} finished, their numbers are kept in "
+            f"{folder / 'results.json'}; continue with: {resume_command(argv)}")
 
 
 def grid_configs(args, out):

@@ -272,7 +272,8 @@ def test_ctrl_c_mid_grid_keeps_the_finished_runs_and_resume_continues(tmp_path, 
     capsys.readouterr()
     assert interrupted_main(argv) == 130
     assert capsys.readouterr().out.splitlines()[-1] == (
-        f"interrupted: 2 of 4 runs finished, their numbers are kept in {out / 'results.json'}; continue with: "
+        f"interrupted: 2 of 4 runs of this grid finished, their numbers are kept in {out / 'results.json'}; "
+        f"continue with: "
         f"python main.py {' '.join(argv)} --resume")
     finished, kept = numbers(out)
     assert not finished and kept == {key: expected[key] for key in [("memory", "rnn", 0), ("memory", "tcn", 0)]}
@@ -342,4 +343,4 @@ def test_ctrl_c_stops_parallel_runs_in_one_line(tmp_path):
     assert process.returncode == 130 and stderr == "", stderr
     finished, kept = numbers(out)
     assert not finished and 1 <= len(kept) < 12
-    assert stdout.splitlines()[-1].startswith(f"interrupted: {len(kept)} of 12 runs finished")
+    assert stdout.splitlines()[-1].startswith(f"interrupted: {len(kept)} of 12 runs of this grid finished")

@@ -17,8 +17,8 @@
 # Resumable: stop it at any time and start it again. The Exercise 2 runners skip finished runs and
 # resume unfinished ones from their quicksave.ckpt; the Optuna study runs only the trials its journal
 # (out/tune_sheet/sheet.journal) still lacks (tune.py --until); the data file is written only when
-# missing; the Exercise 1 grid and the benchmark rerun unless out/reproduce/ records that the same
-# command finished.
+# missing; an Exercise 1 grid stopped here continues with its finished runs kept (main.py --resume); the
+# Exercise 1 grids and the benchmark rerun unless out/reproduce/ records that the same command finished.
 # Run folders go to out/, the results the report cites to results/.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -29,6 +29,18 @@ read -ra SEEDS <<< "${SEEDS:-0 1 2}"
 TRIALS=${TRIALS:-20}
 TRIAL_STEPS=${TRIAL_STEPS:-3000}
 STAMPS=out/reproduce
+
+# grid OUT FLAGS...: the Exercise 1 grid of FLAGS into OUT. It replaces the grid OUT holds (the committed one)
+# once it has finished (main.py --overwrite); one this script left unfinished continues instead (--resume).
+grid() {
+    local out=$1
+    shift
+    if [[ -f $out/.new_grid/results.json ]] || grep -qs '"finished": false' "$out/results.json"; then
+        python main.py "$@" --out "$out" --resume
+    else
+        python main.py "$@" --out "$out" --overwrite
+    fi
+}
 
 # once NAME COMMAND...: run COMMAND unless out/reproduce/NAME.done records that this exact command finished.
 once() {
@@ -44,9 +56,9 @@ once() {
 }
 
 echo "== Exercise 1: every model on every task, ${#TS_SEEDS[@]} seeds"
-once timeseries python main.py --tasks memory memorygen memorygen_reverse --seeds "${TS_SEEDS[@]}" \
-    --jobs "$JOBS" --out results/timeseries
-once timeseries_default python main.py --out results/timeseries/default   # the template's command: seed 0
+once timeseries grid results/timeseries --tasks memory memorygen memorygen_reverse --seeds "${TS_SEEDS[@]}" \
+    --jobs "$JOBS"
+once timeseries_default grid results/timeseries/default   # the template's command: seed 0
 python -m scripts.exercise1_analysis --results results/timeseries
 
 echo "== Exercise 2: data (written only when missing)"

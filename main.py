@@ -2,6 +2,7 @@
 
     python main.py                   # the course template's run: tasks memory and memorygen, models rnn lstm tcn
     python main.py --tasks memory memorygen memorygen_reverse --seeds 0 1 2 3 4 --jobs 2 --out results/timeseries
+    python main.py --resume          # after Ctrl-C or a crash: the same grid, its finished runs kept
 
 Every run trains one model on one task from one seed (the seed fixes the data, the initial weights and the
 batch order) with Adam on the cross-entropy of the logits at the last step, and validates after every epoch.

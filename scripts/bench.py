@@ -20,6 +20,8 @@ Sections:
                loss, optimizer) and of one validation pass, and side by side the plain fp32 loop, the loop
                with training.compile, two threads in one process against two one-thread processes, and the
                validation pass's share of training at the configs' validate_every
+    memorise   the wide model's training step (config/vit_memorise.json, width 256) in fp32 and bf16 autocast,
+               eager and compiled (model.engine.train_step); target: the config's path >= 1.5x fp32 eager
     quality    time to quality: config/vit_cpu.json (the sheet's model, its recipe) trained on the built-in
                video until its validation PSNR passes copy-last + 2 dB: as configured (fp32 eager, batch 16),
                with bf16 autocast, and at batch 32 with the learning rate scaled by the square root of the
@@ -64,7 +66,7 @@ from model.vit import VisionTransformer
 from nn.attention import SelfAttentionLayer, written_out_attention
 from nn.loss import masked_l1_ssim_loss
 
-SECTIONS = ("ex1", "attention", "vit", "train", "subnormals", "quality", "predict", "gpu")
+SECTIONS = ("ex1", "attention", "vit", "train", "memorise", "subnormals", "quality", "predict", "gpu")
 VIT_CONFIGS = {"vit_cpu": ROOT / "config/vit_cpu.json", "vit": ROOT / "config/vit.json"}
 NUM_TOKENS, SEQUENCE_LENGTH, EX1_BATCH = 3, 30, 32  # the template's memory task
 VIDEO_FRAMES = 6000  # about the built-in video's length; the gather cost does not depend on it
@@ -569,6 +571,37 @@ def bench_plain(table, quick):
     table.numbers["train.plain"] = {"plain_step_s": times["plain"], "project_step_s": times["project"],
                                     "fast_plain_step_s": fast["plain"], "compiled_step_s": fast["compiled"],
                                     "bf16_step_s": fast["bf16"], "threads": threads}
+
+
+MEMORISE_CONFIG = ROOT / "config/vit_memorise.json"  # width 256: where bf16 (AMX) and compiling pay
+MEMORISE_TARGET = 1.5  # the fast path's step over the fp32 eager step (moonshot 2x)
+
+
+def bench_memorise(table, quick):
+    """The wide model's training step (model.engine.train_step) on its four paths, interleaved: fp32 or bf16
+    autocast, eager or torch.compile; the config trains on the fastest."""
+    cfg = load_config(MEMORISE_CONFIG)
+    threads, reps = torch.get_num_threads(), (4 if quick else 20)
+    windows = FrameWindows(synthetic_video(cfg, 40 * cfg.model.batch_size), cfg.model.num_frames)
+    m = cfg.model
+    label = (f"vit_memorise.json (width {m.channels}, {m.layers} layers, {m.num_frames} frames), batch {m.batch_size}, "
+             f"{plural(threads, 'thread')}")
+    paths = {"fp32 eager": (False, False), "bf16 eager": (True, False), "fp32 compiled": (False, True),
+             "bf16 compiled": (True, True)}
+    torch.set_flush_denormal(True)  # as model.engine.train sets it on the CPU
+    times = interleaved({name: project_step(with_overrides(cfg, {"model.mixed_precision": bf16}), windows,
+                                            compile_=compiled) for name, (bf16, compiled) in paths.items()},
+                        reps, warmup=4)
+    torch.set_flush_denormal(False)  # the other sections time fresh models, as a process starts
+    table.add("memorise", f"{label}: training step, fp32 eager", ms(times["fp32 eager"]), "reference")
+    for name in ("bf16 eager", "fp32 compiled"):
+        table.add("memorise", f"{label}: {name} ({ms(times[name])}) over fp32 eager",
+                  f"{times['fp32 eager'] / times[name]:.2f}x", "info")
+    configured = f"{'bf16' if m.mixed_precision else 'fp32'} {'compiled' if cfg.training.compile else 'eager'}"
+    table.check("memorise", f"{label}: the config's path, {configured} ({ms(times[configured])}), over fp32 eager",
+                times["fp32 eager"] / times[configured], MEMORISE_TARGET, True)
+    table.numbers["memorise"] = {f"{name.replace(' ', '_')}_step_s": value for name, value in times.items()}
+    table.numbers["memorise"].update(threads=threads, configured=configured)
 
 
 TRAINED_CHECKPOINT = ROOT / "results/vit/vit_cpu.ckpt"  # the published sheet model (config/vit_cpu.json)

@@ -91,6 +91,16 @@ python -m scripts.run_experiments --set sheet_tuned --seeds "${SEEDS[@]}" --no-t
 python -m scripts.learning_curves --set sheet_tuned --seeds "${SEEDS[@]}"
 python -m model.scripts.export_checkpoint out/experiments/sheet_wide.seed{0,1}/final.ckpt results/vit/vit_wide.ckpt
 
+echo "== Exercise 2 (f): memorising the training part (config/vit_memorise.json, one seed, ~1.8 h on one thread)"
+OMP_NUM_THREADS=1 python -m model.main -cfg config/vit_memorise.json --train --seed 0 --resume
+python -m scripts.memorisation   # the curve: results/vit/memorise/curve.json, curve.png
+python -m model.scripts.export_checkpoint out/vit_memorise.device0/final.ckpt results/vit/vit_memorise.ckpt
+for split in train val test; do
+    python -m model.main -cfg config/vit_memorise.json --validate --load results/vit/vit_memorise.ckpt --split $split \
+        --output results/vit/memorise/validation_$split.json
+done
+python -m scripts.artifacts      # the visible artifacts of every published model: results/vit/artifacts/
+
 echo "== Beyond the sheet: the warp model (config/vit_best.json)"
 # best_long (30 000 steps) has one seed, ablation10k_full (10 000 steps) three; then the set's report.
 python -m scripts.run_experiments --runs best_long --seeds 0 --threads 1 --no-figures --results out/reproduce/warp

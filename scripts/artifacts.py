@@ -101,7 +101,7 @@ def figure(path, pictures, seen_and_truth, frame_indices, part):
                              squeeze=False, layout="constrained")
     error_image = None
     for row, frame in enumerate(frame_indices.tolist()):
-        seen, truth = seen_and_truth[row, 0], seen_and_truth[row, 1]
+        seen, truth = seen_and_truth[row, 0].numpy(), seen_and_truth[row, 1].numpy()
         top, bottom = axes[2 * row], axes[2 * row + 1]
         top[0].imshow(seen, cmap="gray", vmin=0, vmax=1)
         top[0].set_title(f"last seen\n(frame {frame - 1})", fontsize=8)
@@ -110,11 +110,11 @@ def figure(path, pictures, seen_and_truth, frame_indices, part):
         bottom[0].axis("off")
         bottom[1].axis("off")
         for column, label in enumerate(labels, start=2):
-            prediction = pictures[label][row]
-            frame_psnr = psnr((prediction - truth).square().mean()).item()
+            prediction = pictures[label][row].numpy()
+            frame_psnr = psnr(torch.tensor(((prediction - truth) ** 2).mean())).item()
             top[column].imshow(prediction, cmap="gray", vmin=0, vmax=1)
             top[column].set_title(f"{label}\n{frame_psnr:.1f} dB", fontsize=8)
-            error_image = bottom[column].imshow((prediction - truth).abs(), cmap="magma", vmin=0, vmax=ERROR_RANGE)
+            error_image = bottom[column].imshow(np.abs(prediction - truth), cmap="magma", vmin=0, vmax=ERROR_RANGE)
             bottom[column].set_title(f"|error| {label}", fontsize=7)
         for ax in (*top, *bottom):
             ax.set_xticks([])

@@ -13,11 +13,7 @@ part); PSNR is always that of the mean MSE. :func:`evaluate` is the model on a p
 baselines beside it, as one flat dict (the validation during training, ``--validate``); the experiment
 runner calls :func:`score` itself for per-window splits.
 
-The baselines (:func:`baseline_predictors`): ``copy_last`` (the last seen frame), ``continue_motion`` (the
-last global shift applied again, num_frames >= 3), ``player_held`` (continue motion with the block where the camera
-keeps the player copied from the last frame, for videos that record where that is), ``mean_frame`` and
-``median_frame`` (the mean and the per-pixel median training frame) and, for masked reconstruction,
-``neighbour_fill`` (each hidden pixel from the visible pixels around it).
+The baselines are predictors too: model.baselines registers them (BASELINES, baseline_predictors).
 """
 from contextlib import nullcontext
 
@@ -25,15 +21,10 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
+from model.baselines import BASELINES, LABELS, baseline_predictors  # noqa: F401 (LABELS: scripts read it here)
 from model.data import evaluation_indices
-from model.metrics import (continue_motion_baseline, copy_last_frame_baseline, frame_metrics, neighbour_fill_baseline,
-                           player_held_baseline, psnr)
+from model.metrics import frame_metrics, psnr
 from nn.loss import DSSIM_WEIGHT, L1_WEIGHT
-
-BASELINES = ("copy_last", "continue_motion", "player_held", "mean_frame", "median_frame", "neighbour_fill")
-LABELS = {"model": "model", "copy_last": "copy-last frame", "continue_motion": "continue motion",
-          "player_held": "held player", "mean_frame": "mean frame", "median_frame": "median frame",
-          "neighbour_fill": "neighbour fill"}
 
 
 def model_predictor(model):
@@ -43,31 +34,6 @@ def model_predictor(model):
             return model.predict_next_frame(frames[:, :-1])
         return model(frames, mask=token_mask, last_frame_only=True)["prediction"][:, -1].clamp(0, 1)
     return predict
-
-
-def baseline_predictors(num_frames, mean_frame=None, player_box=None, median_frame=None, masker=None):
-    """The baselines that apply to windows of num_frames frames -> {name: predictor}.
-
-    mean_frame, median_frame (H, W): the mean and median training frame (model.metrics), or None to leave
-    them out; player_box (top, bottom, left, right): where the camera keeps the player, or None (no such
-    baseline); masker: for masked reconstruction (num_frames == 1) the model whose patch embedding turns a
-    token mask into hidden pixels, for the neighbour fill (each hidden pixel from the visible ones around it).
-    """
-    found = {}
-    if num_frames > 1:
-        found["copy_last"] = lambda frames, mask: copy_last_frame_baseline(frames[:, :-1])
-    if num_frames > 2:
-        found["continue_motion"] = lambda frames, mask: continue_motion_baseline(frames[:, :-1])
-        if player_box is not None:
-            found["player_held"] = lambda frames, mask: player_held_baseline(frames[:, :-1], player_box)
-    if mean_frame is not None:
-        found["mean_frame"] = lambda frames, mask: mean_frame.to(frames.device).expand_as(frames[:, -1])
-    if median_frame is not None:
-        found["median_frame"] = lambda frames, mask: median_frame.to(frames.device).expand_as(frames[:, -1])
-    if num_frames == 1 and masker is not None:
-        found["neighbour_fill"] = lambda frames, mask: neighbour_fill_baseline(
-            frames[:, -1], masker.embedding.pixel_mask(mask)[:, -1])
-    return found
 
 
 @torch.no_grad()
@@ -201,7 +167,7 @@ def loss_of_means(kind, metrics):
 
 def baseline_metrics(windows, indices, batch_size, mean_frame=None, generator_seed=0, masker=None,
                      player_box=None, progress=False):
-    """Mean metrics of the baselines (model.evaluate.baseline_predictors) on the windows at indices -> flat dict
+    """Mean metrics of the baselines (model.baselines.baseline_predictors) on the windows at indices -> flat dict
     copy_last_l1, ..., mean_frame_ssim. For masked reconstruction (num_frames == 1) ``masker`` is the model
     whose patch masks (drawn from generator_seed, as evaluate draws them) select the pixels scored (and the
     neighbour fill's hidden pixels)."""

@@ -1,4 +1,5 @@
-"""Image quality of predicted frames, and the baselines a prediction has to beat.
+"""Image quality of predicted frames, and the predictions of the baselines a prediction has to beat (model.baselines
+registers them).
 
 All frames are float in [0, 1]. Per-frame metrics return one value per frame (B,); with a pixel
 mask (B, H, W) they average over the masked pixels only (masked reconstruction, num_frames == 1).

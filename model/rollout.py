@@ -1,13 +1,14 @@
 """Closed-loop prediction: the model sees its own predictions, step after step.
 
 Each rollout starts from num_frames - 1 real frames, predicts the next frame, quantises it to 8 bit
-(what a saved frame holds), appends it to the window and drops the oldest frame. The baselines it is
-compared with: the copy of the last real frame, held still, and continue motion rolled out the same
-way (on its own predictions: the last real frame moved on by its last global shift, step after step).
+(what a saved frame holds), appends it to the window and drops the oldest frame. The baselines that roll
+out (model.baselines) run the same way on their own predictions: the copy of the last real frame stays as it
+is, continue motion moves the last real frame on by its last global shift, step after step.
 """
 import torch
 
-from model.metrics import continue_motion_baseline, frame_metrics, player_held_baseline, psnr
+from model.baselines import context_predictors
+from model.metrics import frame_metrics, psnr
 
 
 def rollout(predict, context, steps):
@@ -23,27 +24,19 @@ def rollout(predict, context, steps):
     return torch.stack(predicted, dim=1)
 
 
-def continue_motion_rollout(context, steps):
-    """The continue-motion baseline in closed loop: context (B, >=2, H, W) -> (B, steps, H, W)."""
-    return rollout(continue_motion_baseline, context, steps)
-
-
 @torch.no_grad()
 def closed_loop(model, video, starts, steps, player_box=None):
     """Rollouts from the given first context frames of a video -> dict of (S, steps, H, W) tensors.
 
     video: uint8 or float frames (N, H, W) on the model's device; starts (S,) long. Keys: ``truth``,
-    ``model``, ``copy_last`` (the last real frame of each context, held still) and, with at least two
-    context frames, ``continue_motion`` and, given ``player_box``, ``player_held`` (each rolled out on its
-    own predictions).
+    ``model``, and the name of every baseline that rolls out and applies to the model's num_frames
+    (model.baselines.context_predictors; ``player_box`` for the one that needs it), each rolled out on its own
+    predictions.
     """
     context, truth = rollout_clips(video, starts, model.num_frames - 1, steps)
-    result = {"truth": truth, "model": rollout(model.predict_next_frame, context, steps),
-              "copy_last": context[:, -1:].expand_as(truth)}
-    if context.shape[1] >= 2:
-        result["continue_motion"] = continue_motion_rollout(context, steps)
-        if player_box is not None:
-            result["player_held"] = rollout(lambda window: player_held_baseline(window, player_box), context, steps)
+    result = {"truth": truth, "model": rollout(model.predict_next_frame, context, steps)}
+    for name, predict in context_predictors(model.num_frames, player_box).items():
+        result[name] = rollout(predict, context, steps)
     return result
 
 

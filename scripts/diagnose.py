@@ -25,6 +25,7 @@ from pathlib import Path
 
 import torch
 
+from model.baselines import DRAWN, LABELS
 from model.cli import CliParser, positive_int
 from model.config import load_config, with_overrides
 from model.data import config_parts, load_video, part_windows
@@ -37,7 +38,6 @@ BATCH = 16
 SHEET_CONFIG = "config/vit.json"
 CPU_CONFIG = "config/vit_cpu.json"
 BATCH_SEED = 0
-BASELINES = ("copy_last", "continue_motion", "mean_frame")
 
 
 def fixed_batch(cfg, frames):
@@ -85,7 +85,8 @@ def one_batch_table(variants, steps, out):
 
 
 def validation_rows(variants, runs_dir):
-    """Per variant: its validation records (step, PSNR) and the baselines of the last one, from metrics.jsonl."""
+    """Per variant: its validation records (step, PSNR) and the PSNR of the baselines figures draw (DRAWN) in the last
+    one, from metrics.jsonl."""
     rows = {}
     for variant in variants:
         path = Path(runs_dir) / f"{variant}.seed0" / METRICS
@@ -96,7 +97,7 @@ def validation_rows(variants, runs_dir):
         if val:
             rows[variant] = {"recipe": recipe(run_config(variant)), "val": [(r["step"], r["val_psnr"]) for r in val],
                              "seconds": records[-1]["seconds"], "max_steps": run_config(variant).training.max_steps,
-                             **{b: val[-1][f"val_{b}_psnr"] for b in BASELINES}}
+                             **{b: val[-1][f"val_{b}_psnr"] for b in DRAWN if f"val_{b}_psnr" in val[-1]}}
     return rows
 
 
@@ -125,7 +126,7 @@ def markdown(one_batch, rows):
             lines.append(f"| {variant} | {row['recipe']} | " + " | ".join(f"{at[s]:.2f}" if s in at else "" for s in marks)
                          + f" | {row['seconds'] / 60:.0f} |")
         lines += ["", "Validation PSNR in dB. Baselines on the same windows: "
-                  + ", ".join(f"{b.replace('_', ' ')} {first[b]:.2f}" for b in BASELINES)
+                  + ", ".join(f"{LABELS[b]} {first[b]:.2f}" for b in DRAWN if b in first)
                   + ". Minutes: training time of the run (one thread, two runs side by side).", ""]
     return "\n".join(lines)
 

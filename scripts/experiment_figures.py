@@ -15,8 +15,7 @@ import torch  # noqa: E402
 from model.data import (PART_NAMES, config_parts, evaluation_part, load_metadata, part_windows,  # noqa: E402
                         player_box, resolve_data_path)
 from model.engine import final_weights, load_model  # noqa: E402
-from model.evaluate import BASELINES, LABELS  # noqa: E402
-from model.metrics import continue_motion_baseline  # noqa: E402
+from model.baselines import BASELINES, DRAWN, LABELS, context_predictors  # noqa: E402
 from scripts.experiment_sets import VARIANT_LABELS  # noqa: E402
 
 COLOURS = plt.rcParams["axes.prop_cycle"].by_key()["color"]
@@ -74,7 +73,7 @@ def loss_curves(path, evaluations, runs_dir):
             val_ax.plot([r["step"] for r in val], [r["val_l1"] for r in val], color=colour, alpha=0.7, lw=1,
                         marker=".", label=label)
             if "val_copy_last_l1" in (val[0] if val else {}) and not copy_last_drawn:
-                val_ax.axhline(val[-1]["val_copy_last_l1"], color="k", ls="--", lw=1, label="copy-last frame")
+                val_ax.axhline(val[-1]["val_copy_last_l1"], color="k", ls="--", lw=1, label=LABELS["copy_last"])
                 copy_last_drawn = True
     train_ax.set(xlabel="step", ylabel="training loss (each run's config)", yscale="log", title="training")
     val_ax.set(xlabel="step", ylabel="L1 (masked pixels)", title="validation part")
@@ -109,8 +108,9 @@ def pick_windows(cfg, frames):
 
 @torch.no_grad()
 def samples(path, cfg, run_dir, frames):
-    """Rows of evaluation-part windows: the last input frame, truth, prediction and the |error| of the prediction,
-    of the copy of the last frame and of continue motion (masked reconstruction: input, truth, reconstruction)."""
+    """Rows of evaluation-part windows: the last input frame, truth, prediction and the |error| of the prediction
+    and of each baseline that rolls out and needs no player box (masked reconstruction: input, truth,
+    reconstruction)."""
     model, _ = load_model(final_weights(run_dir), cfg.model)
     windows, starts = pick_windows(cfg, frames)
     batch = windows.batch(starts)  # (S, T, H, W)
@@ -120,9 +120,9 @@ def samples(path, cfg, run_dir, frames):
     T = cfg.model.num_frames
     if T > 1:
         panels = [(batch[:, -2], f"last input (of {T - 1})"), (truth, "truth"), (prediction, "prediction"),
-                  ((prediction - truth).abs(), "|error|"), ((batch[:, -2] - truth).abs(), "|error| copy-last")]
-        if T >= 3:
-            panels.append(((continue_motion_baseline(batch[:, :-1]) - truth).abs(), "|error| continue motion"))
+                  ((prediction - truth).abs(), "|error|")]
+        panels += [((predict(batch[:, :-1]) - truth).abs(), f"|error|\n{LABELS[name]}")
+                   for name, predict in context_predictors(T).items()]
     else:
         masked = batch[:, 0].masked_fill(out["pixel_mask"][:, 0], 0.5)
         shown = torch.where(out["pixel_mask"][:, 0], prediction, truth)
@@ -139,7 +139,7 @@ def samples(path, cfg, run_dir, frames):
             ax.set_xticks([])
             ax.set_yticks([])
             if row == 0:
-                ax.set_title(title.replace(" continue", "\ncontinue").replace(" copy", "\ncopy"), fontsize=12)
+                ax.set_title(title, fontsize=12)
             if col == 0:
                 ax.set_ylabel(f"frame {windows.first_frame + start + T - 1}", fontsize=12)
     fig.suptitle(f"{label_of(cfg.model_path)} ({PART_NAMES[evaluation_part(cfg)]} windows)", fontsize=12)
@@ -154,15 +154,11 @@ def by_situation(path, evaluations):
     names = [s for s, entry in first["situations"].items() if entry["windows"] > 0]
     bars = {label_of(variant): [np.mean([run["situations"][s]["model"]["l1"] for run in runs.values()]) for s in names]
             for variant, runs in evaluations.items()}
-    bars[LABELS["copy_last"]] = [first["situations"][s]["copy_last"]["l1"] for s in names]
-    for key in ("continue_motion", "player_held"):
-        if key in first["situations"][names[0]]:
-            bars[LABELS[key]] = [first["situations"][s][key]["l1"] for s in names]
-    bars[LABELS["mean_frame"]] = [first["situations"][s]["mean_frame"]["l1"] for s in names]
+    shown = [key for key in DRAWN if key in first["situations"][names[0]]]
+    bars.update({LABELS[key]: [first["situations"][s][key]["l1"] for s in names] for key in shown})
     fig, ax = plt.subplots(figsize=(8, 4.2))
     width = 0.8 / len(bars)
-    baseline_style = {LABELS["copy_last"]: dict(color="black"), LABELS["continue_motion"]: dict(color="0.55", hatch="//"),
-                      LABELS["player_held"]: dict(color="0.35", hatch="\\\\"), LABELS["mean_frame"]: dict(color="0.8")}
+    baseline_style = {LABELS[key]: dict(color=BASELINES[key].grey, hatch=BASELINES[key].hatch) for key in shown}
     palette = plt.get_cmap("tab10" if len(evaluations) <= 10 else "tab20").colors
     for i, (label, values) in enumerate(bars.items()):
         style = baseline_style.get(label, dict(color=palette[i % len(palette)]))
@@ -188,11 +184,10 @@ def baseline_error_maps(runs_dir, variant, seed):
 
 def by_region(path, variants, evaluations, runs_dir, baselines, block=8):
     """Mean |error| per 8x8 block of the frame: the baselines in the first row; below, one row per variant (mean
-    over seeds): its map and its map minus the strongest baseline's (the player held, else continue motion)."""
+    over seeds): its map and its map minus the strongest baseline's (the lowest mean error)."""
     maps = {label_of(variant): np.mean([np.load(runs_dir / f"{variant}.seed{seed}" / "error_map.npz")["model"]
                               for seed in evaluations[variant]], axis=0) for variant in variants}
-    reference = next(label for label in (LABELS["player_held"], LABELS["continue_motion"], LABELS["copy_last"])
-                     if label in baselines)
+    reference = min(baselines, key=lambda label: baselines[label].mean())
 
     def pool(image):
         h, w = image.shape

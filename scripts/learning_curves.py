@@ -9,7 +9,7 @@ run is drawn up to the step it reached) and writes into --out:
 
     learning_curves.png   validation PSNR (every window of the validation part) and the PSNR of the
                           training batches since the previous record, against steps (log axis) and wall
-                          time, with the copy-last, continue-motion and mean-frame baselines on the same
+                          time, with the baselines figures draw (model.baselines.DRAWN) on the same
                           validation windows
     compute.png           validation PSNR against training compute (steps x FLOP per step, counted by
                           model.engine.step_flops), with the compute of the sheet's budget (config/vit.json:
@@ -39,13 +39,11 @@ import numpy as np  # noqa: E402
 from model.cli import CliParser, fail  # noqa: E402
 from model.config import ConfigError, config_from_dict, load_config  # noqa: E402
 from model.data import DataError, config_parts  # noqa: E402
+from model.baselines import BASELINES, DRAWN  # noqa: E402
 from model.engine import METRICS, step_flops  # noqa: E402
 from model.files import write_json_atomically, write_text_atomically  # noqa: E402
 from scripts.experiment_sets import SETS  # noqa: E402
 
-BASELINES = {"copy_last": ("copy-last frame", "0.45"), "continue_motion": ("continue motion", "0.2"),
-             "player_held": ("held player", "0.05"),
-             "mean_frame": ("mean frame", "0.7")}
 SHEET_CONFIG = "config/vit.json"
 
 
@@ -61,7 +59,7 @@ def curves(records):
     train = {key: [r[key] for r in records] for key in ("step", "seconds", "train_psnr")}
     validated = [r for r in records if "val_psnr" in r]
     val = {key: [r[key] for r in validated] for key in ("step", "seconds", "val_psnr", "val_l1")}
-    for name in BASELINES:  # the same windows at every validation (a run resumed by newer code may add one)
+    for name in DRAWN:  # the same windows at every validation (a run resumed by newer code may add one)
         found = next((r[f"val_{name}_psnr"] for r in validated if f"val_{name}_psnr" in r), None)
         if found is not None:
             val[f"{name}_psnr"] = found
@@ -119,8 +117,8 @@ def frontier(finished, budget):
 def status_table(runs):
     """Where each run stands: a Markdown table (validation part, every window; the baselines on the same windows)."""
     lines = ["| run | steps reached | epochs | training hours | last validation PSNR | highest validation PSNR (step) "
-             "| training-batch PSNR (last record) | " + " | ".join(label for label, _ in BASELINES.values()) + " |",
-             "|---" * (7 + len(BASELINES)) + "|"]
+             "| training-batch PSNR (last record) | " + " | ".join(BASELINES[key].label for key in DRAWN) + " |",
+             "|---" * (7 + len(DRAWN)) + "|"]
     for name, run in runs.items():
         val, train = run["val"], run["train"]
         if val["val_psnr"]:
@@ -128,7 +126,7 @@ def status_table(runs):
             last, best_cell = f"{val['val_psnr'][-1]:.2f} dB", f"{val['val_psnr'][best]:.2f} dB ({val['step'][best]})"
         else:
             last = best_cell = "–"
-        baselines = " | ".join(f"{val[f'{key}_psnr']:.2f} dB" if f"{key}_psnr" in val else "–" for key in BASELINES)
+        baselines = " | ".join(f"{val[f'{key}_psnr']:.2f} dB" if f"{key}_psnr" in val else "–" for key in DRAWN)
         lines.append(f"| {name} | {run['steps_reached']} of {run['max_steps']} | {run['epochs']:.1f} | "
                      f"{run['seconds'] / 3600:.2f} | {last} | {best_cell} | "
                      f"{train['train_psnr'][-1]:.1f} dB | {baselines} |" if train["train_psnr"] else
@@ -158,7 +156,8 @@ def _draw(runs, budget, out, line):
         time_ax.plot([s / 3600 for s in val["seconds"]], val["val_psnr"], color=colour, marker=".", label=name)
         compute_ax.plot([s * run["flop_per_step"] for s in val["step"]], val["val_psnr"], color=colour, marker=".",
                         label=name)
-        for key, (label, grey) in BASELINES.items():
+        for key in DRAWN:
+            label, grey = BASELINES[key].label, BASELINES[key].grey
             if f"{key}_psnr" in val and key not in drawn:
                 for ax in (steps_ax, time_ax, compute_ax):
                     ax.axhline(val[f"{key}_psnr"], color=grey, ls="--", lw=1, label=f"{label} (validation)")

@@ -25,11 +25,12 @@ import matplotlib.pyplot as plt
 import numpy as np
 import torch
 
+from model.baselines import LABELS, ROLLS_OUT
 from model.cli import CliParser, fail
 from model.config import ConfigError, load_config
 from model.data import DataError, config_parts, load_metadata, load_video, part_windows, player_box, resolve_data_path
 from model.engine import METRICS, step_flops
-from model.evaluate import LABELS, baseline_metrics
+from model.evaluate import baseline_metrics
 from model.files import write_json_atomically
 
 AIM_DB = 30.0  # the training-part PSNR the memorisation aims at (report 2 (f))
@@ -80,7 +81,7 @@ def training_part_baselines(cfg):
     windows = part_windows(video, "train", config_parts(cfg, len(video), BASELINE_FRAMES), BASELINE_FRAMES)
     box = player_box(load_metadata(resolve_data_path(cfg.data.hdf5_file)))
     metrics = baseline_metrics(windows, torch.arange(len(windows)), 32, player_box=box)
-    names = [name for name in ("copy_last", "continue_motion", "player_held") if f"{name}_psnr" in metrics]
+    names = [name for name in ROLLS_OUT if f"{name}_psnr" in metrics]
     return {name: {"psnr": metrics[f"{name}_psnr"], "l1": metrics[f"{name}_l1"]} for name in names}
 
 

@@ -13,16 +13,15 @@ exit with 128 + the signal's number, without a report. After training every fini
 on its evaluation part (test; validation for the short study's configs without one), cached in its
 eval.json:
 
-  one-step     every window of the evaluation part: L1, MSE, PSNR, SSIM of the predicted last frame, next to the
-               baselines of model.evaluate (copy-last frame, continue motion and, on the built-in video, continue
-               motion with the player held; mean and median training frame), split by
-               situation from the video's /meta; L1 also split into the pixels that stay the same
+  one-step     every window of the evaluation part: L1, MSE, PSNR, SSIM of the predicted last frame, next to
+               every baseline of model.baselines that applies (on the built-in video the held player too), split
+               by situation from the video's /meta; L1 also split into the pixels that stay the same
                as in the last seen frame and those that change (l1_unchanged + l1_changed = l1)
   closed loop  10 steps from starts spread over the evaluation part (the model sees its own
-               8-bit predictions, as model/scripts/predict.py does), against copy-last held still and
-               (num_frames >= 3) continue motion rolled out on its own predictions
-  masked       num_frames == 1 variants: the masked pixels of the reconstruction (against the mean and median
-               frame and the neighbour fill, each hidden pixel from the visible ones around it)
+               8-bit predictions, as model/scripts/predict.py does), against the baselines that roll out,
+               each on its own predictions
+  masked       num_frames == 1 variants: the masked pixels of the reconstruction (against the baselines that
+               apply to one frame)
 
 Results go to --results/--name (default results/vit/{set}/): results.json, summary.md (mean +- std
 over seeds), loss_curves.png, samples_{variant}.png, error_by_situation.png (for videos whose /meta
@@ -46,15 +45,13 @@ from model.data import (DataError, config_parts, evaluation_part, load_metadata,
                         player_box, resolve_data_path)
 from model.distributed import StopFlag, stop_code
 from model.engine import FINAL, QUICKSAVE, TrainingError, final_weights, load_model, train
-from model.evaluate import (BASELINES, LABELS, attention_to_last_frame, baseline_predictors, model_predictor, score,
-                            summarise)
+from model.baselines import BASELINES, LABELS, ROLLS_OUT, baseline_predictors
+from model.evaluate import attention_to_last_frame, model_predictor, score, summarise
 from model.files import write_json_atomically, write_text_atomically
 from model.metrics import mean_frame_baseline, median_frame_baseline
 from model.rollout import closed_loop, per_step_means
 from scripts.experiment_sets import SETS, VARIANT_FOLDERS, VARIANT_LABELS, run_config, variant_file, variant_names
 
-BASELINE_NAMES = BASELINES
-BASELINE_LABELS = LABELS
 ROLLOUT_STEPS = 10
 ROLLOUT_STARTS = 40  # closed-loop starts, spread evenly over the evaluation part
 TRAIN_WINDOWS = 600  # one-step metrics on this many training windows: how closely the model memorises
@@ -226,7 +223,7 @@ def evaluate_run(cfg, run_dir, frames, meta):
     """Evaluate the final weights of a run on its evaluation part -> dict (also cached in eval.json).
 
     The model and the baselines are scored by model.evaluate on the same windows; the mean absolute error per
-    pixel of the model and of the next-frame baselines goes to the run's error_map.npz.
+    pixel of the model and of the baselines that roll out goes to the run's error_map.npz.
     """
     cached = run_dir / "eval.json"
     if cached.exists():
@@ -253,16 +250,15 @@ def evaluate_run(cfg, run_dir, frames, meta):
         write_json_atomically(cached, result)
         return result
 
-    per_window, maps = score(predictors, windows, batch_size=EVAL_BATCH,
-                             error_maps=[name for name in predictors if name not in ("mean_frame", "median_frame")])
+    from_context = [name for name in predictors if name == "model" or name in ROLLS_OUT]
+    per_window, maps = score(predictors, windows, batch_size=EVAL_BATCH, error_maps=from_context)
     result["one_step"] = {name: summarise(values) for name, values in per_window.items()}
 
     # The training part, on windows spread evenly over it: memorised, or as hard as the evaluation part?
     train_windows = part_windows(video, "train", parts, T)
     picked = spread_windows(train_windows, TRAIN_WINDOWS)
-    train_per_window, _ = score({name: predict for name, predict in predictors.items()
-                                 if name not in ("mean_frame", "median_frame")},
-                                train_windows, picked, batch_size=EVAL_BATCH)
+    train_per_window, _ = score({name: predictors[name] for name in from_context}, train_windows, picked,
+                                batch_size=EVAL_BATCH)
     result["train_one_step"] = {name: summarise(values) for name, values in train_per_window.items()}
     result["train_one_step"]["windows"] = len(picked)
 
@@ -283,7 +279,7 @@ def evaluate_run(cfg, run_dir, frames, meta):
 
 def closed_loop_means(model, video, windows, box):
     """Per-step means of ROLLOUT_STEPS-step closed loops from ROLLOUT_STARTS starts spread over the windows'
-    part: the model sees its own (8-bit) predictions; copy-last holds the last real frame."""
+    part: the model and the baselines that roll out see their own (8-bit) predictions."""
     first, last = windows.targets.start, windows.targets.stop - ROLLOUT_STEPS  # predicted frames stay in the part
     starts = torch.linspace(first, last, min(ROLLOUT_STARTS, last - first + 1)).round().long() - (model.num_frames - 1)
     rolled = closed_loop(model, video, starts, ROLLOUT_STEPS, player_box=box)
@@ -366,17 +362,17 @@ def summary_of(runs):
                 if all(key in run["one_step"][name] for run in runs)]
         summary[f"one_step_{name}"] = {key: mean_std([run["one_step"][name][key] for run in runs]) for key in keys}
     if "train_one_step" in runs[0]:
-        for name in ("model", "copy_last", "continue_motion", "player_held"):
+        for name in ("model", *ROLLS_OUT):
             if not all(name in run["train_one_step"] for run in runs):
                 continue
             summary[f"train_one_step_{name}"] = {key: mean_std([run["train_one_step"][name][key] for run in runs])
                                                  for key in ("l1", "mse", "psnr", "ssim")}
     if "rollout" in runs[0]:
-        for name in ("model", "copy_last", "continue_motion", "player_held"):
+        for name in ("model", *ROLLS_OUT):
             if all(name in run["rollout"] for run in runs):  # continue motion: 3+ frames, newer evaluations
                 summary[f"rollout10_{name}"] = {key: mean_std([run["rollout"][name][key][-1] for run in runs])
                                                 for key in ("l1", "mse", "psnr", "ssim")}
-        for baseline in BASELINE_NAMES:
+        for baseline in BASELINES:
             if not all(baseline in run["one_step"] for run in runs):
                 continue
             for key in ("l1", "psnr"):
@@ -389,7 +385,7 @@ def summary_of(runs):
     return summary
 
 
-def strongest_baseline(entry, among=BASELINE_NAMES):
+def strongest_baseline(entry, among=tuple(BASELINES)):
     """The baseline (of ``among``) with the highest one-step PSNR on a variant's windows: the bar a table
     measures against."""
     present = [name for name in among if f"one_step_{name}" in entry]
@@ -444,7 +440,7 @@ def markdown(name, summary, steps):
                      f"{delta(entry, 'l1', '.1e')} | {delta(entry, 'psnr', '.4f')} | {beats} | "
                      f"{cell(entry['train_one_step_model'], 'psnr', 2) if 'train_one_step_model' in entry else '–'} |")
         kind = "masked" if "rollout10_model" not in entry else "next"
-        for name in BASELINE_NAMES:
+        for name in BASELINES:
             if f"one_step_{name}" in entry:
                 baselines.setdefault((kind, LABELS[name]), (entry[f"one_step_{name}"], entry.get(f"rollout10_{name}")))
         if kind == "next":
@@ -479,13 +475,12 @@ def compact_table(summary):
     reference = next(iter(summary.values()))  # baselines on the first variant's windows (num_frames shifts them a little)
     next_frame = [entry for entry in summary.values() if "rollout10_model" in entry]
     # One bar for the whole table: the strongest baseline among those every next-frame variant has.
-    common = [name for name in BASELINE_NAMES if all(f"one_step_minus_{name}_psnr" in entry for entry in next_frame)]
+    common = [name for name in BASELINES if all(f"one_step_minus_{name}_psnr" in entry for entry in next_frame)]
     bar = strongest_baseline(next_frame[0], among=common) if next_frame else None
     header = "| model | steps | L1 | PSNR | SSIM |"  # PSNR in dB (the report's captions say so)
     several = any(len(entry["seeds"]) > 1 for entry in next_frame)  # a PSNR per seed column only then
     if next_frame:
-        short = {"copy_last": "copy", "continue_motion": "motion", "player_held": "held", "mean_frame": "mean",
-                 "median_frame": "median"}[bar]
+        short = BASELINES[bar].short
         nbsp = "\u00a0"  # no-break spaces: a header cell never wraps in the report
         header += ((f" per{nbsp}seed |" if several else "") + f" Δ{nbsp}{short} | beats{nbsp}{short} |"
                    + " 10-step | train |")
@@ -516,11 +511,11 @@ def baseline_rows(reference, digits_l1, empty_cells=None):
         return "–" if value is None else f"{value:.{digits}f}"
 
     rows = []
-    for key in BASELINE_NAMES:
+    for key in BASELINES:
         one = reference.get(f"one_step_{key}")
         if one is None:
             continue
-        row = (f"| *{BASELINE_LABELS[key]}* | – | {one['l1'][0]:.{digits_l1}f} | {one['psnr'][0]:.2f} | "
+        row = (f"| *{LABELS[key]}* | – | {one['l1'][0]:.{digits_l1}f} | {one['psnr'][0]:.2f} | "
                f"{one['ssim'][0]:.3f} |")
         if empty_cells is not None:
             rolled, train = reference.get(f"rollout10_{key}"), reference.get(f"train_one_step_{key}")

@@ -6,7 +6,7 @@ Every target is judged per seed on the test part, against the baselines on the s
   - the sheet's model (sheet30k) at least 3 dB above the copy of the last frame with a lower L1, on every seed;
     continue motion and the held player (the strongest baseline) are the aims beyond it;
   - 2 (d), (e): the sheet's model against each ablation at 10 000 steps, the gap beyond the seeds' spread;
-  - masked reconstruction at least 3 dB above the best of the mean frame, the median frame and the neighbour fill;
+  - masked reconstruction at least 3 dB above the best of the baselines that take one frame (model.baselines);
   - 2 (f): the search's pick and width 128, trained the FLOPs of the sheet's model's 30 000 steps, above the
     sheet's model by more than its seeds' spread; every model of 2 (f) on the training part against the sheet's
     "perfectly memorise" (30 dB, an aim).
@@ -18,13 +18,14 @@ from pathlib import Path
 
 import numpy as np
 
+from model.baselines import BASELINES
 from model.cli import CliParser, fail
 from model.files import write_json_atomically, write_text_atomically
 
 COPY_MARGIN_DB = 3.0  # the sheet's model over the copy of the last frame
 MASKED_MARGIN_DB = 3.0  # masked reconstruction over the best simple fill
 MEMORISED_DB = 30.0  # train-part PSNR the sheet's "perfectly memorise" stands for here
-MASKED_BASELINES = ("mean_frame", "median_frame", "neighbour_fill")
+MASKED_BASELINES = tuple(name for name, baseline in BASELINES.items() if baseline.takes_frames(1))
 
 # target name -> (results file, variant)
 RUNS = {

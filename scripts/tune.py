@@ -39,6 +39,7 @@ from optuna.storages import JournalStorage
 from optuna.storages.journal import JournalFileBackend
 from optuna.trial import TrialState
 
+from model.baselines import LABELS, ROLLS_OUT
 from model.checkpoint import CheckpointError
 from model.cli import CliParser, fail, non_negative_int, positive_int, stop_on_signals
 from model.config import ConfigError, load_config, with_budget, with_overrides
@@ -54,8 +55,6 @@ SEARCH_SPACE = {  # parameter -> config key; the choices are in choices()
 }
 SHORT_NAMES = {"num_frames": "frames", "channels": "width", "num_heads": "heads", "layers": "layers",
                "patch_size": "patch", "learning_rate": "lr"}
-BASELINES = (("copy-last", "copy_last"), ("continue motion", "continue_motion"),
-             ("held player", "player_held"))
 
 
 def parse_args(argv=None):
@@ -318,7 +317,7 @@ def objective(trial, base, frames, args, signals):
     val = result["val"] or {}
     trial.set_user_attr("seconds", result["seconds"])
     trial.set_user_attr("steps", result["step"])
-    for key in ("mse", "l1", "psnr", *(f"{name}_{metric}" for _, name in BASELINES for metric in ("l1", "psnr"))):
+    for key in ("mse", "l1", "psnr", *(f"{name}_{metric}" for name in ROLLS_OUT for metric in ("l1", "psnr"))):
         if key in val:
             trial.set_user_attr(f"val_{key}", val[key])
     print(f"trial {trial.number}: step {result['step']}, val PSNR {val.get('psnr', math.nan):.2f} dB "
@@ -347,7 +346,7 @@ def write_report(study, base, args):
     skipped = sum("skipped" in t.user_attrs for t in trials)
     pruned = sum(t.state == optuna.trial.TrialState.PRUNED for t in trials) - skipped
     # Baselines on the first trial's windows that recorded them.
-    bars = "; ".join(f"{name}: {_number(_first_attr(trials, f'val_{key}_psnr'), 2)} dB" for name, key in BASELINES
+    bars = "; ".join(f"{LABELS[key]}: {_number(_first_attr(trials, f'val_{key}_psnr'), 2)} dB" for key in ROLLS_OUT
                      if _first_attr(trials, f"val_{key}_psnr") is not None)
     lines = [f"# Hyperparameter search: {args.study_name}", "",
              f"Base config {args.config}; every trial trains the FLOPs of {plural(args.steps_per_trial, 'step')} of "

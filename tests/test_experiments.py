@@ -163,7 +163,7 @@ def test_tune_shares_a_journal_study_and_writes_the_best_config(tiny_configs):
     assert tune.main(args[:6] + ["--trials", "1"] + args[8:]) == 0  # a second process adds to the same study
     summary = (root / "tune" / "summary.md").read_text()
     assert "Trials: 3" in summary and (root / "tune" / "trials.csv").exists()
-    assert "copy-last: " in summary and "continue motion: " in summary  # the strongest baseline too
+    assert "copy-last frame: " in summary and "continue motion: " in summary  # the strongest baseline too
     assert (root / "tune" / "param_importance.png").exists()
     assert tune.main(args[:6] + ["--until", "3"] + args[8:]) == 0  # complete: nothing added
     facts = json.loads((root / "tune" / "study.json").read_text())

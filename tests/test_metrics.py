@@ -44,12 +44,12 @@ def test_continue_motion_needs_two_context_frames():
 def test_continue_motion_in_closed_loop_keeps_scrolling_on_its_own_predictions():
     """Rolled out on its own 8-bit predictions, continue motion moves the last real frame on by the same
     shift every step: exact away from the border for a steady scroll, for all ten steps."""
-    from model.rollout import continue_motion_rollout
+    from model.rollout import rollout
 
     torch.manual_seed(0)
     world = torch.randint(0, 256, (1, 40, 80)).float() / 255
     frames = torch.stack([world[:, :, 2 * t: 2 * t + 40] for t in range(13)], dim=1)  # scrolls 2 px left per frame
-    predicted = continue_motion_rollout(frames[:, :3], steps=10)
+    predicted = rollout(continue_motion_baseline, frames[:, :3], steps=10)
     assert predicted.shape == (1, 10, 40, 40)
     for step in range(10):
         border = 2 * (step + 1)  # the repeated edge grows by the shift every step

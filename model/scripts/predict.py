@@ -30,8 +30,9 @@ from (their indices in the video), and per step truth | prediction | absolute er
     metrics.json                                            per step L1, PSNR, SSIM of the rollout and of
                                                             the copy-last-frame baseline (the last real
                                                             frame held still), per sample and as means;
-                                                            the means also for continue motion rolled out
-                                                            on its own predictions (3+ frames)
+                                                            the means also for the other baselines that
+                                                            roll out (model.baselines), each on its own
+                                                            predictions
 """
 import json
 import re
@@ -42,6 +43,7 @@ import numpy as np
 import torch
 from PIL import Image, ImageDraw, ImageFont
 
+from model.baselines import LABELS
 from model.checkpoint import CheckpointError, checkpoint_config
 from model.cli import CliParser, describe_os_error, fail, pick_device
 from model.config import ConfigError, load_config
@@ -155,10 +157,10 @@ def run(args):
     summary = {"checkpoint": str(checkpoint), "checkpoint_step": payload["step"],
                "config": config_name,
                "split": args.split, "steps": args.steps, "num_samples": args.num_samples, "seed": args.seed,
-               "mean": {"rollout": per_step_means(predictions, truth), "copy_last": per_step_means(held, truth)},
+               "mean": {"rollout": per_step_means(predictions, truth),
+                        **{name: per_step_means(frames, truth) for name, frames in rolled.items()
+                           if name not in ("truth", "model")}},
                "samples": samples}
-    if "continue_motion" in rolled:  # it needs two context frames; rolled out on its own predictions
-        summary["mean"]["continue_motion"] = per_step_means(rolled["continue_motion"], truth)
     (output / "metrics.json").write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
     print_table(summary["mean"])
     print(f"wrote {plural(args.num_samples * args.steps, 'prediction PNG')}, "
@@ -323,9 +325,8 @@ def save_rollout_png(path, title, context, truth, prediction, first_frame):
 
 
 def print_table(mean):
-    """Per step: the model's L1, PSNR, SSIM and those of the baselines (copy-last, continue motion if present)."""
-    columns = [("model", "rollout"), ("copy-last", "copy_last"), ("continue motion", "continue_motion")]
-    columns = [(label, key) for label, key in columns if key in mean]
+    """Per step: the model's L1, PSNR, SSIM and those of the baselines rolled out beside it."""
+    columns = [("model", "rollout")] + [(LABELS[key], key) for key in mean if key != "rollout"]
     print("step " + " | ".join(f"{label + ' L1':>18} {'PSNR':>6} {'SSIM':>6}" for label, _ in columns))
     for i in range(len(mean["rollout"]["l1"])):
         print(f"{i + 1:4d} " + " | ".join(f"{mean[key]['l1'][i]:18.4f} {mean[key]['psnr'][i]:6.2f} "

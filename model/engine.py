@@ -210,7 +210,7 @@ def train_step(state, net, windows, ranks):
             target, pixel_mask = batch[:, -1:], out["pixel_mask"] if m.num_frames == 1 else None
             loss, l1, ssim_value = masked_loss(t.loss, prediction, target, pixel_mask, with_ssim=False)
             state.scaler.scale(loss / accumulation).backward()
-        mse = loss.detach() if t.loss == "mse" else masked_mean((prediction.detach() - target).square(), pixel_mask)
+        mse = masked_mean((prediction.detach() - target).square(), pixel_mask)  # logged whatever the loss
         ssim_part = ssim_value.detach() if ssim_value is not None else torch.zeros((), device=state.device)
         parts += torch.stack([loss.detach(), l1.detach(), mse, ssim_part]) / accumulation
     loss, l1, mse, ssim_mean = ranks.mean(parts).tolist()  # one device sync per step

@@ -24,7 +24,7 @@ from tqdm import tqdm
 from model.baselines import BASELINES, LABELS, baseline_predictors  # noqa: F401 (LABELS: scripts read it here)
 from model.data import evaluation_indices
 from model.metrics import frame_metrics, psnr
-from nn.loss import DSSIM_WEIGHT, L1_WEIGHT
+from nn.loss import loss_of_means
 
 
 def model_predictor(model):
@@ -154,15 +154,6 @@ def evaluate(model, windows, *, batch_size, max_batches=None, mean_frame=None, a
         baselines = baseline_metrics(windows, indices, batch_size, mean_frame, generator_seed=seed, masker=masker,
                                      player_box=player_box, progress=progress)
     return {**metrics, **baselines}
-
-
-def loss_of_means(kind, metrics):
-    """The training loss ``kind`` from mean metrics l1, mse, ssim (the template's DSSIM from the mean SSIM)."""
-    if kind == "mse":
-        return metrics["mse"]
-    if kind == "l1":
-        return metrics["l1"]
-    return L1_WEIGHT * metrics["l1"] + DSSIM_WEIGHT * (1 - metrics["ssim"]) / 2
 
 
 def baseline_metrics(windows, indices, batch_size, mean_frame=None, generator_seed=0, masker=None,

@@ -13,8 +13,9 @@ Sections:
     ex1        training step (forward, backward, Adam step) of the RNN/LSTM/TCN, hand-written vs impl="torch"
                vs the fused nn.RNN/nn.LSTM; wall and CPU time of a `python main.py` grid, --jobs 1 vs --jobs 2
     attention  SelfAttentionLayer hand-written vs scaled_dot_product_attention, forward + backward
-    vit        ViT training step: FLOPs (FlopCounterMode), achieved FLOP/s vs a measured fp32 matmul FLOP/s,
-               the data pipeline's share of the step, peak memory (max RSS growth of a fresh process)
+    vit        ViT training step (model.engine.train_step, the step training runs): FLOPs
+               (model.engine.step_flops), achieved FLOP/s vs a measured fp32 matmul FLOP/s, the data pipeline's
+               share of the step, peak memory (max RSS growth of a fresh process)
     train      the training command's own loop (model.engine.train) on config/vit_cpu.json and
                config/vit_best.json: a profile of its steps (matrix products, attention, element-wise work,
                loss, optimizer) and of one validation pass, and side by side the plain fp32 loop, the loop
@@ -48,7 +49,6 @@ import torch
 import torch.nn.functional as F
 from torch import nn as tnn
 from torch.profiler import ProfilerActivity, profile
-from torch.utils.flop_counter import FlopCounterMode
 
 from net import HIDDEN_SIZES, build_model
 from model.cli import CliParser
@@ -57,14 +57,13 @@ from model.data import FrameWindows, WindowSampler, evaluation_indices
 from model import gameplay
 from model.checkpoint import load_checkpoint
 from model.distributed import Ranks, StopFlag
-from model.engine import TrainState, make_optimizer, train, train_step, training_forward
+from model.engine import TrainState, step_flops, train, train_step, training_forward
 from model.evaluate import baseline_metrics, evaluate
 from model.metrics import mean_frame_baseline
 from model.rollout import rollout
 from model.text import plural
 from model.vit import VisionTransformer
-from nn.attention import SelfAttentionLayer, written_out_attention
-from nn.loss import masked_l1_ssim_loss
+from nn.attention import SelfAttentionLayer
 
 SECTIONS = ("ex1", "attention", "vit", "train", "memorise", "subnormals", "quality", "predict", "gpu")
 VIT_CONFIGS = {"vit_cpu": ROOT / "config/vit_cpu.json", "vit": ROOT / "config/vit.json"}
@@ -267,33 +266,19 @@ def bench_attention(table, quick):
 
 
 def vit_setup(name, batch_size=None, video_frames=VIDEO_FRAMES):
-    """Model, optimizer, windows over a synthetic uint8 video of the config's frame size, sampler."""
+    """-> (the config at batch_size (default: its own), windows over a synthetic uint8 video of its frame size)."""
     cfg = load_config(VIT_CONFIGS[name])
-    batch_size = batch_size or cfg.model.batch_size
-    torch.manual_seed(0)
-    model = VisionTransformer.from_config(cfg.model)
-    optimizer = make_optimizer(model, cfg)
-    generator = torch.Generator().manual_seed(0)
-    video = torch.randint(256, (video_frames, cfg.model.image_height, cfg.model.image_width),
-                          generator=generator, dtype=torch.uint8)
-    windows = FrameWindows(video.numpy(), cfg.model.num_frames)
-    sampler = WindowSampler(len(windows), batch_size, seed=0)
-    return cfg, model, optimizer, windows, sampler
+    if batch_size is not None:
+        cfg = with_overrides(cfg, {"model.batch_size": batch_size})
+    return cfg, FrameWindows(synthetic_video(cfg, video_frames), cfg.model.num_frames)
 
 
-def vit_step(cfg, model, optimizer, windows, sampler):
-    """One step of model.engine.train (fp32, no accumulation): gather, forward, loss, backward, clip, AdamW."""
-    mask_generator = torch.Generator().manual_seed(0)
-
-    def step():
-        optimizer.zero_grad(set_to_none=True)
-        batch = windows.batch(sampler.next_batch())  # (B, T, H, W)
-        out = model(batch, generator=mask_generator)
-        loss, _, _ = masked_l1_ssim_loss(out["prediction"][:, -1:], batch[:, -1:], out["pixel_mask"][:, -1:])
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.training.grad_clip)
-        optimizer.step()
-    return step
+def project_step(cfg, windows, compile_=False, device="cpu"):
+    """The training command's own step (model.engine.train_step on a TrainState), as engine.train calls it."""
+    state = TrainState(cfg, len(windows), torch.device(device), seed=0)
+    net = training_forward(state.model, with_overrides(cfg, {"training.compile": compile_}), state.device, 1)
+    ranks = Ranks()
+    return lambda: train_step(state, net, windows, ranks)
 
 
 MATMUL_SIZE = 2048
@@ -325,9 +310,9 @@ def memory_probe(name, batch_size):
 
     A short video keeps the set-up's own peak (drawing the frames) below the training step's.
     """
-    cfg, model, optimizer, windows, sampler = vit_setup(name, batch_size, video_frames=4 * batch_size)
+    cfg, windows = vit_setup(name, batch_size, video_frames=4 * batch_size)
     before = peak_rss()
-    step = vit_step(cfg, model, optimizer, windows, sampler)
+    step = project_step(cfg, windows)
     for _ in range(3):
         step()
     print(peak_rss() - before)
@@ -340,12 +325,10 @@ def bench_vit(table, quick):
         # vit.json's batch of 32 is the template's GPU batch; on the CPU 8 keeps the bench short (the step
         # is linear in the batch at this size, so FLOP/s and the data share barely depend on it).
         batch_size = cfg.model.batch_size if name == "vit_cpu" else 8
-        setup = vit_setup(name, batch_size)
-        step = vit_step(*setup)
-        windows, sampler = setup[3], setup[4]
-        with written_out_attention(setup[1]), FlopCounterMode(display=False) as counter:
-            step()
-        flops = counter.get_total_flops()  # the attention's products included (written_out_attention)
+        cfg, windows = vit_setup(name, batch_size)
+        step = project_step(cfg, windows)
+        sampler = WindowSampler(len(windows), batch_size, seed=0)  # the data pipeline alone
+        flops = step_flops(cfg)  # the attention's products included
         # The matmul reference is interleaved with the step: on a shared machine both see the same load.
         t = interleaved({"step": step, "data": lambda: windows.batch(sampler.next_batch()), "matmul": matmul()},
                         reps=3 if quick else 12, warmup=1)
@@ -539,14 +522,6 @@ def plain_step(cfg, windows, sampler):
         torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.training.grad_clip)
         optimizer.step()
     return step
-
-
-def project_step(cfg, windows, compile_=False):
-    """The training command's own step (model.engine.train_step on a TrainState), as engine.train calls it."""
-    state = TrainState(cfg, len(windows), torch.device("cpu"), seed=0)
-    net = training_forward(state.model, with_overrides(cfg, {"training.compile": compile_}), state.device, 1)
-    ranks = Ranks()
-    return lambda: train_step(state, net, windows, ranks)
 
 
 def bench_plain(table, quick):
@@ -789,27 +764,10 @@ def bench_gpu(table, quick):
     sync = torch.cuda.synchronize
     results = {}
     for variant in ("fp32 hand-written", "bf16 sdpa", "bf16 sdpa compiled"):
-        torch.manual_seed(0)
-        cfg = with_overrides(load_config(VIT_CONFIGS["vit"]), {"model.fused_attention": variant != "fp32 hand-written"})
-        model = VisionTransformer.from_config(cfg.model).to(device)
-        optimizer = make_optimizer(model, cfg)
-        forward = torch.compile(model) if "compiled" in variant else model
-        dtype = torch.bfloat16 if "bf16" in variant else torch.float32
-        generator = torch.Generator().manual_seed(0)
-        video = torch.randint(256, (VIDEO_FRAMES, cfg.model.image_height, cfg.model.image_width),
-                              generator=generator, dtype=torch.uint8)
-        windows = FrameWindows(video.numpy(), cfg.model.num_frames, device=device)
-        sampler = WindowSampler(len(windows), cfg.model.batch_size, seed=0)
-
-        def step():
-            optimizer.zero_grad(set_to_none=True)
-            batch = windows.batch(sampler.next_batch())
-            with torch.autocast("cuda", dtype=dtype, enabled=dtype != torch.float32):
-                out = forward(batch)
-            loss, _, _ = masked_l1_ssim_loss(out["prediction"][:, -1:].float(), batch[:, -1:],
-                                             out["pixel_mask"][:, -1:])
-            loss.backward()
-            optimizer.step()
+        cfg = with_overrides(load_config(VIT_CONFIGS["vit"]), {"model.fused_attention": variant != "fp32 hand-written",
+                                                               "model.mixed_precision": "bf16" in variant})
+        windows = FrameWindows(synthetic_video(cfg, VIDEO_FRAMES), cfg.model.num_frames, device=device)
+        step = project_step(cfg, windows, compile_="compiled" in variant, device=device)
         results[variant] = interleaved({variant: step}, reps=10 if quick else 50, warmup=3, sync=sync)[variant]
         table.add("gpu", f"vit.json step, batch {cfg.model.batch_size}, {variant}", ms(results[variant]))
     base = results["fp32 hand-written"]

@@ -1,6 +1,9 @@
 """The import structure: layers that run one way (docs/architecture.md)."""
 import ast
+import sys
 from pathlib import Path
+
+from model import files
 
 REPO = Path(__file__).resolve().parents[1]
 CODE = sorted(path for folder in ("model", "nn", "scripts") for path in (REPO / folder).rglob("*.py")) + [
@@ -44,11 +47,18 @@ def test_the_layers_run_one_way():
         if where.parts[0] == "model":
             assert "scripts" not in top, where
         if where.name in ("main.py", "net.py", "data.py") and len(where.parts) == 1:  # Exercise 1
-            assert not top & {"model", "nn", "scripts"}, where
+            # Of Exercise 2 only the atomic file writes, which need nothing but the standard library (below).
+            outside = {name for name in imports(path) if name.split(".")[0] in ("model", "nn", "scripts")}
+            assert outside <= {"model.files", *(f"model.files.{n}" for n in dir(files))}, (where, outside)
     library = {module_name(REPO / "model" / name) for name in ("data.py", "config.py")}
     for path in CODE:
         if module_name(path) in library:
             assert "model.cli" not in imports(path), path
+
+
+def test_the_atomic_file_writes_that_exercise_1_shares_need_only_the_standard_library():
+    top = {name.split(".")[0] for name in imports(REPO / "model" / "files.py")}
+    assert top <= set(sys.stdlib_module_names), top - set(sys.stdlib_module_names)
 
 
 def test_no_code_edits_sys_path():

@@ -1,6 +1,6 @@
 """The visible artifacts of the published models' predictions, named and measured (report 2 (f)).
 
-    python -m scripts.artifacts                       # results/vit/artifacts/: artifacts.json, table.md, two figures
+    python -m scripts.artifacts                       # results/vit/artifacts/: artifacts.json, tables, two figures
     python -m scripts.artifacts --train-windows 100   # fewer training windows (a quick look)
 
 Every published model (the sheet's model, width 128, the memorising model; a checkpoint not yet published is
@@ -127,17 +127,19 @@ def figure(path, pictures, seen_and_truth, frame_indices, part):
     plt.close(fig)
 
 
+def part_table(entry):
+    """One part's table: a row per predictor, PSNR, L1 and the artifact measures."""
+    lines = ["| | PSNR (dB) | L1 | sharpness | seam ratio | streak share | player L1 |", "|---|---|---|---|---|---|---|"]
+    for label, numbers in entry["numbers"].items():
+        cells = " | ".join(f"{numbers[key]:.3f}" if key in numbers else "–" for key in ("psnr", "l1", *ARTIFACTS))
+        lines.append(f"| {label} | {cells} |")
+    return "\n".join(lines) + "\n"
+
+
 def markdown(result):
-    columns = ("psnr", "l1", *ARTIFACTS)
     lines = []
     for part, entry in result["parts"].items():
-        lines += [f"**{part} part** ({entry['windows']} frames)", "",
-                  "| | PSNR (dB) | L1 | sharpness | seam ratio | streak share | player L1 |",
-                  "|---|---|---|---|---|---|---|"]
-        for label, numbers in entry["numbers"].items():
-            cells = " | ".join(f"{numbers[key]:.3f}" if key in numbers else "–" for key in columns)
-            lines.append(f"| {label} | {cells} |")
-        lines.append("")
+        lines += [f"**{part} part** ({entry['windows']} frames)", "", part_table(entry)]
     lines += ["What each measure reads (model.metrics.ARTIFACTS):", ""]
     lines += [f"- **{name.replace('_', ' ')}**: {text}" for name, text in ARTIFACTS.items()]
     lines += ["", *[f"- {note}" for note in result["notes"]]]
@@ -167,8 +169,11 @@ def main(argv=None):
         figure(args.out / f"predictions_{part}.png", pictures, seen_and_truth, shown, part)
     write_json_atomically(args.out / "artifacts.json", result)
     write_text_atomically(args.out / "table.md", markdown(result))
+    for part, entry in result["parts"].items():  # one table a part, for the report
+        write_text_atomically(args.out / f"table_{part}.md", part_table(entry))
     print(markdown(result), end="")
-    print(f"wrote {args.out}/artifacts.json, table.md, predictions_test.png, predictions_train.png")
+    print(f"wrote {args.out}/artifacts.json, table.md (table_test.md, table_train.md), predictions_test.png, "
+          f"predictions_train.png")
     return 0
 
 

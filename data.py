@@ -77,6 +77,25 @@ def generate_memory_task_data(num_samples, sequence_length, allowed_positions, n
     return x, token - 1
 
 
+def every_sequence(sequence_length, positions, num_tokens):
+    """Every distinct memory-task sequence with its token at one of positions: each token at each position once.
+
+    The task's sequences are deterministic given the token and its position, so these are all there are
+    (len(positions) * num_tokens of them); an accuracy over them weighs every position and token alike.
+    Returns x float32 (N, T, num_tokens + 2), y int64 (N,) and the token's position (N,), ordered by position,
+    then token.
+    """
+    positions = np.asarray(positions, dtype=np.int64)
+    if positions.size == 0 or positions.min() < 0 or positions.max() > sequence_length - 2:
+        raise ValueError(f"positions must be non-empty and lie in 0..{sequence_length - 2}")
+    position = np.repeat(positions, num_tokens)  # (N,)
+    token = np.tile(np.arange(1, num_tokens + 1), len(positions))  # (N,)
+    category = np.zeros((len(position), sequence_length), dtype=np.int64)  # (N, T), all empty
+    category[np.arange(len(position)), position] = token
+    category[:, -1] = num_tokens + 1  # the request
+    return np.eye(num_tokens + 2, dtype=np.float32)[category], token - 1, position
+
+
 def token_positions(x):
     """The step holding the token in each sequence: x (N, T, num_tokens + 2) one-hot -> (N,) int64."""
     x = np.asarray(x)

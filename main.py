@@ -130,8 +130,42 @@ def train_run(cfg):
     This is the part of run() that goes to worker processes with --jobs > 1: no figures (matplotlib is
     never imported there), and the example is small (one sequence, its target, the predicted probabilities).
     """
+    model, history, (x_val, y_val), (wall_seconds, cpu_seconds) = train_model(cfg)
+    _, accuracy, probabilities = evaluate(model, torch.from_numpy(x_val).to(cfg.device),
+                                          torch.from_numpy(y_val).to(cfg.device))
+    probabilities = probabilities.cpu().numpy()  # (N, O)
+    correct = probabilities.argmax(axis=1) == y_val  # (N,)
+
+    token_steps = token_positions(x_val)  # (N,) where each validation sequence has its token
+    per_position = accuracy_by_position(correct, token_steps, cfg.sequence_length)
+    record = {
+        "task": cfg.task,
+        "model": cfg.model,
+        "impl": cfg.impl,
+        "seed": cfg.seed,
+        "num_params": sum(p.numel() for p in model.parameters()),
+        **history,
+        "final_accuracy": accuracy,
+        "val_accuracy_by_position": per_position,
+        "val_count_by_position": count_by_position(token_steps, cfg.sequence_length),
+        "wall_seconds": wall_seconds,  # of the training loop (data generation and figures not included)
+        "cpu_seconds": cpu_seconds,  # the same loop's CPU time (one thread): what a busy machine does not inflate
+    }
+    example = {"x": x_val[0].copy(), "target": int(y_val[0]), "probabilities": probabilities[0].copy()}
+    return record, example
+
+
+def train_model(cfg, train_positions=None, val_positions=None):
+    """Generate one run's data from its seed, train its model -> (model, history, (x_val, y_val) as numpy,
+    (wall seconds, CPU seconds) of the training loop).
+
+    The token positions default to the task's (make_task); others (scripts.exercise1_delays) keep the draws of
+    the data, the initial weights and the batch order, which all follow from the seed alone.
+    """
     device = torch.device(cfg.device)
-    train_positions, val_positions = make_task(cfg.task, cfg.sequence_length)
+    task_train, task_val = make_task(cfg.task, cfg.sequence_length)
+    train_positions = task_train if train_positions is None else train_positions
+    val_positions = task_val if val_positions is None else val_positions
     rng = np.random.default_rng(cfg.seed)
     x_train, y_train = generate_memory_task_data(
         cfg.num_samples, cfg.sequence_length, train_positions, cfg.num_tokens, rng
@@ -153,28 +187,8 @@ def train_run(cfg):
         generator=torch.Generator().manual_seed(cfg.seed),
         progress=f"{cfg.task} {cfg.model} seed {cfg.seed}" if cfg.show_progress else None,
     )
-    wall_seconds, cpu_seconds = time.perf_counter() - start, time.process_time() - cpu_start
-    _, accuracy, probabilities = evaluate(model, *val_data)
-    probabilities = probabilities.cpu().numpy()  # (N, O)
-    correct = probabilities.argmax(axis=1) == y_val  # (N,)
-
-    token_steps = token_positions(x_val)  # (N,) where each validation sequence has its token
-    per_position = accuracy_by_position(correct, token_steps, cfg.sequence_length)
-    record = {
-        "task": cfg.task,
-        "model": cfg.model,
-        "impl": cfg.impl,
-        "seed": cfg.seed,
-        "num_params": sum(p.numel() for p in model.parameters()),
-        **history,
-        "final_accuracy": accuracy,
-        "val_accuracy_by_position": per_position,
-        "val_count_by_position": count_by_position(token_steps, cfg.sequence_length),
-        "wall_seconds": wall_seconds,  # of the training loop (data generation and figures not included)
-        "cpu_seconds": cpu_seconds,  # the same loop's CPU time (one thread): what a busy machine does not inflate
-    }
-    example = {"x": x_val[0].copy(), "target": int(y_val[0]), "probabilities": probabilities[0].copy()}
-    return record, example
+    seconds = time.perf_counter() - start, time.process_time() - cpu_start
+    return model, history, (x_val, y_val), seconds
 
 
 # --- figures -----------------------------------------------------------------------------------------------

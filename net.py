@@ -122,6 +122,7 @@ class RNN(nn.Module):
     (its forward_sequence, the same recurrence as calling it step by step), impl="torch" steps torch.nn.RNNCell.
 
     forward(x (B, T, I)) -> logits (B, O) for the last time step only
+    last_state(x (B, T, I)) -> h (B, H), the hidden state the readout reads
     """
 
     def __init__(self, input_size, hidden_size, output_size, impl="own"):
@@ -132,13 +133,15 @@ class RNN(nn.Module):
         self.readout = nn.Linear(hidden_size, output_size)
 
     def forward(self, x):
+        return self.readout(self.last_state(x))  # (B, O)
+
+    def last_state(self, x):
         h = x.new_zeros(x.shape[0], self.hidden_size)  # (B, H)
         if isinstance(self.cell, RNNCell):
-            h = self.cell.forward_sequence(x, h)
-        else:  # torch.nn.RNNCell: one call per step
-            for x_t in x.unbind(dim=1):  # T steps of (B, I)
-                h = self.cell(x_t, h)
-        return self.readout(h)  # (B, O)
+            return self.cell.forward_sequence(x, h)
+        for x_t in x.unbind(dim=1):  # torch.nn.RNNCell: one call per step, T steps of (B, I)
+            h = self.cell(x_t, h)
+        return h
 
 
 class LSTM(nn.Module):
@@ -148,6 +151,7 @@ class LSTM(nn.Module):
     (its forward_sequence, the same recurrence as calling it step by step), impl="torch" steps torch.nn.LSTMCell.
 
     forward(x (B, T, I)) -> logits (B, O) for the last time step only
+    last_state(x (B, T, I)) -> h (B, H), the hidden state the readout reads
     """
 
     def __init__(self, input_size, hidden_size, output_size, impl="own"):
@@ -158,14 +162,16 @@ class LSTM(nn.Module):
         self.readout = nn.Linear(hidden_size, output_size)
 
     def forward(self, x):
+        return self.readout(self.last_state(x))  # (B, O)
+
+    def last_state(self, x):
         h = x.new_zeros(x.shape[0], self.hidden_size)  # (B, H)
         c = torch.zeros_like(h)  # (B, H)
         if isinstance(self.cell, LSTMCell):
-            h, c = self.cell.forward_sequence(x, (h, c))
-        else:  # torch.nn.LSTMCell: one call per step
-            for x_t in x.unbind(dim=1):  # T steps of (B, I)
-                h, c = self.cell(x_t, (h, c))
-        return self.readout(h)  # (B, O)
+            return self.cell.forward_sequence(x, (h, c))[0]
+        for x_t in x.unbind(dim=1):  # torch.nn.LSTMCell: one call per step, T steps of (B, I)
+            h, c = self.cell(x_t, (h, c))
+        return h
 
 
 class Conv1d(nn.Module):

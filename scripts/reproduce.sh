@@ -85,6 +85,11 @@ python -m scripts.targets   # where the targets stand (results/vit/targets.md)
 
 echo "== Exercise 2 (f): hyperparameter search of the sheet's model; its pick, and width 128, at the sheet's budget"
 python -m scripts.tune --until "$TRIALS" --steps-per-trial "$TRIAL_STEPS" --threads 1 --best-config config/vit_tuned.json
+# How far seeds alone move the search's objective: the sheet's model at the search's budget, three seeds.
+python -m scripts.run_experiments --runs sheet30k --steps "$TRIAL_STEPS" --seeds "${SEEDS[@]}" --runs-dir out/search_spread \
+    --threads 1 --no-figures --results out/search_spread_results
+python -m scripts.learning_curves --variants sheet30k --seeds "${SEEDS[@]}" --runs-dir out/search_spread \
+    --out results/vit/search_spread
 python -m scripts.run_experiments --runs tuned --seeds 0 --threads 1 --no-figures --results out/reproduce/sheet_tuned
 python -m scripts.run_experiments --runs sheet_wide --seeds 0 1 --threads 1 --no-figures --results out/reproduce/sheet_tuned
 python -m scripts.run_experiments --set sheet_tuned --seeds "${SEEDS[@]}" --no-train  # the sheet's model: every seed

@@ -39,6 +39,7 @@ SHOWN_WINDOWS = 2  # per part in the figures
 TRAIN_FIRST_TARGET = 8  # the training frames predicted start here: a full window for every num_frames <= 9
 BATCH = 32
 ERROR_RANGE = 0.5  # the colour scale of the error maps: 0 to half the gray range
+DIGITS = {"psnr": ".2f", "l1": ".4f", "player_l1": ".4f"}  # the tables' digits; the other measures .3f
 
 
 def part_targets(parts, part, count):
@@ -131,7 +132,8 @@ def part_table(entry):
     """One part's table: a row per predictor, PSNR, L1 and the artifact measures."""
     lines = ["| | PSNR (dB) | L1 | sharpness | seam ratio | streak share | player L1 |", "|---|---|---|---|---|---|---|"]
     for label, numbers in entry["numbers"].items():
-        cells = " | ".join(f"{numbers[key]:.3f}" if key in numbers else "–" for key in ("psnr", "l1", *ARTIFACTS))
+        cells = " | ".join(f"{numbers[key]:{DIGITS.get(key, '.3f')}}" if key in numbers else "–"
+                           for key in ("psnr", "l1", *ARTIFACTS))
         lines.append(f"| {label} | {cells} |")
     return "\n".join(lines) + "\n"
 

@@ -20,6 +20,7 @@ import numpy as np
 
 TASKS = ("memory", "memorygen", "memorygen_reverse")
 SOLVED = 0.99  # validation accuracy at which a run counts as having solved its task
+FITTED = 0.75  # a seed fitted its training set: final training loss below this share of chance (ln tokens)
 
 
 def make_task(task, sequence_length):

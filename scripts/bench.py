@@ -142,7 +142,7 @@ class FusedRecurrent(tnn.Module):
 
 
 def ex1_step(model, generator):
-    """One training step of main.train on a fixed random batch: forward, cross-entropy, backward, Adam step."""
+    """One training step of train.train on a fixed random batch: forward, cross-entropy, backward, Adam step."""
     optimizer = torch.optim.Adam(model.parameters(), lr=5e-4)
     tokens = torch.randint(NUM_TOKENS + 2, (EX1_BATCH, SEQUENCE_LENGTH), generator=generator)
     x = F.one_hot(tokens, NUM_TOKENS + 2).float()  # (B, T, I)

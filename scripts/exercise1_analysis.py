@@ -24,11 +24,9 @@ from pathlib import Path
 
 import numpy as np
 
-from data import make_task, seed_summary
+from data import FITTED, make_task, seed_summary
 from model.cli import CliParser, fail
 from net import tcn_kernel_slots, tcn_num_layers
-
-FITTED = 0.75  # a seed fitted its training set: final training loss below this share of chance (ln tokens)
 
 
 def accuracy_by_position(runs):

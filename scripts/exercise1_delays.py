@@ -20,7 +20,7 @@ Three explanations are put to the test, each over the seeds, with main.py's sett
     clock     per RNN seed, the period of the oscillation of its hidden state under empty steps
               (oscillation_period) and the lag at which its right/wrong pattern over the 29 positions repeats
               best (band_lag); clock seeds: those that fitted part of their training set (training loss below
-              exercise1_analysis.FITTED of chance) with a state that oscillates
+              data.FITTED of chance) with a state that oscillates
 
 Reads --results/results.json (main.py's grid): its memorygen RNN validation accuracy at positions 15-17 and
 18-24, on the clock seeds and the others, and whether each run retrained here is the grid's (the same final
@@ -34,11 +34,10 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from data import SOLVED, every_sequence, make_task
-from main import RunConfig, train_model
+from data import FITTED, SOLVED, every_sequence, make_task
 from model.cli import CliParser, fail
 from net import RNN, build_model
-from scripts.exercise1_analysis import FITTED
+from train import RunConfig, train_model
 
 MODELS = ("rnn", "lstm")
 TRAIN_POSITIONS = range(15)  # memorygen's training positions for sequence length 30

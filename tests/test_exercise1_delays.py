@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import torch
 
-import main
+import train
 from data import every_sequence, token_positions
 from net import RNN, build_model
 from scripts import exercise1_delays
@@ -85,7 +85,7 @@ def test_at_initialisation_little_gradient_reaches_a_distant_token():
 
 def grid(tmp_path):
     """main.py's results.json of memorygen RNN and LSTM runs of seed 0, 1 epoch on 32 samples."""
-    runs = [main.train_run(main.RunConfig(task="memorygen", model=model, seed=0, epochs=1, num_samples=32))[0]
+    runs = [train.train_run(train.RunConfig(task="memorygen", model=model, seed=0, epochs=1, num_samples=32))[0]
             for model in ("rnn", "lstm")]
     (tmp_path / "results.json").write_text(json.dumps({"config": {"num_tokens": 3}, "runs": runs}))
     return runs[0]["val_accuracy_by_position"]

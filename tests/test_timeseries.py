@@ -15,6 +15,7 @@ import pytest
 import torch
 
 import main
+import train
 from data import epochs_to_solve, generate_memory_task_data, make_task
 from net import build_model
 
@@ -45,7 +46,7 @@ def test_training_learns_the_memory_task(model):
     )
     torch.manual_seed(seed)
     net = build_model(model, 3, sequence_length)
-    history = main.train(
+    history = train.train(
         net, train_data, val_data, epochs=15, lr=1e-2, batch_size=32, generator=torch.Generator().manual_seed(seed)
     )
     assert len(history["val_loss"]) == 15 and isinstance(history["val_loss"][-1], float)
@@ -53,7 +54,7 @@ def test_training_learns_the_memory_task(model):
 
 
 def test_a_run_is_reproducible_from_its_seed(tmp_path):
-    cfg = main.RunConfig(task="memorygen", model="lstm", seed=7, epochs=2, num_samples=64, figure_dir=str(tmp_path))
+    cfg = train.RunConfig(task="memorygen", model="lstm", seed=7, epochs=2, num_samples=64, figure_dir=str(tmp_path))
     first, second = main.run(cfg), main.run(cfg)
     for key in ("train_loss", "val_loss", "val_accuracy", "final_accuracy", "val_accuracy_by_position"):
         assert first[key] == second[key]
@@ -133,10 +134,10 @@ def test_help_shows_the_defaults(capsys):
 
 
 def test_training_does_not_import_matplotlib():
-    """Worker processes of --jobs > 1 import main and train: matplotlib (0.3-0.6 s per process) stays out."""
+    """Worker processes of --jobs > 1 import main.py and train.py and train: matplotlib (0.3-0.6 s each) stays out."""
     code = (
-        "import sys, main; "
-        "main.train_run(main.RunConfig(task='memory', model='tcn', seed=0, epochs=1, num_samples=32)); "
+        "import sys, main, train; "
+        "train.train_run(train.RunConfig(task='memory', model='tcn', seed=0, epochs=1, num_samples=32)); "
         "assert 'matplotlib' not in sys.modules, 'matplotlib imported'"
     )
     result = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120)
@@ -218,7 +219,7 @@ def test_a_second_grid_never_replaces_an_earlier_one_unasked(tmp_path, capsys):
 
 
 def test_exercise_1_stands_alone():
-    """main.py, net.py and data.py import nothing of Exercise 2 (model/, nn/) but its atomic file writes
+    """main.py, train.py, net.py and data.py import nothing of Exercise 2 (model/, nn/) but its atomic file writes
     (model/files.py, standard library only)."""
     code = "import sys, main; print(sorted(m for m in sys.modules if m.split('.')[0] in ('model', 'nn', 'scripts')))"
     result = subprocess.run([sys.executable, "-c", code], cwd=Path(__file__).resolve().parents[1],

@@ -60,6 +60,7 @@ once timeseries grid results/timeseries --tasks memory memorygen memorygen_rever
     --jobs "$JOBS"
 once timeseries_default grid results/timeseries/default   # the template's command: seed 0
 python -m scripts.exercise1_analysis --results results/timeseries
+OMP_NUM_THREADS=1 python -m scripts.exercise1_delays   # 1(d): the explanation tested (results/timeseries/delays.*)
 
 echo "== Exercise 2: data (written only when missing)"
 [[ -f gameplay-data.hdf5 ]] || python -m model.scripts.make_gameplay --out gameplay-data.hdf5

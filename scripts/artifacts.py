@@ -50,7 +50,7 @@ def part_targets(parts, part, count):
     return torch.linspace(TRAIN_FIRST_TARGET, last, min(count, last - TRAIN_FIRST_TARGET + 1)).round().long()
 
 
-def predictors(video, box):
+def predictors(box):
     """label -> (num_frames, predictor) of the published models found and of the baselines shown; and the notes."""
     found, notes = {}, []
     for label, (config, checkpoint) in MODELS.items():
@@ -159,7 +159,7 @@ def main(argv=None):
         video = torch.as_tensor(load_video(cfg))
         parts = config_parts(cfg, len(video))
         box = player_box(load_metadata(resolve_data_path(cfg.data.hdf5_file)))
-        found, notes = predictors(video, box)
+        found, notes = predictors(box)
     except (ConfigError, DataError, CheckpointError, OSError) as error:
         return fail(str(error), 1)
     result = {"models": {label: info for label, (_, _, info) in found.items()}, "parts": {}, "notes": notes}

@@ -21,7 +21,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from model.baselines import BASELINES, LABELS, baseline_predictors  # noqa: F401 (LABELS: scripts read it here)
+from model.baselines import BASELINES, baseline_predictors
 from model.data import evaluation_indices
 from model.metrics import frame_metrics, psnr
 from nn.loss import loss_of_means

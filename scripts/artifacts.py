@@ -20,12 +20,13 @@ import matplotlib.pyplot as plt
 import numpy as np
 import torch
 
+from model.baselines import LABELS, baseline_predictors
 from model.checkpoint import CheckpointError
 from model.cli import CliParser, fail, positive_int
 from model.config import ConfigError, load_config
 from model.data import DataError, FrameWindows, config_parts, load_metadata, load_video, player_box, resolve_data_path
 from model.engine import load_model
-from model.evaluate import LABELS, baseline_predictors, model_predictor
+from model.evaluate import model_predictor
 from model.files import write_json_atomically, write_text_atomically
 from model.metrics import ARTIFACTS, artifact_measures, artifact_sums, frame_metrics, psnr
 

@@ -4,8 +4,8 @@ import math
 import pytest
 import torch
 
+from model.baselines import baseline_predictors
 from model.data import split_video
-from model.evaluate import baseline_predictors
 from scripts import artifacts
 
 

@@ -97,10 +97,10 @@ python -m scripts.run_experiments --set sheet_tuned --seeds "${SEEDS[@]}" --no-t
 python -m scripts.learning_curves --set sheet_tuned --seeds "${SEEDS[@]}"
 python -m model.scripts.export_checkpoint out/experiments/sheet_wide.seed{0,1}/final.ckpt results/vit/vit_wide.ckpt
 
-echo "== Exercise 2 (f): memorising the training part (config/vit_memorise.json, one seed, ~1.8 h on one thread)"
-OMP_NUM_THREADS=1 python -m model.main -cfg config/vit_memorise.json --train --seed 0 --resume
-python -m scripts.memorisation   # the curve: results/vit/memorise/curve.json, curve.png
-python -m model.scripts.export_checkpoint out/vit_memorise.device0/final.ckpt results/vit/vit_memorise.ckpt
+echo "== Exercise 2 (f): memorising the training part (config/vit_memorise.json, ~1.7 h a seed on one thread)"
+python -m scripts.run_experiments --set memorise --seeds "${SEEDS[@]}" --threads 1 --no-figures
+python -m scripts.memorisation   # the curves of every seed: results/vit/memorise/curve.json, curve.png
+python -m model.scripts.export_checkpoint out/experiments/vit_memorise.seed*/final.ckpt results/vit/vit_memorise.ckpt
 for split in train val test; do
     python -m model.main -cfg config/vit_memorise.json --validate --load results/vit/vit_memorise.ckpt --split $split \
         --output results/vit/memorise/validation_$split.json

@@ -1,18 +1,20 @@
-"""The memorisation curve of report 2 (f): how far a model has memorised the training part, against steps and hours.
+"""The memorisation curves of report 2 (f): how far a model has memorised the training part, against steps and hours.
 
-    python -m scripts.memorisation                                  # out/vit_memorise.device0 -> results/vit/memorise/
-    python -m scripts.memorisation --run out/other.device0 --config config/other.json --out out/curve
+    python -m scripts.memorisation                     # out/experiments/vit_memorise.seed* -> results/vit/memorise/
+    python -m scripts.memorisation --runs out/a out/b --config config/other.json --out out/curve
 
-Reads the run's metrics.jsonl (model.engine.train with training.train_part_batches: the training part scored at
+Reads each run's metrics.jsonl (model.engine.train with training.train_part_batches: the training part scored at
 every validation; an unfinished run is drawn up to the step it reached) and writes into --out:
 
-    curve.json   per validation: step, training hours, PSNR and L1 on the training part's windows scored, validation
-                 PSNR; the rate (steps per hour of training), the step's FLOPs (model.engine.step_flops), the
-                 baselines on the whole training part, and where the 30 dB aim stands: the first step that reached
-                 it, or an extrapolation (a straight line in log steps through the second half of the curve) with
-                 the compute it asks for and that compute's hours here and on one GTX 1080 Ti
-    curve.png    training-part and validation PSNR against steps (hours on the top axis), the aim and the held
-                 player on the training part
+    curve.json   per run (seed): per validation its step, training hours, PSNR and L1 on the training part's
+                 windows scored, validation PSNR; the run's rate (steps per hour of training); over the runs: the
+                 last training-part PSNR and hours of each (lists, in seed order), the step's FLOPs
+                 (model.engine.step_flops), the baselines on the whole training part, and where the 30 dB aim
+                 stands on the mean curve of the runs: the first step that reached it, or an extrapolation (a
+                 straight line in log steps through the second half of the curve) with the compute it asks for and
+                 that compute's hours here and on one GTX 1080 Ti
+    curve.png    training-part and validation PSNR of every run against steps (hours on the top axis), the aim and
+                 the held player on the training part
 """
 import json
 import sys
@@ -86,58 +88,98 @@ def training_part_baselines(cfg):
 
 
 def plot(result, path):
-    points = result["points"]
-    steps = [p["step"] for p in points]
     fig, ax = plt.subplots(figsize=(6.4, 3.6), layout="constrained")
-    ax.plot(steps, [p["train_part_psnr"] for p in points], "o-", color="tab:blue",
-            label=f"training part ({points[0]['train_part_windows']} windows)")
-    ax.plot(steps, [p["val_psnr"] for p in points], "s--", color="tab:orange", label="validation part")
+    for i, run in enumerate(result["runs"]):
+        steps = [p["step"] for p in run["points"]]
+        first = i == 0  # one legend entry per kind of line, not per seed
+        ax.plot(steps, [p["train_part_psnr"] for p in run["points"]], "o-", color="tab:blue", alpha=0.85, markersize=4,
+                label=f"training part ({run['points'][0]['train_part_windows']} windows)" if first else None)
+        ax.plot(steps, [p["val_psnr"] for p in run["points"]], "s--", color="tab:orange", alpha=0.85, markersize=4,
+                label="validation part" if first else None)
     ax.axhline(AIM_DB, color="black", linewidth=1, linestyle=":", label=f"aim, {AIM_DB:.0f} dB")
     held = result["baselines"].get("player_held")
     if held:
         ax.axhline(held["psnr"], color="tab:green", linewidth=1, label=f"{LABELS['player_held']} (training part)")
+    seeds = ", ".join(str(run["seed"]) for run in result["runs"])
+    ax.set_title(f"seed{'s' if len(result['runs']) > 1 else ''} {seeds}", fontsize=10)
     ax.set_xlabel("optimizer step (batch 16)")
     ax.set_ylabel("PSNR (dB)")
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=8, loc="lower right")
-    top = ax.secondary_xaxis("top", functions=(lambda s: s / result["steps_per_hour"],
-                                               lambda h: h * result["steps_per_hour"]))
+    ax.legend(fontsize=9, loc="lower right")
+    per_hour = result["steps_per_hour"]
+    top = ax.secondary_xaxis("top", functions=(lambda s: s / per_hour, lambda h: h * per_hour))
     top.set_xlabel("hours of training here (1 CPU thread)")
     fig.savefig(path, dpi=150)
     plt.close(fig)
 
 
+def run_seed(run_dir):
+    """The seed of a run: from its done.json (written by the runner), else from a folder name ending .seedN."""
+    done = Path(run_dir) / "done.json"
+    if done.is_file():
+        return json.loads(done.read_text(encoding="utf-8"))["seed"]
+    suffix = Path(run_dir).name.rpartition(".seed")[2]
+    return int(suffix) if suffix.isdigit() else None
+
+
+def read_run(run_dir):
+    """One run's curve -> dict, or an error message naming what is missing."""
+    if not (run_dir / METRICS).is_file():
+        return f"no {run_dir / METRICS}"
+    points, records = read_points(run_dir)
+    if not points:
+        return (f"{run_dir / METRICS} has no training-part scores yet (training.train_part_batches, at every "
+                f"validation)")
+    return {"run": str(run_dir), "seed": run_seed(run_dir), "step": records[-1]["step"],
+            "hours": records[-1]["seconds"] / 3600, "steps_per_hour": rate(records), "last": points[-1],
+            "best_train_part_psnr": max(p["train_part_psnr"] for p in points), "points": points}
+
+
+def mean_curve(runs):
+    """The runs' mean training-part PSNR at the validations that every run reached."""
+    steps = sorted(set.intersection(*({p["step"] for p in run["points"]} for run in runs)))
+    at = [{p["step"]: p for p in run["points"]} for run in runs]
+    return [{"step": step, "hours": float(np.mean([points[step]["hours"] for points in at])),
+             "train_part_psnr": float(np.mean([points[step]["train_part_psnr"] for points in at]))} for step in steps]
+
+
 def main(argv=None):
     parser = CliParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--run", type=Path, default=Path("out/vit_memorise.device0"), help="the run folder")
-    parser.add_argument("--config", default="config/vit_memorise.json", help="the run's config")
+    parser.add_argument("--runs", type=Path, nargs="+", help="the run folders (default: out/experiments/vit_memorise.seed*)")
+    parser.add_argument("--config", default="config/vit_memorise.json", help="the runs' config")
     parser.add_argument("--out", type=Path, default=Path("results/vit/memorise"), help="where the results go")
     args = parser.parse_args(argv)
-    if not (args.run / METRICS).is_file():
-        return fail(f"no {args.run / METRICS}: train with python -m model.main -cfg {args.config} --train first, "
-                    f"or name the run folder with --run", 1)
+    run_dirs = args.runs or sorted(Path("out/experiments").glob("vit_memorise.seed*"))
+    if not run_dirs:
+        return fail(f"no run folders: train with python -m scripts.run_experiments --set memorise first, or name "
+                    f"them with --runs", 1)
     try:
         cfg = load_config(args.config)
-        points, records = read_points(args.run)
-        if not points:
-            return fail(f"{args.run / METRICS} has no training-part scores yet (training.train_part_batches, "
-                        f"at every validation)", 1)
+        runs = [read_run(run_dir) for run_dir in run_dirs]
+        missing = [run for run in runs if isinstance(run, str)]
+        if missing:
+            return fail(f"{missing[0]}: train with python -m model.main -cfg {args.config} --train first, or name "
+                        f"the run folders with --runs", 1)
         baselines = training_part_baselines(cfg)
     except (ConfigError, DataError, OSError, KeyError) as error:
-        return fail(f"{args.run}: {error}", 1)
-    flops, per_hour = step_flops(cfg), rate(records)
-    result = {"config": args.config, "run": str(args.run), "step": records[-1]["step"],
-              "total_steps": cfg.training.max_steps, "hours": records[-1]["seconds"] / 3600,
-              "steps_per_hour": per_hour, "gflop_per_step": flops / 1e9, "aim_db": AIM_DB,
-              "last": points[-1], "best_train_part_psnr": max(p["train_part_psnr"] for p in points),
-              "points": points, "baselines": baselines, "aim": aim(points, per_hour, flops)}
+        return fail(f"{error}", 1)
+    runs.sort(key=lambda run: (run["seed"] is None, run["seed"] if run["seed"] is not None else 0, run["run"]))
+    flops, per_hour = step_flops(cfg), float(np.mean([run["steps_per_hour"] for run in runs]))
+    result = {"config": args.config, "total_steps": cfg.training.max_steps, "aim_db": AIM_DB,
+              "seeds": [run["seed"] for run in runs], "step": [run["step"] for run in runs],
+              "hours": [run["hours"] for run in runs],
+              "last_train_part_psnr": [run["last"]["train_part_psnr"] for run in runs],
+              "last_val_psnr": [run["last"]["val_psnr"] for run in runs],
+              "steps_per_hour": per_hour, "gflop_per_step": flops / 1e9, "baselines": baselines,
+              "aim": aim(mean_curve(runs), per_hour, flops), "runs": runs}
     args.out.mkdir(parents=True, exist_ok=True)
     write_json_atomically(args.out / "curve.json", result)
     plot(result, args.out / "curve.png")
-    last = points[-1]
-    print(f"step {result['step']} of {result['total_steps']} ({result['hours']:.2f} h): training part "
-          f"{last['train_part_psnr']:.2f} dB, validation {last['val_psnr']:.2f} dB; aim {AIM_DB:.0f} dB: "
-          f"{json.dumps(result['aim'])}")
+    for run in runs:
+        last = run["last"]
+        print(f"seed {run['seed']}: step {run['step']} of {result['total_steps']} ({run['hours']:.2f} h): training "
+              f"part {last['train_part_psnr']:.2f} dB, validation {last['val_psnr']:.2f} dB")
+    print(f"aim {AIM_DB:.0f} dB (mean curve): {json.dumps(result['aim'])}")
     print(f"wrote {args.out}/curve.json, curve.png")
     return 0
 

@@ -47,7 +47,18 @@ def test_a_run_without_training_part_scores_is_one_line(tmp_path, capsys):
     run = tmp_path / "run"
     run.mkdir()
     (run / "metrics.jsonl").write_text(json.dumps({"step": 1, "seconds": 1.0}) + "\n")
-    assert memorisation.main(["--run", str(run), "--out", str(tmp_path / "out")]) == 1
+    assert memorisation.main(["--runs", str(run), "--out", str(tmp_path / "out")]) == 1
     assert "no training-part scores" in capsys.readouterr().err
-    assert memorisation.main(["--run", str(tmp_path / "none"), "--out", str(tmp_path / "out")]) == 1
+    assert memorisation.main(["--runs", str(tmp_path / "none"), "--out", str(tmp_path / "out")]) == 1
     assert "train with python -m model.main" in capsys.readouterr().err
+
+
+def test_several_seeds_are_read_in_seed_order_and_the_aim_stands_on_their_mean_curve(tmp_path):
+    later = write_run(tmp_path / "vit_memorise.seed1", lambda step: 20.0)
+    (later / "done.json").write_text(json.dumps({"seed": 1}))
+    earlier = write_run(tmp_path / "vit_memorise.seed0", lambda step: 24.0, steps=(1000, 2000, 4000))  # unfinished
+    runs = sorted((memorisation.read_run(run) for run in (later, earlier)), key=lambda run: run["seed"])
+    assert [run["seed"] for run in runs] == [0, 1]  # from done.json, else from the folder's name
+    mean = memorisation.mean_curve(runs)
+    assert [p["step"] for p in mean] == [1000, 2000, 4000]  # the validations that every run reached
+    assert all(p["train_part_psnr"] == pytest.approx(22.0) for p in mean)

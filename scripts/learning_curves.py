@@ -3,14 +3,15 @@
     python -m scripts.learning_curves --seeds 0 1 2                     # the runs of the 'sheet' set
     python -m scripts.learning_curves --set sheet_ablation --seeds 0 1 2 # -> results/vit/sheet_ablation
     python -m scripts.learning_curves --variants sheet30k --seeds 0 --out out/curves
+    python -m scripts.learning_curves --set sheet_tuned --redraw     # the figures again from learning_curves.json
 
 Reads each run folder's metrics.jsonl (written by model.engine.train while it trains; an unfinished
 run is drawn up to the step it reached) and writes into --out:
 
-    learning_curves.png   validation PSNR (every window of the validation part) and the PSNR of the
-                          training batches since the previous record, against steps (log axis) and wall
-                          time, with the baselines figures draw (model.baselines.DRAWN) on the same
-                          validation windows
+    learning_curves.png   one panel per variant, at the report's text width: each seed's validation PSNR
+                          (every window of the validation part) and the PSNR of its training batches since
+                          the previous record, against steps (log axis), with the baselines figures draw
+                          (model.baselines.DRAWN) on the same validation windows
     compute.png           validation PSNR against training compute (steps x FLOP per step, counted by
                           model.engine.step_flops), with the compute of the sheet's budget (config/vit.json:
                           its epochs of the same training part) marked, and the frontier: the final
@@ -42,7 +43,7 @@ from model.data import DataError, config_parts  # noqa: E402
 from model.baselines import BASELINES, DRAWN  # noqa: E402
 from model.engine import METRICS, step_flops  # noqa: E402
 from model.files import write_json_atomically, write_text_atomically  # noqa: E402
-from scripts.experiment_sets import SETS  # noqa: E402
+from scripts.experiment_sets import SETS, VARIANT_LABELS  # noqa: E402
 
 SHEET_CONFIG = "config/vit.json"
 
@@ -134,66 +135,122 @@ def status_table(runs):
     return "\n".join(lines) + "\n"
 
 
+# Printed sizes: learning_curves.png fills the report's text width (17 cm), so its fonts are the printed ones.
+PRINT_FONTS = {"font.size": 8, "axes.titlesize": 8, "axes.labelsize": 8, "xtick.labelsize": 7.5,
+               "ytick.labelsize": 7.5, "legend.fontsize": 7.5}
+TEXT_WIDTH_INCHES = 6.7
+
+
 def plot(runs, budget, out, line=None):
-    with plt.rc_context({"font.size": 11}):  # legible at the width of a page
-        _plot(runs, budget, out, line)
+    """learning_curves.png (one panel per variant) and compute.png into out/."""
+    with plt.rc_context(PRINT_FONTS):
+        fig = curves_figure(runs)
+        fig.savefig(out / "learning_curves.png", dpi=200)
+        plt.close(fig)
+    with plt.rc_context({"font.size": 11}):
+        fig = compute_figure(runs, budget, line)
+        fig.savefig(out / "compute.png", dpi=130)
+        plt.close(fig)
 
 
-def _plot(runs, budget, out, line):
-    with plt.rc_context({"font.size": 12.5}):  # legible at the report's text width
-        _draw(runs, budget, out, line)
+def by_variant(runs):
+    """{"variant seed S": run} -> {variant: {seed: run}}, in the order the runs come."""
+    grouped = {}
+    for name, run in runs.items():
+        variant, _, seed = name.rpartition(" seed ")
+        grouped.setdefault(variant or name, {})[seed] = run
+    return grouped
 
 
-def _draw(runs, budget, out, line):
-    fig, (steps_ax, time_ax) = plt.subplots(1, 2, figsize=(11, 5.6))
-    compute_fig, compute_ax = plt.subplots(figsize=(9, 6.2))
-    drawn = set()
+def baseline_lines(runs):
+    """{label: (validation PSNR, grey)} of the baselines drawn, from the first run that has each."""
+    lines = {}
+    for key in DRAWN:
+        found = next((run["val"][f"{key}_psnr"] for run in runs.values() if f"{key}_psnr" in run["val"]), None)
+        if found is not None:
+            lines[BASELINES[key].label] = (found, BASELINES[key].grey)
+    return lines
+
+
+def spread_labels(values, low, high, gap):
+    """Label heights for values (sorted as given) moved apart to at least gap, kept inside [low, high]."""
+    order = sorted(range(len(values)), key=lambda i: values[i])
+    placed = [0.0] * len(values)
+    previous = -math.inf
+    for i in order:
+        placed[i] = max(values[i], previous + gap)
+        previous = placed[i]
+    overflow = max(0.0, previous - high)
+    return [min(max(y - overflow, low), high) for y in placed]
+
+
+def curves_figure(runs):
+    """One panel per variant: each seed's validation PSNR (line with dots) and the PSNR of its training batches
+    (the same colour, thin and light) against steps; the baselines grey, named once at the right."""
+    grouped = by_variant(runs)
+    fig, axes = plt.subplots(1, len(grouped), figsize=(TEXT_WIDTH_INCHES, 2.7), sharey=True, squeeze=False,
+                             layout="constrained")
+    axes = axes[0]
+    baselines = baseline_lines(runs)
+    for ax, (variant, seeds) in zip(axes, grouped.items()):
+        for i, (seed, run) in enumerate(seeds.items()):
+            colour = f"C{i}"
+            train, val = run["train"], run["val"]
+            ax.plot(train["step"], train["train_psnr"], color=colour, lw=0.8, alpha=0.35)
+            ax.plot(val["step"], val["val_psnr"], color=colour, marker=".", ms=3, lw=1.2, label=f"seed {seed}")
+        for value, grey in baselines.values():
+            ax.axhline(value, color=grey, ls="--", lw=0.8)
+        hours = [run["seconds"] / 3600 for run in seeds.values()]
+        span = f"{min(hours):.1f} h" if max(hours) - min(hours) < 0.05 else f"{min(hours):.1f}-{max(hours):.1f} h"
+        label = VARIANT_LABELS.get(variant)
+        ax.set_title(f"{label} ({variant})\n{span} a seed (1 CPU thread)" if label else f"{variant}\n{span} a seed")
+        ax.set(xscale="log", xlabel="optimizer step")
+        ax.grid(alpha=0.3)
+    axes[0].set_ylabel("PSNR (dB)")
+    seeds = max((ax.get_legend_handles_labels()[0] for ax in axes), key=len)  # a colour is a seed in every panel
+    fig.legend(handles=[*seeds, plt.Line2D([], [], color="0.4", lw=0.8, alpha=0.5, label="its training batches")],
+               loc="outside lower center", ncol=len(seeds) + 1, frameon=False)
+    if baselines:  # named in the margin of the last panel, moved apart where two lie close
+        last = axes[-1]
+        fig.canvas.draw()  # the final limits and the panel's height
+        low, high = last.get_ylim()
+        height_pt = last.get_window_extent().height * 72 / fig.dpi
+        gap = (high - low) * 9 / height_pt  # 9 pt between label centres
+        values = [value for value, _ in baselines.values()]
+        for (label, (value, grey)), y in zip(baselines.items(), spread_labels(values, low, high, gap)):
+            last.annotate(label, (1.02, y), xycoords=("axes fraction", "data"), va="center", color="0.25",
+                          annotation_clip=False)
+    return fig
+
+
+def compute_figure(runs, budget, line):
+    """Validation PSNR against training compute, every run a line, with the sheet's budget and the frontier."""
+    fig, ax = plt.subplots(figsize=(9, 6.2))
     for i, (name, run) in enumerate(runs.items()):
-        colour = f"C{i}"
-        train, val = run["train"], run["val"]
-        steps_ax.plot(val["step"], val["val_psnr"], color=colour, marker=".", label=f"{name}: validation")
-        steps_ax.plot(train["step"], train["train_psnr"], color=colour, ls=":", lw=1, label=f"{name}: training batches")
-        time_ax.plot([s / 3600 for s in val["seconds"]], val["val_psnr"], color=colour, marker=".", label=name)
-        compute_ax.plot([s * run["flop_per_step"] for s in val["step"]], val["val_psnr"], color=colour, marker=".",
-                        label=name)
-        for key in DRAWN:
-            label, grey = BASELINES[key].label, BASELINES[key].grey
-            if f"{key}_psnr" in val and key not in drawn:
-                for ax in (steps_ax, time_ax, compute_ax):
-                    ax.axhline(val[f"{key}_psnr"], color=grey, ls="--", lw=1, label=f"{label} (validation)")
-                    ax.annotate(label, (0.99, val[f"{key}_psnr"]), xycoords=("axes fraction", "data"), ha="right",
-                                va="bottom", fontsize=10, color=grey)  # named on the plot, not only in the legend
-                drawn.add(key)
-    compute_ax.axvline(budget["flop"], color="k", ls="-.", lw=1,
-                       label=f"the template's budget ({budget['epochs']} epochs of vit.json)")
+        ax.plot([s * run["flop_per_step"] for s in run["val"]["step"]], run["val"]["val_psnr"], color=f"C{i % 10}",
+                marker=".", label=name)
+    for label, (value, grey) in baseline_lines(runs).items():
+        ax.axhline(value, color=grey, ls="--", lw=1, label=f"{label} (validation)")
+    ax.axvline(budget["flop"], color="k", ls="-.", lw=1,
+               label=f"the template's budget ({budget['epochs']} epochs of vit.json)")
     if line and line["points"]:
         flops = [point["flop"] for point in line["points"]]
-        compute_ax.plot(flops, [point["val_psnr"] for point in line["points"]], "k*", ms=9,
-                        label="end of a finished run (frontier)")
+        ax.plot(flops, [point["val_psnr"] for point in line["points"]], "k*", ms=9,
+                label="end of a finished run (frontier)")
         if "db_per_decade" in line:
             xs = np.geomspace(min(flops), budget["flop"], 20)
-            compute_ax.plot(xs, line["intercept"] + line["db_per_decade"] * np.log10(xs), "k:", lw=1,
-                            label=f"fit {line['db_per_decade']:+.1f} dB per decade, extrapolated")
+            ax.plot(xs, line["intercept"] + line["db_per_decade"] * np.log10(xs), "k:", lw=1,
+                    label=f"fit {line['db_per_decade']:+.1f} dB per decade, extrapolated")
             top = max(flops)
             xs = np.geomspace(top, budget["flop"], 20)
             top_psnr = line["local_sheet_budget_psnr"] - line["local_db_per_decade"] * math.log10(budget["flop"] / top)
-            compute_ax.plot(xs, top_psnr + line["local_db_per_decade"] * np.log10(xs / top), color="0.5", ls="--",
-                            lw=1, label=f"slope of the two largest budgets, {line['local_db_per_decade']:+.1f} dB per decade")
-    steps_ax.set(xscale="log", xlabel="optimizer step", ylabel="PSNR (dB)", title="against steps")
-    time_ax.set(xlabel="wall time (h, 1 CPU thread per run)", ylabel="PSNR (dB)", title="against wall time")
-    compute_ax.set(xscale="log", xlabel="training compute (FLOP: steps x FLOP per step)", ylabel="validation PSNR (dB)")
-    for ax in (steps_ax, time_ax, compute_ax):
-        ax.grid(alpha=0.3)
-    handles, labels = steps_ax.get_legend_handles_labels()
-    rows = math.ceil(len(labels) / 3)
-    fig.legend(handles, labels, loc="lower center", ncol=3, fontsize=10.5, frameon=False)
-    compute_ax.legend(fontsize=11, loc="upper center", bbox_to_anchor=(0.5, -0.16), ncol=2, frameon=False)
-    fig.tight_layout(rect=(0, 0.052 * rows + 0.02, 1, 1))
-    fig.savefig(out / "learning_curves.png", dpi=130)
-    compute_fig.tight_layout()
-    compute_fig.savefig(out / "compute.png", dpi=130)
-    plt.close(fig)
-    plt.close(compute_fig)
+            ax.plot(xs, top_psnr + line["local_db_per_decade"] * np.log10(xs / top), color="0.5", ls="--",
+                    lw=1, label=f"slope of the two largest budgets, {line['local_db_per_decade']:+.1f} dB per decade")
+    ax.set(xscale="log", xlabel="training compute (FLOP: steps x FLOP per step)", ylabel="validation PSNR (dB)")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=9, loc="upper center", bbox_to_anchor=(0.5, -0.12), ncol=2, frameon=False)
+    fig.tight_layout()
+    return fig
 
 
 def read_runs(variants, seeds, runs_dir):
@@ -246,9 +303,19 @@ def main(argv=None):
     parser.add_argument("--frontier", nargs="*", default=["sheet10k_full", "sheet30k"],
                         help="variants of one configuration at different budgets: their finished runs form the frontier")
     parser.add_argument("--frontier-seeds", nargs="+", type=int, default=[0, 1, 2])
+    parser.add_argument("--redraw", action="store_true",
+                        help="only draw the figures again from --out's learning_curves.json (no run folders)")
     args = parser.parse_args(argv)
     args.variants = args.variants or SETS[args.set]
     out = Path(args.out or f"results/vit/{args.set}")
+    if args.redraw:
+        source = out / "learning_curves.json"
+        if not source.is_file():
+            return fail(f"no {source}; run without --redraw first", 1)
+        stored = json.loads(source.read_text(encoding="utf-8"))
+        plot(stored["runs"], stored["sheet_budget"], out, stored["frontier"])
+        print(f"wrote {out / 'learning_curves.png'}, {out / 'compute.png'} from {source}")
+        return 0
     try:
         runs, cfg = read_runs(args.variants, args.seeds, Path(args.runs_dir))
         if not runs:

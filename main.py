@@ -92,6 +92,13 @@ def draw_run_figures(cfg, record, example):
     )
 
 
+# The per-run figures are drawn at the size they print in the report (three quarters of its 17 cm text width),
+# so these font sizes are the printed ones.
+RUN_FIGURE_WIDTH = 5.0  # inches
+RUN_FIGURE_FONTS = {"font.size": 8, "axes.titlesize": 8, "axes.labelsize": 8, "xtick.labelsize": 7.5,
+                    "ytick.labelsize": 7.5, "legend.fontsize": 7.5, "figure.titlesize": 8.5}
+
+
 def plot_losses(history, chance, title, path):
     """Training and validation loss per epoch (left), validation accuracy with chance level (right).
 
@@ -99,17 +106,18 @@ def plot_losses(history, chance, title, path):
     """
     plt = pyplot()
     epochs = np.arange(1, len(history["train_loss"]) + 1)
-    fig, (ax_loss, ax_acc) = plt.subplots(1, 2, figsize=(6.4, 2.6), constrained_layout=True)
-    ax_loss.plot(epochs, history["train_loss"], label="training")
-    ax_loss.plot(epochs, history["val_loss"], label="validation")
-    ax_loss.set(xlabel="epoch", ylabel="cross-entropy loss", title="loss")
-    ax_loss.legend(fontsize="small")
-    ax_acc.plot(epochs, history["val_accuracy"], color="C1", label="validation")
-    ax_acc.axhline(chance, color="grey", linestyle="--", label=f"chance ({chance:.2f})")
-    ax_acc.set(xlabel="epoch", ylabel="accuracy", ylim=(0, 1.02), title="validation accuracy")
-    ax_acc.legend(loc="lower right", fontsize="small")
-    fig.suptitle(f"{title}: final validation accuracy {history['val_accuracy'][-1]:.3f}", fontsize="medium")
-    save_figure(fig, path)
+    with plt.rc_context(RUN_FIGURE_FONTS):
+        fig, (ax_loss, ax_acc) = plt.subplots(1, 2, figsize=(RUN_FIGURE_WIDTH, 1.75), constrained_layout=True)
+        ax_loss.plot(epochs, history["train_loss"], label="training")
+        ax_loss.plot(epochs, history["val_loss"], label="validation")
+        ax_loss.set(xlabel="epoch", ylabel="cross-entropy loss", title="loss")
+        ax_loss.legend()
+        ax_acc.plot(epochs, history["val_accuracy"], color="C1", label="validation")
+        ax_acc.axhline(chance, color="grey", linestyle="--", label=f"chance ({chance:.2f})")
+        ax_acc.set(xlabel="epoch", ylabel="accuracy", ylim=(0, 1.02), title="validation accuracy")
+        ax_acc.legend(loc="lower right")
+        fig.suptitle(f"{title}: final validation accuracy {history['val_accuracy'][-1]:.3f}")
+        save_figure(fig, path)
     plt.close(fig)
 
 
@@ -120,14 +128,23 @@ def plot_prediction(x, target, probabilities, title, path):
     num_tokens = x.shape[1] - 2
     categories = ["empty", *(f"token {k}" for k in range(1, num_tokens + 1)), "request"]
     position = int(token_positions(x[None])[0])
-    fig, (ax_in, ax_out) = plt.subplots(
-        1, 2, figsize=(6.4, 1.2 + 0.3 * len(categories)), gridspec_kw={"width_ratios": [2.4, 1]}, constrained_layout=True
-    )
+    with plt.rc_context(RUN_FIGURE_FONTS):
+        fig, (ax_in, ax_out) = plt.subplots(1, 2, figsize=(RUN_FIGURE_WIDTH, 1.0 + 0.25 * len(categories)),
+                                            gridspec_kw={"width_ratios": [2.4, 1]}, constrained_layout=True)
+        draw_prediction(ax_in, ax_out, x, target, probabilities, categories, position)
+        fig.suptitle(title)
+        save_figure(fig, path)
+    plt.close(fig)
+
+
+def draw_prediction(ax_in, ax_out, x, target, probabilities, categories, position):
+    """plot_prediction's two panels."""
+    num_tokens = len(categories) - 2
     ax_in.imshow(x.T, aspect="auto", cmap="Greys", vmin=0, vmax=1.6, origin="lower", interpolation="nearest")
     ax_in.set_yticks(range(len(categories)), categories)
     ax_in.set_xticks(range(0, len(x), max(1, len(x) // 8)))
     ax_in.set_xlabel("time step")
-    ax_in.set_title(f"input: token {target + 1} at step {position}, request at step {len(x) - 1}", fontsize="medium")
+    ax_in.set_title(f"input: token {target + 1} at step {position}, request at step {len(x) - 1}")
 
     tokens = np.arange(1, num_tokens + 1)
     colors = ["C2" if k == target else "C0" for k in range(num_tokens)]
@@ -140,10 +157,7 @@ def plot_prediction(x, target, probabilities, title, path):
         ylim=(0, 1),
     )
     ax_out.set_title(f"target {target + 1} (green)\npredicted {predicted + 1}: "
-                     f"{'right' if predicted == target else 'wrong'}", fontsize="medium")
-    fig.suptitle(title, fontsize="medium")
-    save_figure(fig, path)
-    plt.close(fig)
+                     f"{'right' if predicted == target else 'wrong'}")
 
 
 def over_seeds(records):
@@ -291,7 +305,8 @@ def parse_args(argv=None):
                         help="replace the grid that --out already holds (its results, summary and figures), once "
                              "the new grid has finished")
     parser.add_argument("--replot", action="store_true",
-                        help="only draw the per-position figures again from --out's results.json (no training)")
+                        help="only draw the per-position and loss figures again from --out's results.json "
+                             "(no training)")
     return parser.parse_args(argv)
 
 
@@ -381,7 +396,8 @@ def show_bars():
 
 
 def replot(out):
-    """The per-position figures and summary.md of a finished grid again, from its results.json."""
+    """The per-position figures, each run's loss figure and summary.md of a finished grid again, from its
+    results.json (the prediction figures need the trained models, which the grid does not keep)."""
     source = out / "results.json"
     if not source.is_file():
         print(f"error: no {source}; run the grid first (without --replot)", file=sys.stderr)
@@ -391,8 +407,14 @@ def replot(out):
     for task in dict.fromkeys(r["task"] for r in records):
         plot_accuracy_by_position(task, [r for r in records if r["task"] == task], config["sequence_length"],
                                   config["num_tokens"], out / f"{task}_accuracy_by_position.png")
+    seeds = {r["seed"] for r in records}
+    for r in records:  # where draw_run_figures put them
+        figure_dir = out if len(seeds) == 1 else out / f"seed{r['seed']}"
+        figure_dir.mkdir(parents=True, exist_ok=True)
+        plot_losses(r, 1 / config["num_tokens"], f"{r['model'].upper()} on {r['task']} (seed {r['seed']})",
+                    figure_dir / f"{r['task']}_{r['model']}_losses.png")
     write_summary(out, results["command"], argparse.Namespace(**config), records, results["wall_seconds"])
-    print(f"wrote the per-position figures and summary.md in {out}")
+    print(f"wrote the per-position figures, the loss figures and summary.md in {out}")
     return 0
 
 

@@ -113,8 +113,10 @@ def test_cli_parallel_seeds_match_a_sequential_run(tmp_path, capsys):
     assert " ± " in summary and "impl own, 1 epoch, 32 training and 32 validation samples" in summary
     assert "mean ± sample std over seeds 0 1;" in summary
     figure = tmp_path / "parallel" / "memorygen_reverse_accuracy_by_position.png"
-    figure.unlink()  # --replot draws it again from results.json, without training
-    assert main.main(["--replot", "--out", str(tmp_path / "parallel")]) == 0 and figure.is_file()
+    losses = tmp_path / "parallel" / "seed1" / "memorygen_reverse_tcn_losses.png"
+    figure.unlink()  # --replot draws them again from results.json, without training
+    losses.unlink()
+    assert main.main(["--replot", "--out", str(tmp_path / "parallel")]) == 0 and figure.is_file() and losses.is_file()
     assert main.main(["--replot", "--out", str(tmp_path / "nowhere")]) == 1
 
 

@@ -8,7 +8,7 @@ import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
-from matplotlib.colors import PowerNorm  # noqa: E402
+from matplotlib.colors import LogNorm, PowerNorm  # noqa: E402
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
@@ -50,7 +50,7 @@ def make_all(out, evaluations, configs, runs_dir, cache, frames_of):
         if cfg.model.attention:
             seed = min(evaluations[variant])
             box = player_box(load_metadata(resolve_data_path(cfg.data.hdf5_file)))
-            attention_maps(out / f"attention_{variant}.png", cfg, runs_dir / f"{variant}.seed{seed}",
+            attention_maps(out / f"attention_{variant}.png", cfg, final_weights(runs_dir / f"{variant}.seed{seed}"),
                            frames_of(cfg, cache), box)
 
 
@@ -225,11 +225,14 @@ def by_region(path, variants, evaluations, runs_dir, baselines, block=8):
 
 
 @torch.no_grad()
-def attention_maps(path, cfg, run_dir, frames, box=None):
-    """The first and the last block's attention (mean over heads) of two patches of the predicted frame (the worst
-    predicted one, and the player's where box (top, bottom, left, right) says where it is, else the centre one)
-    over the tokens of every frame of a test window."""
-    model, _ = load_model(final_weights(run_dir), cfg.model)
+def attention_maps(path, cfg, weights, frames, box=None):
+    """The first and the last block's attention, head by head, of the worst predicted patch of the predicted frame
+    (or the player's patch, where box (top, bottom, left, right) says where it is and ATTENTION_QUERIES is 2) over
+    the tokens of every frame of a test window, on one log colour scale. weights: a checkpoint of cfg's model.
+
+    Drawn at the report's text width (17 cm), so the font sizes are the printed ones.
+    """
+    model, payload = load_model(weights, cfg.model)
     windows, starts = pick_windows(cfg, frames)
     window = windows.batch(starts[:1])  # (1, T, H, W)
     out = model(window, return_attention=True)
@@ -243,26 +246,58 @@ def attention_maps(path, cfg, run_dir, frames, box=None):
                ("player's patch" if box else "centre patch", (y // p) * gw + x // p)][:ATTENTION_QUERIES]
     blocks = sorted({0, len(out["attention"]) - 1})
     rows = [(name, query, block) for name, query in queries for block in blocks]
-    fig, axes = plt.subplots(len(rows), T, figsize=(2.5 * T, 2.45 * len(rows)), squeeze=False)
-    for row, (name, query, block) in enumerate(rows):
-        weights = out["attention"][block][0].mean(0)  # (N, N) averaged over heads
-        attention = weights[(T - 1) * per_frame + query].view(T, gh, gw)  # over all tokens, frame by frame
-        for t in range(T):
-            ax = axes[row, t]
-            background = window[0, t] if t < T - 1 else window[0, -1]
-            ax.imshow(background.numpy(), cmap="gray", vmin=0, vmax=1)
-            ax.imshow(attention[t].numpy(), cmap="viridis", alpha=0.6, extent=(-0.5, gw * p - 0.5, gh * p - 0.5, -0.5),
-                      vmin=0, vmax=float(attention.max()), interpolation="nearest")
-            qy, qx = divmod(query, gw)
-            ax.add_patch(plt.Rectangle((qx * p - 0.5, qy * p - 0.5), p, p, fill=False, color="red", lw=1.5))
-            ax.set_xticks([])
-            ax.set_yticks([])
-            title = f"seen frame t-{T - 1 - t}" if t < T - 1 else "predicted frame"
-            ax.set_title(f"{title}: {100 * attention[t].sum():.0f} %", fontsize=11)
-            if t == 0:
-                ax.set_ylabel(f"{name}\nblock {block + 1} of {len(out['attention'])}", fontsize=11)
-    fig.suptitle(f"{label_of(cfg.model_path)}\nattention of the red patch of the predicted frame (mean over heads)",
-                 fontsize=11)
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
+    heads = out["attention"][blocks[0]].shape[1]
+    norm = LogNorm(vmin=1e-3, vmax=1, clip=True)  # uniform attention over the window's tokens: 1 / (T * per_frame)
+    with plt.rc_context({"font.size": 8, "axes.titlesize": 8, "axes.labelsize": 8}):
+        fig = plt.figure(figsize=(6.7, 0.75 + 1.05 * len(rows)), layout="constrained")
+        *head_figs, bar_fig = fig.subfigures(1, heads + 1, width_ratios=[T + 0.3] + [T] * (heads - 1) + [0.85], wspace=0.03)
+        for head, head_fig in enumerate(head_figs):
+            head_fig.suptitle(f"head {head + 1}", fontsize=8, fontweight="bold")
+            axes = head_fig.subplots(len(rows), T, squeeze=False)
+            for row, (name, query, block) in enumerate(rows):
+                attention = out["attention"][block][0, head, (T - 1) * per_frame + query].view(T, gh, gw)
+                for t in range(T):
+                    ax = axes[row, t]
+                    ax.imshow(window[0, t].numpy(), cmap="gray", vmin=0, vmax=1)
+                    shown = ax.imshow(attention[t].numpy(), cmap="viridis", norm=norm, alpha=0.65,
+                                      extent=(-0.5, gw * p - 0.5, gh * p - 0.5, -0.5), interpolation="nearest")
+                    qy, qx = divmod(query, gw)
+                    ax.add_patch(plt.Rectangle((qx * p - 0.5, qy * p - 0.5), p, p, fill=False, color="red", lw=1.2))
+                    ax.text(0.03, 0.97, f"{100 * attention[t].sum():.0f} %", transform=ax.transAxes, ha="left",
+                            va="top", fontsize=7.5, bbox=dict(boxstyle="square,pad=0.15", fc="white", ec="none"))
+                    ax.set_xticks([])
+                    ax.set_yticks([])
+                    if row == 0:
+                        ax.set_title(f"seen t-{T - 1 - t}" if t < T - 1 else "predicted")
+                    if t == 0 and head == 0:
+                        ax.set_ylabel(f"block {block + 1} of {len(out['attention'])}"
+                                      + (f"\n{name}" if len(queries) > 1 else ""))
+        bar = bar_fig.colorbar(shown, cax=bar_fig.add_axes((0.08, 0.1, 0.13, 0.72)))  # outside the layout
+        bar.set_label("attention weight")
+        fig.suptitle(f"{label_of(cfg.model_path)}, seed {payload.get('seed', '?')}: attention of the red patch "
+                     f"(the {queries[0][0]} of the predicted frame);\n% = the head's share on that frame",
+                     fontsize=8)
+        fig.savefig(path, dpi=200)
     plt.close(fig)
+
+
+def main(argv=None):
+    """Draw the attention figure of a published checkpoint (the runner draws its figures from run folders)."""
+    from model.cli import CliParser
+    from model.config import config_from_dict
+    from model.data import load_video
+    from model.checkpoint import load_checkpoint
+
+    parser = CliParser(description=main.__doc__)
+    parser.add_argument("--attention", required=True, help="checkpoint, e.g. results/vit/vit_cpu.ckpt")
+    parser.add_argument("--out", required=True, help="the PNG to write, e.g. results/vit/sheet/attention_sheet30k.png")
+    args = parser.parse_args(argv)
+    cfg = config_from_dict(load_checkpoint(args.attention)["config"])
+    box = player_box(load_metadata(resolve_data_path(cfg.data.hdf5_file)))
+    attention_maps(args.out, cfg, args.attention, load_video(cfg), box)
+    print(f"wrote {args.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

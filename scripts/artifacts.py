@@ -96,36 +96,37 @@ def measure(found, video, targets, patch_size, box):
 
 
 def figure(path, pictures, seen_and_truth, frame_indices, part):
-    """Rows: for each shown window its predictions, then their absolute errors (one colour scale)."""
+    """Rows: for each shown window its predictions, then their absolute errors (one colour scale); the columns are
+    named above the first window. Drawn at the report's text width (17 cm), so the font sizes are the printed ones."""
     labels = list(pictures)
     columns = 2 + len(labels)
-    fig, axes = plt.subplots(2 * len(frame_indices), columns, figsize=(1.75 * columns + 0.6, 3.1 * len(frame_indices)),
-                             squeeze=False, layout="constrained")
-    error_image = None
-    for row, frame in enumerate(frame_indices.tolist()):
-        seen, truth = seen_and_truth[row, 0].numpy(), seen_and_truth[row, 1].numpy()
-        top, bottom = axes[2 * row], axes[2 * row + 1]
-        top[0].imshow(seen, cmap="gray", vmin=0, vmax=1)
-        top[0].set_title(f"last seen\n(frame {frame - 1})", fontsize=8)
-        top[1].imshow(truth, cmap="gray", vmin=0, vmax=1)
-        top[1].set_title(f"truth\n(frame {frame})", fontsize=8)
-        bottom[0].axis("off")
-        bottom[1].axis("off")
-        for column, label in enumerate(labels, start=2):
-            prediction = pictures[label][row].numpy()
-            frame_psnr = psnr(torch.tensor(((prediction - truth) ** 2).mean())).item()
-            top[column].imshow(prediction, cmap="gray", vmin=0, vmax=1)
-            top[column].set_title(f"{label}\n{frame_psnr:.1f} dB", fontsize=8)
-            error_image = bottom[column].imshow(np.abs(prediction - truth), cmap="magma", vmin=0, vmax=ERROR_RANGE)
-            bottom[column].set_title(f"|error| {label}", fontsize=7)
-        for ax in (*top, *bottom):
-            ax.set_xticks([])
-            ax.set_yticks([])
-    bar = fig.colorbar(error_image, ax=axes[1::2].ravel().tolist(), shrink=0.8, aspect=30)
-    bar.set_label("absolute error (gray level / 255)", fontsize=8)
-    bar.ax.tick_params(labelsize=7)
-    fig.suptitle(f"{part} part: predictions of frames spread over the part", fontsize=9)
-    fig.savefig(path, dpi=150)
+    with plt.rc_context({"font.size": 7.5, "axes.titlesize": 7.5}):
+        fig, axes = plt.subplots(2 * len(frame_indices), columns, figsize=(6.7, 0.15 + 1.7 * len(frame_indices)),
+                                 squeeze=False, layout="constrained")
+        error_image = None
+        for row, frame in enumerate(frame_indices.tolist()):
+            seen, truth = seen_and_truth[row, 0].numpy(), seen_and_truth[row, 1].numpy()
+            top, bottom = axes[2 * row], axes[2 * row + 1]
+            top[0].imshow(seen, cmap="gray", vmin=0, vmax=1)
+            top[0].set_title(f"last seen\n(frame {frame - 1})" if row == 0 else f"frame {frame - 1}")
+            top[1].imshow(truth, cmap="gray", vmin=0, vmax=1)
+            top[1].set_title(f"truth, {part}\n(frame {frame})" if row == 0 else f"frame {frame}")
+            bottom[0].axis("off")
+            bottom[1].axis("off")
+            bottom[1].text(1.0, 0.5, "|error| of the\nprediction\nabove", transform=bottom[1].transAxes, ha="right",
+                           va="center")
+            for column, label in enumerate(labels, start=2):
+                prediction = pictures[label][row].numpy()
+                frame_psnr = psnr(torch.tensor(((prediction - truth) ** 2).mean())).item()
+                top[column].imshow(prediction, cmap="gray", vmin=0, vmax=1)
+                top[column].set_title(f"{label}\n{frame_psnr:.1f} dB" if row == 0 else f"{frame_psnr:.1f} dB")
+                error_image = bottom[column].imshow(np.abs(prediction - truth), cmap="magma", vmin=0, vmax=ERROR_RANGE)
+            for ax in (*top, *bottom):
+                ax.set_xticks([])
+                ax.set_yticks([])
+        bar = fig.colorbar(error_image, ax=axes[1::2].ravel().tolist(), shrink=0.9, aspect=12)
+        bar.set_label("|error| (gray level / 255)")
+        fig.savefig(path, dpi=200)
     plt.close(fig)
 
 

@@ -15,7 +15,8 @@ Placeholders (paths relative to the repository root, or to --root):
     {{ figure: results/timeseries/curve.png | caption | width=0.8 | label=name }}
         a figure scaled to a fraction of the text width (default 1), numbered (Figure N), with its caption
     {{ ref: name }}                                       "Table N" or "Figure N" of the labelled one
-    {{ authors }}                                         docs/authors.yaml as a table
+    {{ authors }}                                         docs/authors.yaml as a table; while an entry is
+                                                          still its [placeholder], the build warns on stderr
 Tables and figures are numbered in the order they appear; label= is optional; a caption may hold value
 placeholders. Table, caption, figure and
 authors placeholders stand alone on their line. HTML comments are removed before anything else, so a
@@ -45,6 +46,8 @@ from PIL import Image
 REPO_ROOT = Path(__file__).resolve().parents[1]
 FONT_DIR = Path(matplotlib.get_data_path()) / "fonts" / "ttf"
 AUTHOR_KEYS = ("name", "matriculation", "email")
+UNFILLED = re.compile(r"^\[.*\]$")  # an author field still in square brackets: the template's placeholder
+AUTHORS_PLACEHOLDER = re.compile(r"\{\{\s*authors\s*\}\}")
 FONT_FILES = {"": "", "B": "-Bold", "I": "-Oblique", "BI": "-BoldOblique"}
 
 PLACEHOLDER = re.compile(r"\{\{(.*?)\}\}")
@@ -109,6 +112,13 @@ def read_authors(path):
             raise ValueError(f"author {number} needs a name, matriculation and email")
         rows.append("| " + " | ".join(fields) + " |")
     return "\n".join(rows)
+
+
+def unfilled_authors(path):
+    """How many entries of an authors file are still the template's placeholder (a field in square brackets)."""
+    entries = yaml.safe_load(path.read_text(encoding="utf-8"))
+    return sum(1 for entry in entries if isinstance(entry, dict)
+               and any(UNFILLED.match(str(entry.get(key) or "").strip()) for key in AUTHOR_KEYS))
 
 
 def prose_list(items):
@@ -497,6 +507,9 @@ def main(argv=None):
             raise ReportError(f"no source file {source}")
         filled, count = fill_placeholders(source.read_text(encoding="utf-8"), args.root,
                                           args.root / args.authors, args.source)
+        if AUTHORS_PLACEHOLDER.search(source.read_text(encoding="utf-8")) and unfilled_authors(args.root / args.authors):
+            print(f"warning: {args.authors} names no author yet: replace its [placeholder] with each student's name, "
+                  f"matriculation number and e-mail", file=sys.stderr)
         todos = len(re.findall(r"\bTODO\b", filled))
         if todos:
             print(f"note: {todos} TODO marker(s) remain in {args.source}", file=sys.stderr)

@@ -130,6 +130,19 @@ def test_unresolvable_placeholder_fails_with_one_line_naming_it(root, placeholde
     assert message in str(error.value) and "\n" not in str(error.value)
 
 
+def test_the_build_warns_while_the_authors_are_the_templates_placeholder(root, capsys):
+    (root / "report.md").write_text("# Title\n\n{{ authors }}\n\nText.\n")
+    argv = ["--root", str(root), "--source", "report.md", "--authors", "authors.yaml", "--check"]
+    assert build_report.main(argv) == 0 and capsys.readouterr().err == ""  # a filled-in author: no warning
+    (root / "authors.yaml").write_text('- name: "[name: fill in docs/authors.yaml]"\n'
+                                       '  matriculation: "[matriculation number]"\n  email: "[e-mail]"\n')
+    assert build_report.main(argv) == 0  # the build still succeeds, with one line on stderr
+    assert capsys.readouterr().err.splitlines() == [
+        "warning: authors.yaml names no author yet: replace its [placeholder] with each student's name, "
+        "matriculation number and e-mail"]
+    assert "| [name: fill in docs/authors.yaml] | [matriculation number] | [e-mail] |" in fill(root, "{{ authors }}")
+
+
 def test_block_placeholder_inside_a_paragraph_and_incomplete_authors_are_refused(root):
     with pytest.raises(build_report.ReportError, match="must stand alone on its line"):
         fill(root, "see {{ table: results/summary.md }}")

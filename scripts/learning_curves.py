@@ -188,7 +188,7 @@ def curves_figure(runs):
     """One panel per variant: each seed's validation PSNR (line with dots) and the PSNR of its training batches
     (the same colour, thin and light) against steps; the baselines grey, named once at the right."""
     grouped = by_variant(runs)
-    fig, axes = plt.subplots(1, len(grouped), figsize=(TEXT_WIDTH_INCHES, 2.7), sharey=True, squeeze=False,
+    fig, axes = plt.subplots(1, len(grouped), figsize=(TEXT_WIDTH_INCHES, 2.55), sharey=True, squeeze=False,
                              layout="constrained")
     axes = axes[0]
     baselines = baseline_lines(runs)

@@ -10,6 +10,7 @@ indexing operation and only then converted to float in [0, 1].
 """
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
+from functools import cached_property
 from io import BytesIO
 from pathlib import Path
 
@@ -19,6 +20,7 @@ import torch
 from PIL import Image
 
 from model.config import DEFAULT_HDF5_FILE
+from model.metrics import mean_frame_baseline, median_frame_baseline
 from model.text import plural
 
 # ITU-R 601-2 luma in Pillow's fixed-point form, so raw RGB frames match decoded ones exactly.
@@ -136,25 +138,78 @@ def split_video(num_video_frames, validation_fraction, test_fraction, num_frames
     return parts
 
 
-def config_parts(cfg, num_video_frames, num_frames=None):
-    """split_video with the config's data fractions and, unless given, its model.num_frames."""
-    return split_video(num_video_frames, cfg.data.validation_fraction, cfg.data.test_fraction,
-                       cfg.model.num_frames if num_frames is None else num_frames)
+class Video:
+    """A video as training and evaluation use it: its frames split in time into parts, served as windows, with
+    what the baselines need (the mean and median training frame, the player's box).
+
+    frames: uint8 (N, H, W), kept as one tensor (moved with ``to``); parts: {"train", "val", "test": range} of
+    frame indices (split_video); num_frames: the frames of a window unless ``windows`` is told otherwise;
+    meta: the video's /meta datasets (load_metadata; {} without). ``player_box`` is where the camera keeps the
+    player in a video of the built-in renderer, else None.
+    """
+
+    def __init__(self, frames, parts, num_frames, meta=None):
+        if not isinstance(frames, torch.Tensor):
+            frames = torch.as_tensor(np.ascontiguousarray(frames), dtype=torch.uint8)
+        self.frames, self.parts, self.num_frames = frames, parts, num_frames
+        self.meta = meta if meta is not None else {}
+        self.player_box = player_box(self.meta)
+
+    @classmethod
+    def of_config(cls, cfg, frames, meta=None, num_frames=None):
+        """The frames split with the config's data fractions, windows of its model.num_frames unless given."""
+        num_frames = cfg.model.num_frames if num_frames is None else num_frames
+        parts = split_video(len(frames), cfg.data.validation_fraction, cfg.data.test_fraction, num_frames)
+        return cls(frames, parts, num_frames, meta)
+
+    def __len__(self):
+        return len(self.frames)
+
+    @property
+    def device(self):
+        return self.frames.device
+
+    def to(self, device):
+        """The same video with its frames on ``device`` (itself when they are there)."""
+        if self.frames.device == torch.device(device):
+            return self
+        return Video(self.frames.to(device), self.parts, self.num_frames, self.meta)
+
+    def windows(self, part, num_frames=None):
+        """FrameWindows predicting the frames of one part ('train', 'val' or 'test'), sharing the video's frames."""
+        num_frames = self.num_frames if num_frames is None else num_frames
+        targets = self.parts[part]
+        if len(targets) == 0:
+            key = "data.validation_fraction" if part == "val" else "data.test_fraction"
+            raise DataError(f"the {PART_NAMES[part]} part of the video is empty ({key} is 0)")
+        first = max(targets.start, num_frames - 1)  # the first num_frames - 1 frames have no full window
+        return FrameWindows(self.frames, num_frames, self.device, targets=range(first, targets.stop))
+
+    @property
+    def train_frames(self):
+        """The frames of the training part, uint8 (N_train, H, W)."""
+        return self.frames[:len(self.parts["train"])]
+
+    @cached_property
+    def mean_frame(self):
+        """The mean training frame (H, W) in [0, 1], on the video's device."""
+        return mean_frame_baseline(self.train_frames)
+
+    @cached_property
+    def median_frame(self):
+        """The per-pixel median training frame (H, W) in [0, 1], on the video's device."""
+        return median_frame_baseline(self.train_frames)
+
+
+def open_video(cfg, scratch=None, log=print, num_frames=None):
+    """The config's video (load_video) with its /meta, split by the config -> Video."""
+    frames = load_video(cfg, scratch, log)
+    return Video.of_config(cfg, frames, load_metadata(resolve_data_path(cfg.data.hdf5_file, scratch)), num_frames)
 
 
 def evaluation_part(cfg):
     """Where a finished run is scored: the test part, or the validation part for configs without one."""
     return "test" if cfg.data.test_fraction > 0 else "val"
-
-
-def part_windows(frames, part, parts, num_frames, device="cpu"):
-    """FrameWindows predicting the frames of one part ('train', 'val' or 'test') of a split_video."""
-    targets = parts[part]
-    if len(targets) == 0:
-        key = "data.validation_fraction" if part == "val" else "data.test_fraction"
-        raise DataError(f"the {PART_NAMES[part]} part of the video is empty ({key} is 0)")
-    first = max(targets.start, num_frames - 1)  # the first num_frames - 1 frames have no full window
-    return FrameWindows(frames, num_frames, device, targets=range(first, targets.stop))
 
 
 class FrameWindows:

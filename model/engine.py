@@ -9,7 +9,7 @@ quicksave; a non-finite loss ends it with TrainingError before anything bad is s
 
 Everything a resumed run needs is one TrainState (model, optimizer, schedule, loss scaler, data order,
 mask generator, step); its state_dict is the checkpoint (model/checkpoint.py). With several processes
-(rank, world_size; torch.distributed initialised by the caller) the model is wrapped in
+(model.distributed.Ranks; torch.distributed initialised by the caller) the model is wrapped in
 DistributedDataParallel, the sampler shards the data, only rank 0 logs, validates and writes files,
 always from the unwrapped model, and the ranks agree after every step (model/distributed.py).
 """
@@ -27,11 +27,11 @@ from tqdm import tqdm
 
 from model.checkpoint import (FORMAT_VERSION, check_model_kwargs, export_checkpoint, load_checkpoint, load_model_state,
                               save_checkpoint)
-from model.data import WindowSampler, config_parts, evaluation_indices, part_windows
+from model.data import WindowSampler, evaluation_indices
 from model.distributed import Ranks
 from model.evaluate import baseline_metrics, describe_metrics, evaluate
 from model.files import write_json_atomically, write_text_atomically
-from model.metrics import mean_frame_baseline, psnr
+from model.metrics import psnr
 from model.progress import StepBar
 from model.vit import VisionTransformer
 from nn.attention import written_out_attention
@@ -108,38 +108,34 @@ class TrainState:
         self.started = time.perf_counter()
 
 
-def train(cfg, frames, run_dir, *, device="cpu", seed=1234, resume=None, stop=None, rank=0, world_size=1,
-          log=None, on_record=None, on_speed=None, player_box=None):
+def train(cfg, video, run_dir, *, seed=1234, resume=None, ranks=None, log=None, on_record=None, on_speed=None):
     """Train on a video and write cfg.json, metrics.jsonl, quicksave.ckpt and best.ckpt into run_dir.
 
-    cfg: Config; frames: uint8 (N, H, W) of the whole video (checked against the config);
-    resume: a checkpoint path to continue from exactly where it stopped; stop: StopFlag (with several
-    processes a request on any rank takes effect on all of them after the step they are in);
+    cfg: Config; video: model.data.Video split by the config (open_video, Video.of_config), on the device to
+    train on; resume: a checkpoint path to continue from exactly where it stopped; ranks: this process among
+    the ranks and the StopFlag they share (model.distributed.Ranks; default one process, no stop flag; with
+    several processes a stop request on any rank takes effect on all of them after the step they are in);
     log: callable for one-line messages (default: written above the progress bar);
-    on_record: called with every metrics.jsonl record (a dict); it may call stop.request(reason),
+    on_record: called with every metrics.jsonl record (a dict); it may call ranks.requested.request(reason),
     e.g. to prune a hyperparameter trial, and the run then ends after this step with a quicksave.
     on_speed: called once on rank 0 as on_speed(seconds_per_step, steps_left) when the median time of
     model.progress.SPEED_STEPS steps after the first (which warms up) is known, e.g. to print how long the run
     will take.
-    player_box: where the camera keeps the player (model.data.player_box), for the validation's baseline.
     Returns a summary dict: step, total_steps, best_val_loss, val (last validation or None),
     stopped (the stop reason or None), seconds, quicksave (path).
     """
-    device, run_dir, log = torch.device(device), Path(run_dir), log or tqdm.write
+    device, run_dir, log, ranks = video.device, Path(run_dir), log or tqdm.write, ranks or Ranks()
     if device.type == "cpu":
         # A trained model's activations and gradients hold subnormal floats, which the CPU computes ~100x
         # slower: flushed to zero, a step of a trained vit_cpu model is ~20 % faster (docs/bench.md).
         torch.set_flush_denormal(True)
-    ranks = Ranks(rank, world_size, stop)
     t = cfg.training
-    parts = config_parts(cfg, len(frames))
-    video = torch.as_tensor(frames).to(device)  # (N, H, W) uint8, shared by the parts' windows
-    train_windows = part_windows(video, "train", parts, cfg.model.num_frames, device)
-    validation = Validation(cfg, video, parts, device, player_box, train_windows) if len(parts["val"]) else None
-    state = TrainState(cfg, len(train_windows), device, seed, rank, world_size)
+    train_windows = video.windows("train")
+    validation = Validation(cfg, video, train_windows) if len(video.parts["val"]) else None
+    state = TrainState(cfg, len(train_windows), device, seed, ranks.rank, ranks.world_size)
     if resume is not None:
         state.load_state_dict(load_checkpoint(resume), resume)  # on the CPU; load_state_dict moves to the device
-    net = training_forward(state.model, cfg, device, world_size)
+    net = training_forward(state.model, cfg, device, ranks.world_size)
     if ranks.is_main:
         run_dir.mkdir(parents=True, exist_ok=True)
         write_json_atomically(run_dir / "cfg.json", cfg.to_dict())
@@ -249,11 +245,11 @@ class Validation:
     (computed at the first validation and kept: the windows do not change). With training.train_part_batches
     the same pass scores that many batches of the training part as well (train_part_* in the record)."""
 
-    def __init__(self, cfg, video, parts, device, player_box=None, train_windows=None):
-        self.cfg, self.player_box = cfg, player_box
-        self.windows = part_windows(video, "val", parts, cfg.model.num_frames, device)
+    def __init__(self, cfg, video, train_windows=None):
+        self.cfg, self.player_box = cfg, video.player_box
+        self.windows = video.windows("val")
         self.train_windows = train_windows if cfg.training.train_part_batches != 0 else None
-        self.mean_frame = mean_frame_baseline(video[:len(parts["train"])]).to(device)  # (H, W)
+        self.mean_frame = video.mean_frame  # (H, W)
         self.baselines = None
 
     def run(self, state, run_dir, record, log):

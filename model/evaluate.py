@@ -82,10 +82,12 @@ def score(predictors, windows, indices=None, *, batch_size=32, masker=None, mask
 @torch.no_grad()
 def attention_to_last_frame(model, windows, indices=None, batch_size=32):
     """Where a next-frame model's predicted tokens look, per block: the mean share of their attention (over heads,
-    tokens and windows) on the same place in the last seen frame, and on the whole last seen frame.
+    tokens and windows) on the same place in the last seen frame, and on the whole last seen frame; and the same
+    per head of each block (over tokens and windows), which tells the head that looks up the same place.
 
-    -> {"same_place": [per block], "last_frame": [per block]}, or None for a model without attention or with one
-    frame (nothing seen before the predicted frame).
+    -> {"same_place": [per block], "last_frame": [per block], "same_place_per_head": [[per head] per block],
+    "last_frame_per_head": [[per head] per block]}, or None for a model without attention or with one frame
+    (nothing seen before the predicted frame). A block's share is the mean of its heads'.
     """
     if model.num_frames < 2:
         return None
@@ -94,16 +96,24 @@ def attention_to_last_frame(model, windows, indices=None, batch_size=32):
     predicted = slice((model.num_frames - 1) * per_frame, None)
     last_seen = slice((model.num_frames - 2) * per_frame, (model.num_frames - 1) * per_frame)
     same, last, count = 0.0, 0.0, 0
+    same_heads, last_heads, count_per_head = 0.0, 0.0, 0
     for starts in indices.split(batch_size):
         weights = model(windows.batch(starts), return_attention=True)["attention"]
         if any(block is None for block in weights):
             return None
         # (blocks, B, heads, predicted tokens, keys of the last seen frame)
         to_last = torch.stack([block[:, :, predicted, last_seen] for block in weights]).float()
-        same = same + to_last.diagonal(dim1=-2, dim2=-1).sum(dim=(1, 2, 3))
-        last = last + to_last.sum(dim=-1).sum(dim=(1, 2, 3))
+        on_same_place = to_last.diagonal(dim1=-2, dim2=-1)  # (blocks, B, heads, predicted tokens)
+        on_last_frame = to_last.sum(dim=-1)  # (blocks, B, heads, predicted tokens)
+        same = same + on_same_place.sum(dim=(1, 2, 3))
+        last = last + on_last_frame.sum(dim=(1, 2, 3))
         count += to_last.shape[1] * to_last.shape[2] * to_last.shape[3]
-    return {"same_place": (same / count).tolist(), "last_frame": (last / count).tolist()}
+        same_heads = same_heads + on_same_place.sum(dim=(1, 3))  # (blocks, heads)
+        last_heads = last_heads + on_last_frame.sum(dim=(1, 3))
+        count_per_head += to_last.shape[1] * to_last.shape[3]
+    return {"same_place": (same / count).tolist(), "last_frame": (last / count).tolist(),
+            "same_place_per_head": (same_heads / count_per_head).tolist(),
+            "last_frame_per_head": (last_heads / count_per_head).tolist()}
 
 
 def summarise(metrics, select=None):

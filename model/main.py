@@ -37,14 +37,12 @@ from tqdm import tqdm
 from model.checkpoint import CheckpointError, load_checkpoint
 from model.cli import STOP_SIGNALS, CliParser, describe_os_error, fail, pick_device, positive_int, stop_on_signals
 from model.config import ConfigError, load_config, with_overrides
-from model.data import (PART_NAMES, PARTS, DataError, config_parts, load_metadata, load_video, part_windows, player_box,
-                        resolve_data_path)
-from model.distributed import StopFlag, stop_code
+from model.data import PART_NAMES, PARTS, DataError, open_video
+from model.distributed import Ranks, StopFlag, stop_code
 from model.engine import (BEST, FINAL, METRICS, QUICKSAVE, TrainingError, load_model, mixed_precision, run_name,
                           step_flops, train)
 from model.evaluate import describe_metrics, evaluate
 from model.files import write_json_atomically
-from model.metrics import mean_frame_baseline
 from model.progress import SPEED_STEPS
 from model.text import plural
 
@@ -140,13 +138,11 @@ def run(args, argv):
     if world_size > 1 and args.validate:
         raise ConfigError("--validate runs in one process; start it without torchrun")
     device = pick_device(args.device + int(os.environ.get("LOCAL_RANK", 0)))
-    frames = load_video(cfg, args.scratch)
+    video = open_video(cfg, args.scratch).to(device)  # a video too short for its split is named here
     run_dir = Path(args.run_dir) if args.run_dir else Path(args.out_dir) / run_name(cfg, args.device, args.run_number)
-    box = player_box(load_metadata(resolve_data_path(cfg.data.hdf5_file, args.scratch)))
     if args.validate:
-        return validate(cfg, frames, args.load, device, args.split, args.output, box)
+        return validate(cfg, video, args.load, args.split, args.output)
 
-    config_parts(cfg, len(frames))  # a video too short for its split is named before the run folder
     resume = args.load
     if args.resume and (run_dir / QUICKSAVE).exists():
         resume = run_dir / QUICKSAVE
@@ -160,8 +156,7 @@ def run(args, argv):
         print(f"resuming from {resume} (step {load_checkpoint(resume)['step']})")
     stop = StopFlag()
     with stop_on_signals(stop), process_group(device, world_size):
-        summary = train(cfg, frames, run_dir, device=device, seed=args.seed, resume=resume, stop=stop,
-                        rank=rank, world_size=world_size, player_box=box,
+        summary = train(cfg, video, run_dir, seed=args.seed, resume=resume, ranks=Ranks(rank, world_size, stop),
                         on_speed=lambda seconds, left: tqdm.write(speed_note(seconds, left, device, args.cfg, cfg)))
     if summary["stopped"]:
         print(f"stopped by {summary['stopped']} after step {summary['step']} of {summary['total_steps']}; "
@@ -197,19 +192,16 @@ def refusal(run_dir, cfg, args):
             f"or start it over with --overwrite")
 
 
-def validate(cfg, frames, checkpoint_path, device, split="val", output=None, box=None):
-    """Evaluate a checkpoint on every window of one part of the video; print and write the metrics.
+def validate(cfg, video, checkpoint_path, split="val", output=None):
+    """Evaluate a checkpoint on every window of one part of the video (on the video's device); print and write
+    the metrics.
 
     The metrics go to ``output`` (default: validation_{split}.json next to the checkpoint).
     """
-    model, payload = load_model(checkpoint_path, cfg.model, device)
-    parts = config_parts(cfg, len(frames))
-    video = torch.as_tensor(frames)
-    windows = part_windows(video, split, parts, cfg.model.num_frames, device)
-    autocast, _ = mixed_precision(device, cfg.model.mixed_precision)
-    metrics = evaluate(model, windows, batch_size=cfg.model.batch_size,
-                       mean_frame=mean_frame_baseline(video[:len(parts["train"])]).to(device), autocast=autocast,
-                       loss=cfg.training.loss, player_box=box, progress=True)
+    model, payload = load_model(checkpoint_path, cfg.model, video.device)
+    autocast, _ = mixed_precision(video.device, cfg.model.mixed_precision)
+    metrics = evaluate(model, video.windows(split), batch_size=cfg.model.batch_size, mean_frame=video.mean_frame,
+                       autocast=autocast, loss=cfg.training.loss, player_box=video.player_box, progress=True)
     print(f"{checkpoint_path} (step {payload['step']}), {PART_NAMES[split]} part "
           f"({plural(metrics['windows'], 'window')}): {describe_metrics(metrics)}")
     output = Path(output) if output is not None else Path(checkpoint_path).with_name(f"validation_{split}.json")

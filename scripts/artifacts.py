@@ -24,11 +24,12 @@ from model.baselines import LABELS, baseline_predictors
 from model.checkpoint import CheckpointError
 from model.cli import CliParser, fail, positive_int
 from model.config import ConfigError, load_config
-from model.data import DataError, FrameWindows, config_parts, load_metadata, load_video, player_box, resolve_data_path
+from model.data import DataError, FrameWindows, open_video
 from model.engine import load_model
 from model.evaluate import model_predictor
 from model.files import write_json_atomically, write_text_atomically
 from model.metrics import ARTIFACTS, artifact_measures, artifact_sums, frame_metrics, psnr
+from model.protocol import spread_targets
 
 MODELS = {  # label -> (config, published checkpoint)
     "sheet's model": ("config/vit_cpu.json", "results/vit/vit_cpu.ckpt"),
@@ -37,18 +38,17 @@ MODELS = {  # label -> (config, published checkpoint)
 }
 BASELINES_SHOWN = ("copy_last", "player_held")
 SHOWN_WINDOWS = 2  # per part in the figures
-TRAIN_FIRST_TARGET = 8  # the training frames predicted start here: a full window for every num_frames <= 9
 BATCH = 32
 ERROR_RANGE = 0.5  # the colour scale of the error maps: 0 to half the gray range
 DIGITS = {"psnr": ".2f", "l1": ".4f", "player_l1": ".4f"}  # the tables' digits; the other measures .3f
 
 
 def part_targets(parts, part, count):
-    """The predicted frames of a part: all of the test part; count frames spread evenly over the training part."""
+    """The predicted frames of a part: all of the test part; count frames spread evenly over the training part,
+    as the evaluation protocol spreads them (model.protocol.spread_targets)."""
     if part == "test":
         return torch.arange(parts["test"].start, parts["test"].stop)
-    last = parts["train"].stop - 1
-    return torch.linspace(TRAIN_FIRST_TARGET, last, min(count, last - TRAIN_FIRST_TARGET + 1)).round().long()
+    return spread_targets(parts["train"], count)
 
 
 def predictors(box):
@@ -158,17 +158,16 @@ def main(argv=None):
     args = parser.parse_args(argv)
     try:
         cfg = load_config(MODELS["sheet's model"][0])
-        video = torch.as_tensor(load_video(cfg))
-        parts = config_parts(cfg, len(video))
-        box = player_box(load_metadata(resolve_data_path(cfg.data.hdf5_file)))
-        found, notes = predictors(box)
+        video = open_video(cfg)
+        found, notes = predictors(video.player_box)
     except (ConfigError, DataError, CheckpointError, OSError) as error:
         return fail(str(error), 1)
     result = {"models": {label: info for label, (_, _, info) in found.items()}, "parts": {}, "notes": notes}
     args.out.mkdir(parents=True, exist_ok=True)
     for part in ("test", "train"):
-        targets = part_targets(parts, part, args.train_windows)
-        numbers, pictures, seen_and_truth, shown = measure(found, video, targets, cfg.model.patch_size, box)
+        targets = part_targets(video.parts, part, args.train_windows)
+        numbers, pictures, seen_and_truth, shown = measure(found, video.frames, targets, cfg.model.patch_size,
+                                                           video.player_box)
         result["parts"][part] = {"windows": len(targets), "numbers": numbers}
         figure(args.out / f"predictions_{part}.png", pictures, seen_and_truth, shown, part)
     write_json_atomically(args.out / "artifacts.json", result)

@@ -53,7 +53,7 @@ from torch.profiler import ProfilerActivity, profile
 from net import HIDDEN_SIZES, build_model
 from model.cli import CliParser
 from model.config import load_config, with_overrides
-from model.data import FrameWindows, WindowSampler, evaluation_indices
+from model.data import FrameWindows, Video, WindowSampler, evaluation_indices
 from model import gameplay
 from model.checkpoint import load_checkpoint
 from model.distributed import Ranks, StopFlag
@@ -388,7 +388,8 @@ def train_seconds_per_step(cfg, steps, skip, compile_=False, threads=None, bf16=
         torch.set_num_threads(threads)
     try:
         with tempfile.TemporaryDirectory() as folder:
-            train(run_cfg, synthetic_video(cfg, 40 * cfg.model.batch_size), folder, log=lambda line: None)
+            train(run_cfg, Video.of_config(run_cfg, synthetic_video(cfg, 40 * cfg.model.batch_size)), folder,
+                  log=lambda line: None)
             seconds = [json.loads(line)["seconds"] for line in (Path(folder) / "metrics.jsonl").read_text().splitlines()]
     finally:
         torch.set_num_threads(previous)
@@ -399,7 +400,7 @@ def profile_shares(cfg, steps):
     """Shares of the self CPU time of model.engine.train's steps by PROFILE_GROUPS -> (dict, seconds per step)."""
     run_cfg = with_overrides(cfg, {"data.validation_fraction": 0.0, "data.test_fraction": 0.0,
                                    "training.max_steps": steps, "training.quicksave_every": steps})
-    video = synthetic_video(cfg, 40 * cfg.model.batch_size)
+    video = Video.of_config(run_cfg, synthetic_video(cfg, 40 * cfg.model.batch_size))
     with tempfile.TemporaryDirectory() as folder:
         train(with_overrides(run_cfg, {"training.max_steps": 2}), video, folder, log=lambda line: None)  # warm-up
     with tempfile.TemporaryDirectory() as folder, profile(activities=[ProfilerActivity.CPU]) as profiler:
@@ -694,7 +695,8 @@ def time_to_quality(cfg, frames, batch_size, validate_every, validation_batches,
 
     stop = StopFlag()
     with tempfile.TemporaryDirectory() as folder:
-        summary = train(run_cfg, frames, folder, stop=stop, log=lambda line: None, on_record=on_record)
+        summary = train(run_cfg, Video.of_config(run_cfg, frames), folder, ranks=Ranks(requested=stop),
+                        log=lambda line: None, on_record=on_record)
         records = [json.loads(line) for line in (Path(folder) / "metrics.jsonl").read_text().splitlines()]
     last = found or records[-1]
     # A record's seconds are taken before its own validation pass: the passes of the records before it count.

@@ -7,7 +7,7 @@ Every recipe is a config file of the set 'diagnosis' (config/diagnosis/*.json): 
 the CPU size of config/vit_cpu.json with its output "frame", one change of loss or recipe each. Two tests:
 
   one batch    the recipe trains on one fixed batch of 16 training windows (the same for every recipe) for
-               --steps steps (model.fit.fit_one_batch; the warm-up at most a tenth of them); its PSNR on that
+               --steps steps (scripts.fit.fit_one_batch; the warm-up at most a tenth of them); its PSNR on that
                batch against the copy of the last frame on it. A model and loss that cannot fit 16 windows
                will not learn from the video. Also the sheet's size (config/vit.json's architecture)
                with the template's recipe (its loss, lr 3e-4, random positions), the same with MSE, and
@@ -28,10 +28,10 @@ import torch
 from model.baselines import DRAWN, LABELS
 from model.cli import CliParser, positive_int
 from model.config import load_config, with_overrides
-from model.data import config_parts, load_video, part_windows
+from model.data import Video, load_video
 from model.engine import METRICS
 from model.files import write_json_atomically, write_text_atomically
-from model.fit import fit_one_batch
+from scripts.fit import fit_one_batch
 from scripts.experiment_sets import SETS, run_config
 
 BATCH = 16
@@ -42,8 +42,7 @@ BATCH_SEED = 0
 
 def fixed_batch(cfg, frames):
     """BATCH training windows drawn once with BATCH_SEED: (B, T, H, W) in [0, 1]."""
-    parts = config_parts(cfg, len(frames))
-    windows = part_windows(torch.as_tensor(frames), "train", parts, cfg.model.num_frames)
+    windows = Video.of_config(cfg, frames).windows("train")
     starts = torch.randperm(len(windows), generator=torch.Generator().manual_seed(BATCH_SEED))[:BATCH]
     return windows.batch(starts)
 

@@ -12,8 +12,8 @@ from matplotlib.colors import LogNorm, PowerNorm  # noqa: E402
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
-from model.data import (PART_NAMES, config_parts, evaluation_part, load_metadata, part_windows,  # noqa: E402
-                        player_box, resolve_data_path)
+from model.data import (PART_NAMES, Video, evaluation_part, load_metadata, player_box,  # noqa: E402
+                        resolve_data_path)
 from model.engine import final_weights, load_model  # noqa: E402
 from model.baselines import BASELINES, DRAWN, LABELS, context_predictors  # noqa: E402
 from scripts.experiment_sets import VARIANT_LABELS  # noqa: E402
@@ -87,9 +87,7 @@ def loss_curves(path, evaluations, runs_dir):
 
 def pick_windows(cfg, frames):
     """Windows of the evaluation part to show: the first with scrolling, player and NPC motion (or evenly spread)."""
-    T = cfg.model.num_frames
-    parts = config_parts(cfg, len(frames))
-    windows = part_windows(torch.as_tensor(frames), evaluation_part(cfg), parts, T)
+    windows = Video.of_config(cfg, frames).windows(evaluation_part(cfg))
     count = len(windows)
     meta = load_metadata(resolve_data_path(cfg.data.hdf5_file))
     targets = np.asarray(windows.targets)

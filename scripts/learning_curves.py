@@ -39,7 +39,7 @@ import numpy as np  # noqa: E402
 
 from model.cli import CliParser, fail  # noqa: E402
 from model.config import ConfigError, config_from_dict, load_config  # noqa: E402
-from model.data import DataError, config_parts  # noqa: E402
+from model.data import DataError, split_video  # noqa: E402
 from model.baselines import BASELINES, DRAWN  # noqa: E402
 from model.engine import METRICS, step_flops  # noqa: E402
 from model.files import write_json_atomically, write_text_atomically  # noqa: E402
@@ -80,7 +80,8 @@ def time_to_quality(val, margin=1.0):
 def sheet_budget(num_video_frames, cfg):
     """Steps and FLOP of the sheet's budget: config/vit.json's epochs of the same training part."""
     sheet = load_config(SHEET_CONFIG)
-    parts = config_parts(cfg, num_video_frames, sheet.model.num_frames)
+    parts = split_video(num_video_frames, cfg.data.validation_fraction, cfg.data.test_fraction,
+                        sheet.model.num_frames)
     windows = len(parts["train"]) - sheet.model.num_frames + 1
     steps = sheet.epochs * (windows // sheet.model.batch_size) // sheet.model.gradient_accumulation_steps
     flops = step_flops(sheet)

@@ -25,15 +25,14 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 import numpy as np
-import torch
 
-from model.baselines import LABELS, ROLLS_OUT
+from model.baselines import LABELS, ROLLS_OUT, baseline_predictors
 from model.cli import CliParser, fail
 from model.config import ConfigError, load_config
-from model.data import DataError, config_parts, load_metadata, load_video, part_windows, player_box, resolve_data_path
+from model.data import DataError, open_video
 from model.engine import METRICS, step_flops
-from model.evaluate import baseline_metrics
 from model.files import write_json_atomically
+from model.protocol import training_part_scores
 
 AIM_DB = 30.0  # the training-part PSNR the memorisation aims at (report 2 (f))
 BASELINE_FRAMES = 3  # the held player needs two seen frames
@@ -78,13 +77,12 @@ def aim(points, steps_per_hour, flops):
 
 
 def training_part_baselines(cfg):
-    """The next-frame baselines' PSNR on the whole training part (windows of BASELINE_FRAMES frames)."""
-    video = torch.as_tensor(load_video(cfg))
-    windows = part_windows(video, "train", config_parts(cfg, len(video), BASELINE_FRAMES), BASELINE_FRAMES)
-    box = player_box(load_metadata(resolve_data_path(cfg.data.hdf5_file)))
-    metrics = baseline_metrics(windows, torch.arange(len(windows)), 32, player_box=box)
-    names = [name for name in ROLLS_OUT if f"{name}_psnr" in metrics]
-    return {name: {"psnr": metrics[f"{name}_psnr"], "l1": metrics[f"{name}_l1"]} for name in names}
+    """The next-frame baselines' PSNR and L1 on every window of the training part (windows of BASELINE_FRAMES
+    frames), scored as the evaluation protocol scores the training part (model.protocol.training_part_scores)."""
+    video = open_video(cfg, num_frames=BASELINE_FRAMES)
+    scores = training_part_scores(baseline_predictors(BASELINE_FRAMES, player_box=video.player_box), video,
+                                  BASELINE_FRAMES, count=None)
+    return {name: {"psnr": scores[name]["psnr"], "l1": scores[name]["l1"]} for name in ROLLS_OUT if name in scores}
 
 
 def plot(result, path):

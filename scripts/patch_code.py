@@ -18,7 +18,7 @@ import numpy as np
 
 from model.cli import CliParser, fail, positive_int
 from model.config import load_config
-from model.data import DataError, config_parts, load_frames
+from model.data import DataError, Video, load_frames
 
 CONFIG = "config/vit_cpu.json"
 
@@ -57,7 +57,7 @@ def main(argv=None):
     args = parser.parse_args(argv)
     try:
         frames = load_frames(args.video)
-        train = frames[:len(config_parts(load_config(CONFIG), len(frames))["train"])]
+        train = Video.of_config(load_config(CONFIG), frames).train_frames.numpy()
         rows = patches(train, args.patch_size)
     except (OSError, DataError) as error:
         return fail(f"{args.video}: {error}", 1)

@@ -10,18 +10,9 @@ model.engine.train. A run whose done.json exists is skipped; an unfinished one r
 quicksave.ckpt, so the command can be stopped and started again at any time (or split between
 processes with --runs); SIGINT, SIGTERM or SIGUSR1 finish the current step, write quicksave.ckpt and
 exit with 128 + the signal's number, without a report. After training every finished run is evaluated
-on its evaluation part (test; validation for the short study's configs without one), cached in its
-eval.json:
-
-  one-step     every window of the evaluation part: L1, MSE, PSNR, SSIM of the predicted last frame, next to
-               every baseline of model.baselines that applies (on the built-in video the held player too), split
-               by situation from the video's /meta; L1 also split into the pixels that stay the same
-               as in the last seen frame and those that change (l1_unchanged + l1_changed = l1)
-  closed loop  10 steps from starts spread over the evaluation part (the model sees its own
-               8-bit predictions, as model/scripts/predict.py does), against the baselines that roll out,
-               each on its own predictions
-  masked       num_frames == 1 variants: the masked pixels of the reconstruction (against the baselines that
-               apply to one frame)
+on its evaluation part (test; validation for the short study's configs without one) by the evaluation
+protocol of model.protocol (one-step metrics against the baselines, the training part, situations, closed
+loop, attention shares, error maps), cached in its eval.json.
 
 Results go to --results/--name (default results/vit/{set}/): results.json, summary.md (mean +- std
 over seeds), loss_curves.png, samples_{variant}.png, error_by_situation.png (for videos whose /meta
@@ -41,23 +32,14 @@ import torch
 from model.checkpoint import CheckpointError, export_checkpoint
 from model.cli import CliParser, fail, positive_int, stop_on_signals
 from model.config import ConfigError, config_from_dict
-from model.data import (DataError, config_parts, evaluation_part, load_metadata, load_video, part_windows,
-                        player_box, resolve_data_path)
-from model.distributed import StopFlag, stop_code
+from model.data import DataError, Video, evaluation_part, open_video
+from model.distributed import Ranks, StopFlag, stop_code
 from model.engine import FINAL, QUICKSAVE, TrainingError, final_weights, load_model, train
-from model.baselines import BASELINES, LABELS, ROLLS_OUT, baseline_predictors
-from model.evaluate import attention_to_last_frame, model_predictor, score, summarise
+from model.baselines import BASELINES, LABELS, ROLLS_OUT
+from model.evaluate import attention_to_last_frame
 from model.files import write_json_atomically, write_text_atomically
-from model.metrics import mean_frame_baseline, median_frame_baseline
-from model.rollout import closed_loop, per_step_means
+from model.protocol import EVAL_BATCH, EVAL_PROTOCOL, evaluate_model
 from scripts.experiment_sets import SETS, VARIANT_FOLDERS, VARIANT_LABELS, run_config, variant_file, variant_names
-
-ROLLOUT_STEPS = 10
-ROLLOUT_STARTS = 40  # closed-loop starts, spread evenly over the evaluation part
-TRAIN_WINDOWS = 600  # one-step metrics on this many training windows: how closely the model memorises
-TRAIN_FIRST_TARGET = 8  # the first of them predicts this frame: the same frames for every num_frames <= 9
-EVAL_PROTOCOL = 5  # eval.json of another protocol is computed again (5: attention to the last seen frame)
-EVAL_BATCH = 32
 
 
 def parse_args(argv=None):
@@ -119,20 +101,25 @@ def main(argv=None):
     return 0
 
 
-def frames_of(cfg, cache):
-    """The config's video (uint8 (N, H, W)), read once per file."""
+def video_of(cfg, cache):
+    """The config's video split by the config (model.data.Video); each file is read once into the cache."""
     key = cfg.data.hdf5_file
     if key not in cache:
-        cache[key] = load_video(cfg)
-    return cache[key]
+        cache[key] = open_video(cfg)
+    return Video.of_config(cfg, cache[key].frames, cache[key].meta)
 
 
-def data_record(cfg, frames):
+def frames_of(cfg, cache):
+    """The config's frames, uint8 (N, H, W), read once per file (scripts.experiment_figures draws from them)."""
+    return video_of(cfg, cache).frames
+
+
+def data_record(cfg, video):
     """What a config trains and is scored on: its video's file, size and parts (frame index ranges)."""
-    parts = config_parts(cfg, len(frames))
-    return {"file": cfg.data.hdf5_file, "frames": len(frames), "height": frames.shape[1], "width": frames.shape[2],
-            "parts": {name: [part.start, part.stop] for name, part in parts.items()},
-            "fractions": {"train": len(parts["train"]) / len(frames), "val": cfg.data.validation_fraction,
+    frames, parts = len(video), video.parts
+    return {"file": cfg.data.hdf5_file, "frames": frames, "height": video.frames.shape[1],
+            "width": video.frames.shape[2], "parts": {name: [part.start, part.stop] for name, part in parts.items()},
+            "fractions": {"train": len(parts["train"]) / frames, "val": cfg.data.validation_fraction,
                           "test": cfg.data.test_fraction}}
 
 
@@ -158,8 +145,7 @@ def train_run(cfg, run_dir, seed, cache, stop=None):
         return
     resume = quicksave if quicksave.exists() else None
     print("resuming from " + str(quicksave) if resume else "training", flush=True)
-    box = player_box(load_metadata(resolve_data_path(cfg.data.hdf5_file)))
-    result = train(cfg, frames_of(cfg, cache), run_dir, seed=seed, resume=resume, stop=stop, player_box=box,
+    result = train(cfg, video_of(cfg, cache), run_dir, seed=seed, resume=resume, ranks=Ranks(requested=stop),
                    log=lambda line: print("  " + line))
     if result["step"] == result["total_steps"]:  # model.engine.train has written final.ckpt
         write_json_atomically(done, {"steps": result["step"], "seconds": result["seconds"], "seed": seed,
@@ -182,109 +168,30 @@ def first_difference(saved, wanted, prefix=""):
 
 # --- evaluation ---------------------------------------------------------------------------------
 
-SITUATION_FLAGS = ("camera_dx", "camera_dy", "player_moving", "npc_moving", "overlay", "transition")
+def evaluate_run(cfg, run_dir, video):
+    """Evaluate the final weights of a run on its evaluation part with the protocol (model.protocol) -> dict,
+    cached in eval.json; the error maps go to the run's error_map.npz.
 
-
-def situations(meta, frame_indices):
-    """Boolean masks (W,) per situation for the predicted frames at frame_indices, from /meta.
-
-    {} for a video whose /meta has none of the flags (imported Atari footage records actions and rewards):
-    what happens there is not known, so no frame is called static.
-    """
-    if not any(name in meta for name in SITUATION_FLAGS):
-        return {}
-
-    def flag(name):
-        values = meta.get(name)
-        return np.zeros(len(frame_indices), bool) if values is None else np.asarray(values)[frame_indices] != 0
-
-    scrolling = flag("camera_dx") | flag("camera_dy")
-    moving, npc, overlay, transition = (flag("player_moving"), flag("npc_moving"), flag("overlay"),
-                                        flag("transition"))
-    # The camera follows the player: a walking player scrolls the view unless the camera is held at the map's
-    # edge, so "player walking" alone would repeat the scrolling windows.
-    return {"static": ~(scrolling | moving | npc | overlay | transition), "scrolling": scrolling,
-            "player walking, camera still": moving & ~scrolling, "NPC moving": npc, "overlay": overlay,
-            "transition": transition}
-
-
-def spread_windows(windows, count, first_target=TRAIN_FIRST_TARGET):
-    """Indices of count windows whose predicted frames are spread evenly from first_target to the last one.
-
-    Chosen by predicted frame, so that runs with another num_frames are scored on the same frames.
-    """
-    lowest, highest = max(first_target, windows.targets.start), windows.targets.stop - 1
-    targets = torch.linspace(lowest, highest, min(count, highest - lowest + 1)).round().long()
-    return targets - windows.targets.start
-
-
-@torch.no_grad()
-def evaluate_run(cfg, run_dir, frames, meta):
-    """Evaluate the final weights of a run on its evaluation part -> dict (also cached in eval.json).
-
-    The model and the baselines are scored by model.evaluate on the same windows; the mean absolute error per
-    pixel of the model and of the baselines that roll out goes to the run's error_map.npz.
+    An eval.json of this protocol that lacks the attention shares per head (written before they were added)
+    gets them, computed from the final weights; its other numbers are kept as they are.
     """
     cached = run_dir / "eval.json"
-    if cached.exists():
-        result = json.loads(cached.read_text(encoding="utf-8"))
-        if result.get("protocol") == EVAL_PROTOCOL:
-            return result
+    result = json.loads(cached.read_text(encoding="utf-8")) if cached.exists() else {}
+    if result.get("protocol") == EVAL_PROTOCOL:
+        if result.get("attention") and "same_place_per_head" not in result["attention"]:
+            model, _ = load_model(final_weights(run_dir), cfg.model)
+            result["attention"] = attention_to_last_frame(model, video.windows(result["part"]), batch_size=EVAL_BATCH)
+            write_json_atomically(cached, result)
+        return result
     done = json.loads((run_dir / "done.json").read_text(encoding="utf-8"))
     model, _ = load_model(final_weights(run_dir), cfg.model)
-    T = cfg.model.num_frames
-    parts = config_parts(cfg, len(frames))
-    part = evaluation_part(cfg)
-    video = torch.as_tensor(frames)
-    box = player_box(meta)
-    train_part = video[:len(parts["train"])]
-    predictors = {"model": model_predictor(model),
-                  **baseline_predictors(T, mean_frame_baseline(train_part), box, median_frame_baseline(train_part),
-                                        masker=model)}
-    windows = part_windows(video, part, parts, T)
+    evaluated, maps = evaluate_model(model, video, evaluation_part(cfg))
     result = {"protocol": EVAL_PROTOCOL, "variant": cfg.model_path, "seed": done["seed"], "steps": done["steps"],
-              "train_seconds": done["seconds"], "num_frames": T, "part": part, "windows": len(windows)}
-    if T == 1:  # masked reconstruction: the masked pixels only
-        per_window, _ = score(predictors, windows, batch_size=EVAL_BATCH, masker=model)
-        result["one_step"] = {name: summarise(values) for name, values in per_window.items()}
-        write_json_atomically(cached, result)
-        return result
-
-    from_context = [name for name in predictors if name == "model" or name in ROLLS_OUT]
-    per_window, maps = score(predictors, windows, batch_size=EVAL_BATCH, error_maps=from_context)
-    result["one_step"] = {name: summarise(values) for name, values in per_window.items()}
-
-    # The training part, on windows spread evenly over it: memorised, or as hard as the evaluation part?
-    train_windows = part_windows(video, "train", parts, T)
-    picked = spread_windows(train_windows, TRAIN_WINDOWS)
-    train_per_window, _ = score({name: predictors[name] for name in from_context}, train_windows, picked,
-                                batch_size=EVAL_BATCH)
-    result["train_one_step"] = {name: summarise(values) for name, values in train_per_window.items()}
-    result["train_one_step"]["windows"] = len(picked)
-
-    targets = np.asarray(windows.targets)  # video index of each predicted frame
-    result["situations"] = {}
-    for situation, mask in situations(meta, targets).items():
-        entry = {"windows": int(mask.sum())}
-        if mask.any():
-            entry.update({name: summarise(values, mask) for name, values in per_window.items()})
-        result["situations"][situation] = entry
-
-    result["rollout"] = closed_loop_means(model, video, windows, box)
-    result["attention"] = attention_to_last_frame(model, windows, batch_size=EVAL_BATCH)
-    np.savez_compressed(run_dir / "error_map.npz", **maps)
+              "train_seconds": done["seconds"], **evaluated}
+    if maps:
+        np.savez_compressed(run_dir / "error_map.npz", **maps)
     write_json_atomically(cached, result)
     return result
-
-
-def closed_loop_means(model, video, windows, box):
-    """Per-step means of ROLLOUT_STEPS-step closed loops from ROLLOUT_STARTS starts spread over the windows'
-    part: the model and the baselines that roll out see their own (8-bit) predictions."""
-    first, last = windows.targets.start, windows.targets.stop - ROLLOUT_STEPS  # predicted frames stay in the part
-    starts = torch.linspace(first, last, min(ROLLOUT_STARTS, last - first + 1)).round().long() - (model.num_frames - 1)
-    rolled = closed_loop(model, video, starts, ROLLOUT_STEPS, player_box=box)
-    truth = rolled.pop("truth")
-    return {"starts": len(starts), **{name: per_step_means(frames, truth) for name, frames in rolled.items()}}
 
 
 # --- report -------------------------------------------------------------------------------------
@@ -307,17 +214,15 @@ def report(args, variants, name, cache):
             if not (run_dir / "done.json").exists():
                 print(f"{variant} seed {seed}: not finished, left out of the report")
                 continue
-            frames = frames_of(cfg, cache)
-            meta = load_metadata(resolve_data_path(cfg.data.hdf5_file))
             start = time.perf_counter()
-            evaluations.setdefault(variant, {})[seed] = evaluate_run(cfg, run_dir, frames, meta)
+            evaluations.setdefault(variant, {})[seed] = evaluate_run(cfg, run_dir, video_of(cfg, cache))
             print(f"evaluated {variant} seed {seed} ({time.perf_counter() - start:.0f} s)")
     if not evaluations:
         print("no finished runs to report")
         return
     results = {"set": name, "steps": args.steps, "runs_dir": str(args.runs_dir),
                "configs": {v: {"file": str(variant_file(v, args.config_root).relative_to(args.config_root)),
-                               "data": data_record(configs[v], frames_of(configs[v], cache))}
+                               "data": data_record(configs[v], video_of(configs[v], cache))}
                            for v in evaluations},
                "runs": evaluations}
     write_results(out, results)

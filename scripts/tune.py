@@ -43,8 +43,8 @@ from model.baselines import LABELS, ROLLS_OUT
 from model.checkpoint import CheckpointError
 from model.cli import CliParser, fail, non_negative_int, positive_int, stop_on_signals
 from model.config import ConfigError, load_config, with_budget, with_overrides
-from model.data import DataError, load_video
-from model.distributed import StopFlag
+from model.data import DataError, Video, load_video
+from model.distributed import Ranks, StopFlag
 from model.engine import QUICKSAVE, TrainingError, step_flops, train
 from model.files import write_text_atomically
 from model.text import plural
@@ -304,8 +304,8 @@ def objective(trial, base, frames, args, signals):
     if resume is not None:
         print(f"trial {trial.number}: continues trial {number} from {resume} "
               f"(step {trial.user_attrs.get('continues_from_step')})", flush=True)
-    result = train(cfg, frames, run_dir, seed=args.seed, resume=resume, stop=stop, on_record=on_record,
-                   log=lambda line: None)
+    result = train(cfg, Video.of_config(cfg, frames), run_dir, seed=args.seed, resume=resume,
+                   ranks=Ranks(requested=stop), on_record=on_record, log=lambda line: None)
     if result["stopped"] not in (None, "pruned"):  # a stop signal; the training has quicksaved
         trial.set_user_attr("stopped_by", result["stopped"])
         trial.set_user_attr("stopped_at_step", result["step"])

@@ -5,6 +5,7 @@ import pytest
 import torch
 
 from model.baselines import baseline_predictors
+from model import protocol
 from model.data import split_video
 from scripts import artifacts
 
@@ -13,7 +14,7 @@ def test_the_test_part_is_scored_whole_and_the_training_part_on_spread_frames():
     parts = split_video(100, 0.1, 0.1, 3)
     assert artifacts.part_targets(parts, "test", 5).tolist() == list(range(90, 100))
     train = artifacts.part_targets(parts, "train", 5).tolist()
-    assert train[0] == artifacts.TRAIN_FIRST_TARGET and train[-1] == 79 and len(train) == 5
+    assert train[0] == protocol.TRAIN_FIRST_TARGET and train[-1] == 79 and len(train) == 5
 
 
 def test_models_of_other_window_lengths_predict_the_same_frames(tmp_path):

@@ -8,7 +8,8 @@ import pytest
 import torch
 
 from model.config import load_config, strip_json_comments, with_overrides
-from model.data import config_parts, evaluation_part
+from model import protocol
+from model.data import evaluation_part
 from scripts import experiment_figures, experiment_sets, run_experiments
 
 TINY_MODEL = {"image_height": 32, "image_width": 32, "patch_size": 8, "channels": 16, "num_heads": 2,
@@ -64,7 +65,7 @@ def test_runner_trains_resumes_evaluates_and_reports(tiny_configs, capsys):
     out = root / "results" / "smoke"
     results = json.loads((out / "results.json").read_text())
     full = results["runs"]["full"]["0"] if "0" in results["runs"]["full"] else results["runs"]["full"][0]
-    assert full["steps"] == 4 and len(full["rollout"]["model"]["psnr"]) == run_experiments.ROLLOUT_STEPS
+    assert full["steps"] == 4 and len(full["rollout"]["model"]["psnr"]) == protocol.ROLLOUT_STEPS
     assert full["situations"]["scrolling"]["windows"] > 0
     for name, entry in full["one_step"].items():  # the L1 split into unchanged and changed pixels adds up
         assert entry["l1_unchanged"] + entry["l1_changed"] == pytest.approx(entry["l1"], rel=1e-5), name
@@ -100,8 +101,8 @@ def test_runner_trains_resumes_evaluates_and_reports(tiny_configs, capsys):
     cfg = experiment_sets.run_config("full", 4, root)
     maps = experiment_figures.baseline_error_maps(root / "runs", "full", 0)
     assert set(maps) == {"copy-last frame", "continue motion"}
-    video = torch.as_tensor(run_experiments.frames_of(cfg, {})).float() / 255
-    part = config_parts(cfg, len(video))[evaluation_part(cfg)]
+    split = run_experiments.video_of(cfg, {})
+    video, part = split.frames.float() / 255, split.parts[evaluation_part(cfg)]
     expected = (video[part.start - 1:part.stop - 1] - video[part.start:part.stop]).abs().mean(0)
     np.testing.assert_allclose(maps["copy-last frame"], expected.numpy(), rtol=1e-5, atol=1e-6)
     # A second call skips the finished runs (and reuses their evaluations); a run without done.json
@@ -130,12 +131,12 @@ def test_runner_trains_resumes_evaluates_and_reports(tiny_configs, capsys):
 
 def test_situations_come_only_from_a_video_that_records_them():
     flags = {"camera_dx": np.array([0, 1, 0, 0]), "player_moving": np.array([0, 0, 1, 0])}
-    masks = run_experiments.situations(flags, np.arange(4))
+    masks = protocol.situations(flags, np.arange(4))
     assert masks["static"].tolist() == [True, False, False, True] and masks["scrolling"].tolist()[1]
     assert not masks["overlay"].any()  # a flag the video lacks: never
     # Imported Atari footage records actions and rewards, not situations: no frame is called static.
     atari = {"action": np.array([1, 2, 3, 0]), "reward": np.zeros(4), "episode": np.zeros(4)}
-    assert run_experiments.situations(atari, np.arange(4)) == {}
+    assert protocol.situations(atari, np.arange(4)) == {}
 
 
 def test_train_part_windows_predict_the_same_frames_for_every_context_length():
@@ -145,9 +146,9 @@ def test_train_part_windows_predict_the_same_frames_for_every_context_length():
     predicted = []
     for num_frames in (1, 3, 4, 9):
         windows = FrameWindows(frames, num_frames, targets=range(num_frames - 1, 400))
-        picked = run_experiments.spread_windows(windows, 50)
+        picked = protocol.spread_windows(windows, 50)
         predicted.append([windows.targets[i] for i in picked])
-    assert len(predicted[0]) == 50 and predicted[0][0] == run_experiments.TRAIN_FIRST_TARGET
+    assert len(predicted[0]) == 50 and predicted[0][0] == protocol.TRAIN_FIRST_TARGET
     assert predicted[0][-1] == 399 and all(targets == predicted[0] for targets in predicted)
 
 

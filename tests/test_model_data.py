@@ -11,9 +11,8 @@ import torch
 from PIL import Image
 
 from model.config import Config, with_overrides
-from model.data import (DataError, FrameWindows, WindowSampler, check_frames, evaluation_indices, load_frames,
-                        load_metadata, load_video, needs_default_video, part_windows, resolve_data_path,
-                        split_video)
+from model.data import (DataError, FrameWindows, Video, WindowSampler, check_frames, evaluation_indices, load_frames,
+                        load_metadata, load_video, needs_default_video, resolve_data_path, split_video)
 
 
 def colour_video(num_frames=12, size=16, seed=0):
@@ -151,7 +150,8 @@ def test_temporal_split_is_train_then_validation_then_test():
     frames = np.arange(100, dtype=np.uint8)[:, None, None].repeat(2, 1).repeat(2, 2)  # frame i is all i
     parts = split_video(len(frames), 0.1, 0.1, num_frames=3)
     assert parts == {"train": range(0, 80), "val": range(80, 90), "test": range(90, 100)}
-    windows = {part: part_windows(frames, part, parts, 3) for part in parts}
+    video = Video(frames, parts, 3)
+    windows = {part: video.windows(part) for part in parts}
     predicted = {part: {int(w.batch(torch.tensor([i]))[0, -1, 0, 0] * 255) for i in range(len(w))}
                  for part, w in windows.items()}
     # Each part's windows predict exactly that part's frames (the first two frames have no window) ...
@@ -160,12 +160,29 @@ def test_temporal_split_is_train_then_validation_then_test():
     assert windows["train"].batch(torch.tensor([len(windows["train"]) - 1]))[0, :, 0, 0].mul(255).tolist() == [77, 78, 79]
     # A validation window sees the training frames before it (inputs only); every model scores the same frames.
     assert windows["val"].batch(torch.tensor([0]))[0, :, 0, 0].mul(255).tolist() == [78, 79, 80]
-    assert len(part_windows(frames, "test", parts, 5)) == len(windows["test"]) == 10
+    assert len(video.windows("test", 5)) == len(windows["test"]) == 10
     assert split_video(len(frames), 0.1, 0.0, 3)["test"] == range(100, 100)
     with pytest.raises(DataError, match=r"the test part of the video is empty \(data.test_fraction is 0\)"):
-        part_windows(frames, "test", split_video(len(frames), 0.1, 0.0, 3), 3)
+        Video(frames, split_video(len(frames), 0.1, 0.0, 3), 3).windows("test")
     with pytest.raises(DataError, match="the training part of the video has 2 frames, fewer than"):
         split_video(10, 0.4, 0.4, 3)
+
+
+def test_a_video_of_a_config_carries_its_split_and_its_training_frames():
+    frames = np.arange(100, dtype=np.uint8)[:, None, None].repeat(2, 1).repeat(2, 2)  # frame i is all i
+    cfg = with_overrides(Config(), {"data.validation_fraction": 0.1, "data.test_fraction": 0.2,
+                                    "model.num_frames": 4})
+    video = Video.of_config(cfg, frames)
+    assert video.parts == {"train": range(0, 70), "val": range(70, 80), "test": range(80, 100)}
+    assert video.windows("train").num_frames == 4 and len(video.windows("train")) == 67
+    assert video.windows("val", 2).batch(torch.tensor([0]))[0, :, 0, 0].mul(255).tolist() == [69, 70]
+    # The baselines' training frames: of the training part alone, whatever follows it.
+    assert video.mean_frame.mul(255).flatten().tolist() == pytest.approx([34.5] * 4)
+    assert video.median_frame.mul(255).flatten().tolist() == pytest.approx([34] * 4)
+    assert video.player_box is None  # /meta without the built-in renderer's player
+    assert Video.of_config(cfg, frames, {"player_tile_x": np.zeros(100)}).player_box is not None
+    with pytest.raises(DataError, match="the training part of the video has 7 frames, fewer than model.num_frames 8"):
+        Video.of_config(cfg, frames[:10], num_frames=8)
 
 
 def test_batch_equals_naive_slicing():

@@ -13,7 +13,7 @@ import torch
 from PIL import Image
 
 from model.config import load_config
-from model.data import load_frames
+from model.data import Video, load_frames
 from model.rollout import rollout
 from model.engine import train
 from model.scripts import predict
@@ -43,7 +43,8 @@ def trained(tmp_path_factory):
         "model": {"batch_size": 4, "image_height": 32, "image_width": 32, "num_frames": 3, "channels": 16,
                   "num_heads": 2, "layers": 1, "patch_size": 8},
         "training": {"max_steps": 3, "warmup_steps": 1}}))
-    train(load_config(config), load_frames(folder / "video.hdf5"), folder / "run", log=lambda line: None)
+    cfg = load_config(config)
+    train(cfg, Video.of_config(cfg, load_frames(folder / "video.hdf5")), folder / "run", log=lambda line: None)
     return config, folder / "run" / "quicksave.ckpt"
 
 

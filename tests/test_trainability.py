@@ -10,7 +10,7 @@ import torch
 
 from model.config import load_config, with_overrides
 from model.data import FrameWindows
-from model.fit import fit_one_batch
+from scripts.fit import fit_one_batch
 from model.gameplay import render_gameplay
 
 STEPS = 1000

@@ -16,9 +16,9 @@ import model.engine as engine
 from model import main as train_cli
 from model.checkpoint import load_checkpoint, save_checkpoint
 from model.config import config_from_dict, load_config, with_overrides
-from model.distributed import StopFlag
+from model.distributed import Ranks, StopFlag
 from model.evaluate import evaluate
-from model.data import FrameWindows, load_frames
+from model.data import FrameWindows, Video, load_frames
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -67,7 +67,7 @@ def test_tiny_config_overfits_a_tiny_video(tmp_path):
                             "model": {"batch_size": 8, "image_height": 32, "image_width": 32, "channels": 32,
                                       "layers": 1, "patch_size": 8},
                             "training": {"warmup_steps": 10, "max_steps": 120, "log_every": 10}})
-    summary = engine.train(cfg, bouncing_square(), tmp_path, log=lambda line: None)
+    summary = engine.train(cfg, Video.of_config(cfg, bouncing_square()), tmp_path, log=lambda line: None)
     losses = [record["train_loss"] for record in records(tmp_path)]
     assert summary["step"] == 120 and summary["val"] is None
     assert losses[-1] < 0.6 * losses[0], losses
@@ -99,16 +99,17 @@ def test_a_run_resumed_at_its_last_step_still_gets_its_final_weights(tmp_path):
     config = tiny_setup(tmp_path, training={"max_steps": 3})
     cfg, frames = load_config(config), load_frames(tmp_path / "video.hdf5")
     run_dir = tmp_path / "run"
-    engine.train(cfg, frames, run_dir, seed=1234, log=lambda line: None)
+    engine.train(cfg, Video.of_config(cfg, frames), run_dir, seed=1234, log=lambda line: None)
     (run_dir / "final.ckpt").unlink()  # e.g. killed between the last quicksave and the export
-    summary = engine.train(cfg, frames, run_dir, seed=1234, resume=run_dir / "quicksave.ckpt", log=lambda line: None)
+    summary = engine.train(cfg, Video.of_config(cfg, frames), run_dir, seed=1234, resume=run_dir / "quicksave.ckpt",
+                           log=lambda line: None)
     assert summary["step"] == 3 and load_checkpoint(run_dir / "final.ckpt")["step"] == 3
 
 
 def test_resume_reproduces_the_uninterrupted_run(tmp_path):
     config = tiny_setup(tmp_path, model={"gradient_accumulation_steps": 2}, training={"max_steps": 9})
     cfg, frames = load_config(config), load_frames(tmp_path / "video.hdf5")
-    engine.train(cfg, frames, tmp_path / "whole", seed=1234, log=lambda line: None)
+    engine.train(cfg, Video.of_config(cfg, frames), tmp_path / "whole", seed=1234, log=lambda line: None)
 
     stop = StopFlag()
 
@@ -117,8 +118,8 @@ def test_resume_reproduces_the_uninterrupted_run(tmp_path):
             stop.request("test")
 
     run_dir = tmp_path / "out" / "tiny.device0"
-    summary = engine.train(cfg, frames, run_dir, seed=1234, stop=stop, on_record=stop_at_step_5,
-                           log=lambda line: None)
+    summary = engine.train(cfg, Video.of_config(cfg, frames), run_dir, seed=1234, ranks=Ranks(requested=stop),
+                           on_record=stop_at_step_5, log=lambda line: None)
     assert summary["stopped"] == "test" and summary["step"] == 5
     assert load_checkpoint(run_dir / "quicksave.ckpt")["step"] == 5
     assert not (run_dir / "final.ckpt").exists()  # not finished
@@ -142,7 +143,8 @@ def test_compiled_training_matches_the_plain_model(tmp_path):
     summaries = {}
     for compiled in (False, True):
         run_cfg = with_overrides(cfg, {"training.compile": compiled})
-        summaries[compiled] = engine.train(run_cfg, frames, tmp_path / str(compiled), log=lambda line: None)
+        summaries[compiled] = engine.train(run_cfg, Video.of_config(run_cfg, frames), tmp_path / str(compiled),
+                                           log=lambda line: None)
     plain, compiled = records(tmp_path / "False"), records(tmp_path / "True")
     assert [r["step"] for r in compiled] == [r["step"] for r in plain] == list(range(1, 7))
     # Fused kernels round differently, so the runs drift apart by float noise only.
@@ -162,8 +164,9 @@ def test_bf16_autocast_training_reaches_the_plain_models_validation_metrics(tmp_
     cfg, frames = load_config(config), load_frames(tmp_path / "video.hdf5")
     fast_paths = {"fp32": {}, "bf16": {"model.mixed_precision": True},
                   "bf16 compiled": {"model.mixed_precision": True, "training.compile": True}}  # vit_memorise's
-    val = {name: engine.train(with_overrides(cfg, overrides), frames, tmp_path / name.replace(" ", "_"),
-                              log=lambda line: None)["val"] for name, overrides in fast_paths.items()}
+    val = {name: engine.train(with_overrides(cfg, overrides), Video.of_config(cfg, frames),
+                              tmp_path / name.replace(" ", "_"), log=lambda line: None)["val"]
+           for name, overrides in fast_paths.items()}
     assert val["fp32"]["psnr"] > val["fp32"]["mean_frame_psnr"]  # it learned something at all
     assert val["bf16"]["psnr"] == pytest.approx(val["fp32"]["psnr"], abs=0.5)
     assert val["bf16 compiled"]["psnr"] == pytest.approx(val["fp32"]["psnr"], abs=0.5)
@@ -174,7 +177,7 @@ def test_train_part_batches_scores_the_training_part_at_each_validation(tmp_path
     trains on, beside the validation's, equal to an evaluation of the saved weights on that part."""
     config = tiny_setup(tmp_path, training={"max_steps": 4, "train_part_batches": None})
     cfg, frames = load_config(config), load_frames(tmp_path / "video.hdf5")
-    engine.train(cfg, frames, tmp_path / "run", log=lambda line: None)
+    engine.train(cfg, Video.of_config(cfg, frames), tmp_path / "run", log=lambda line: None)
     validated = [r for r in records(tmp_path / "run") if "val_psnr" in r]
     assert [r["step"] for r in validated] == [4] and all("train_part_psnr" in r for r in validated)
     assert not any("train_part_psnr" in r for r in records(tmp_path / "run") if "val_psnr" not in r)
@@ -184,7 +187,7 @@ def test_train_part_batches_scores_the_training_part_at_each_validation(tmp_path
     assert validated[0]["train_part_windows"] == expected["windows"] == 30
     assert validated[0]["train_part_psnr"] == pytest.approx(expected["psnr"], rel=1e-5)
     untracked = tiny_setup(tmp_path, training={"max_steps": 4})  # off by default
-    engine.train(load_config(untracked), frames, tmp_path / "off", log=lambda line: None)
+    engine.train(load_config(untracked), Video.of_config(cfg, frames), tmp_path / "off", log=lambda line: None)
     assert not any("train_part_psnr" in r for r in records(tmp_path / "off"))
 
 
@@ -355,7 +358,7 @@ def test_masked_reconstruction_and_accumulation(tmp_path):
                                       "channels": 16, "layers": 1, "patch_size": 8,
                                       "gradient_accumulation_steps": 2},
                             "training": {"optimizer": "radam", "max_steps": 2, "log_every": 1}})
-    summary = engine.train(cfg, bouncing_square(), tmp_path, log=lambda line: None)
+    summary = engine.train(cfg, Video.of_config(cfg, bouncing_square()), tmp_path, log=lambda line: None)
     assert load_checkpoint(tmp_path / "quicksave.ckpt")["sampler"]["position"] == 4  # 2 steps x 2 batches
     assert "copy_last_l1" not in summary["val"] and "mean_frame_l1" in summary["val"]
     model, _ = engine.load_model(tmp_path / "quicksave.ckpt", cfg.model)
@@ -423,7 +426,7 @@ def test_a_step_of_micro_batches_records_their_mean(tmp_path):
         config = tiny_setup(tmp_path, model={"batch_size": batch, "gradient_accumulation_steps": accumulation},
                             training={"max_steps": 1, "loss": "l1_ssim"})
         cfg, frames = load_config(config), load_frames(tmp_path / "video.hdf5")
-        engine.train(cfg, frames, tmp_path / f"b{batch}", seed=7, log=lambda line: None)
+        engine.train(cfg, Video.of_config(cfg, frames), tmp_path / f"b{batch}", seed=7, log=lambda line: None)
         logged[batch] = records(tmp_path / f"b{batch}")[0]
     for key in ("train_loss", "train_l1", "train_mse", "train_ssim"):
         assert logged[2][key] == pytest.approx(logged[4][key], rel=1e-5), key
@@ -457,10 +460,11 @@ def test_training_on_the_cpu_flushes_subnormal_floats(tmp_path):
     config = tiny_setup(tmp_path, training={"max_steps": 1})
     script = (
         "import sys, torch\n"
-        "from model import engine\nfrom model.config import load_config\nfrom model.data import load_frames\n"
+        "from model import engine\nfrom model.config import load_config\nfrom model.data import Video, load_frames\n"
+        f"cfg = load_config({str(config)!r})\n"
         "small = torch.tensor([1e-36])\n"
         "kept = (small * 1e-3).item()\n"  # 1e-39: a subnormal result
-        f"engine.train(load_config({str(config)!r}), load_frames({str(tmp_path / 'video.hdf5')!r}), "
+        f"engine.train(cfg, Video.of_config(cfg, load_frames({str(tmp_path / 'video.hdf5')!r})), "
         f"{str(tmp_path / 'run')!r}, log=lambda line: None)\n"
         "print(kept > 0, (small * 1e-3).item() == 0.0)\n")
     done = subprocess.run([sys.executable, "-c", script], cwd=REPO, capture_output=True, text=True, timeout=120)

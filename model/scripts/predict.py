@@ -47,7 +47,7 @@ from model.baselines import LABELS
 from model.checkpoint import CheckpointError, checkpoint_config
 from model.cli import CliParser, describe_os_error, fail, pick_device
 from model.config import ConfigError, load_config
-from model.data import PART_NAMES, PARTS, DataError, config_parts, load_video
+from model.data import PART_NAMES, PARTS, DataError, open_video
 from model.engine import BEST, QUICKSAVE, load_model, run_name
 from model.metrics import frame_metrics
 from model.rollout import closed_loop, per_step_means, rollout_clips
@@ -123,9 +123,8 @@ def run(args):
     device = pick_device(args.device)
     model, payload = load_model(checkpoint, cfg.model, device)
     print(f"{checkpoint}: step {payload['step']}")
-    frames = load_video(cfg, args.scratch)
-    parts = config_parts(cfg, len(frames), num_frames)
-    first_predicted = pick_first_predicted(parts[args.split], num_frames - 1, args.steps, args.num_samples,
+    video = open_video(cfg, args.scratch).to(device)
+    first_predicted = pick_first_predicted(video.parts[args.split], num_frames - 1, args.steps, args.num_samples,
                                            args.seed, args.split)
     starts = first_predicted - (num_frames - 1)  # first context frames (they may lie in the part before)
 
@@ -136,10 +135,9 @@ def run(args):
         print(f"{output} holds an earlier prediction: replacing its {plural(len(earlier), 'file')}")
         for path in earlier:
             path.unlink()
-    video = torch.as_tensor(frames).to(device)
-    rolled = closed_loop(model, video, starts, args.steps)
+    rolled = closed_loop(model, video.frames, starts, args.steps, player_box=video.player_box)
     truth, predictions, held = rolled["truth"], rolled["model"], rolled["copy_last"]
-    context, _ = rollout_clips(video, starts, num_frames - 1, args.steps)  # (S, T-1, H, W): the real frames seen
+    context, _ = rollout_clips(video.frames, starts, num_frames - 1, args.steps)  # (S, T-1, H, W): the real frames seen
 
     samples = []
     for s, start in enumerate(starts.tolist()):

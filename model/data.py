@@ -50,7 +50,7 @@ def load_video(cfg, scratch=None, log=print):
     """
     path = resolve_data_path(cfg.data.hdf5_file, scratch)
     if needs_default_video(cfg.data.hdf5_file, path):
-        from model import gameplay
+        from model.video import gameplay
         log(f"{path} not found: rendering the built-in gameplay video ({gameplay.DEFAULT_NUM_FRAMES} frames, "
             f"seed {gameplay.DEFAULT_SEED}) into it")
         gameplay.ensure_default_video(path)
@@ -94,7 +94,7 @@ def player_box(meta):
     /meta records the player), else None: the place the continue-motion-player-held baseline copies."""
     if "player_tile_x" not in meta:
         return None
-    from model.gameplay import PLAYER_BOX
+    from model.video.gameplay import PLAYER_BOX
     return PLAYER_BOX
 
 

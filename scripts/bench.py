@@ -54,7 +54,7 @@ from net import HIDDEN_SIZES, build_model
 from model.cli import CliParser
 from model.config import load_config, with_overrides
 from model.data import FrameWindows, Video, WindowSampler, evaluation_indices
-from model import gameplay
+from model.video import gameplay
 from model.checkpoint import load_checkpoint
 from model.distributed import Ranks, StopFlag
 from model.engine import TrainState, step_flops, train, train_step, training_forward

@@ -7,9 +7,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from model import gameplay
+from model.video import gameplay
 from model.scripts import make_gameplay
-from model.video_io import VideoIOError, VideoWriter
+from model.video.hdf5 import VideoIOError, VideoWriter
 
 
 @pytest.fixture(scope="module")
@@ -105,7 +105,7 @@ def test_written_file_decodes_to_the_rendered_frames(tmp_path):
         assert images.shape == (120,) and h5py.check_vlen_dtype(images.dtype) == np.uint8
         decoded = np.stack([np.asarray(Image.open(BytesIO(row.tobytes())).convert("L")) for row in images[()]])
         stored_meta = {name: file[f"meta/{name}"][()] for name in gameplay.META_FIELDS}
-        assert file.attrs["generator"] == "model.gameplay" and file.attrs["seed"] == 2
+        assert file.attrs["generator"] == "model.video.gameplay" and file.attrs["seed"] == 2
         assert file.attrs["version"] == gameplay.VERSION
     assert np.array_equal(decoded, frames)
     for name in gameplay.META_FIELDS:

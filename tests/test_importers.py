@@ -7,7 +7,7 @@ from PIL import Image
 
 from model.data import load_frames
 from model.scripts import import_video
-from model.video_io import read_frames, read_meta
+from model.video.hdf5 import read_frames, read_meta
 
 
 def test_fit_frame_crop_stretch_pad():

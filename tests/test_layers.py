@@ -56,6 +56,26 @@ def test_the_layers_run_one_way():
             assert "model.cli" not in imports(path), path
 
 
+def test_the_video_package_stands_on_its_own():
+    """model/video (the renderer and the course's HDF5 format) imports nothing of the project outside itself: the
+    model, its training and its evaluation read videos, a video never needs them."""
+    for path in sorted((REPO / "model" / "video").rglob("*.py")):
+        outside = {name for name in imports(path) if name.split(".")[0] in ("model", "nn", "scripts")
+                   and not name.startswith("model.video")}
+        assert not outside, (path.relative_to(REPO), outside)
+
+
+def test_the_evaluation_protocol_lives_in_the_library():
+    """The published numbers come from model.protocol; the runner and the scripts that score the same frames import it
+    instead of keeping their own copy of its constants."""
+    for name in ("run_experiments.py", "artifacts.py", "memorisation.py"):
+        assert "model.protocol" in imports(REPO / "scripts" / name), name
+    for path in CODE:
+        if path.name != "protocol.py":
+            text = path.read_text(encoding="utf-8")
+            assert "TRAIN_FIRST_TARGET =" not in text and "EVAL_PROTOCOL =" not in text, path.relative_to(REPO)
+
+
 def test_the_atomic_file_writes_that_exercise_1_shares_need_only_the_standard_library():
     top = {name.split(".")[0] for name in imports(REPO / "model" / "files.py")}
     assert top <= set(sys.stdlib_module_names), top - set(sys.stdlib_module_names)

@@ -255,8 +255,8 @@ def test_default_video_is_rendered_only_for_the_default_path(tmp_path, monkeypat
         write_raw(path, np.zeros((5, 32, 32), np.uint8))
 
     fake = types.SimpleNamespace(ensure_default_video=ensure_default_video, DEFAULT_NUM_FRAMES=5, DEFAULT_SEED=0)
-    monkeypatch.setitem(sys.modules, "model.gameplay", fake)
-    monkeypatch.setattr("model.gameplay", fake, raising=False)
+    monkeypatch.setitem(sys.modules, "model.video.gameplay", fake)
+    monkeypatch.setattr("model.video.gameplay", fake, raising=False)
     cfg = with_overrides(Config(), {"model.image_height": 32, "model.image_width": 32, "model.patch_size": 8})
     frames = load_video(cfg)
     assert calls == [Path("gameplay-data.hdf5")] and frames.shape == (5, 32, 32)

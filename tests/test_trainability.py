@@ -11,7 +11,7 @@ import torch
 from model.config import load_config, with_overrides
 from model.data import FrameWindows
 from scripts.fit import fit_one_batch
-from model.gameplay import render_gameplay
+from model.video.gameplay import render_gameplay
 
 STEPS = 1000
 MARGIN_DB = 3.0

@@ -24,7 +24,7 @@ from PIL import Image, UnidentifiedImageError
 
 from model.cli import CliParser, fail, non_negative_int, positive_int
 from model.text import plural
-from model.video_io import VideoIOError, VideoWriter
+from model.video.hdf5 import VideoIOError, VideoWriter
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff"}
 RESAMPLING = {"nearest": Image.Resampling.NEAREST, "bilinear": Image.Resampling.BILINEAR,

@@ -5,16 +5,16 @@
 
 The defaults give the video that training creates by itself when ./gameplay-data.hdf5 is missing;
 the command above also writes the preview in the docs (a walk into a house, a chat and out again).
-The layout of the file (frames and per-frame metadata) is described in model/gameplay.py.
+The layout of the file (frames and per-frame metadata) is described in model/video/gameplay.py.
 """
 import sys
 import time
 from pathlib import Path
 
-from model import gameplay
+from model.video import gameplay
 from model.cli import CliParser, fail, non_negative_int, positive_int
 from model.text import plural
-from model.video_io import VideoIOError, write_gif
+from model.video.hdf5 import VideoIOError, write_gif
 
 
 def parse_args(argv=None):

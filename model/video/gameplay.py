@@ -21,7 +21,7 @@ What a next-frame predictor can and cannot know differs on purpose:
   and cannot be seen coming in the frames;
 - rare events: text boxes (typed one letter per frame) and door transitions.
 
-File layout written by ``write_gameplay_hdf5`` (the course format of ``model.video_io`` plus metadata;
+File layout written by ``write_gameplay_hdf5`` (the course format of ``model.video.hdf5`` plus metadata;
 N frames, field i describes frame i):
 
     /rgb_images           (N,) vlen uint8  PNG bytes, 8-bit grayscale 144x160 (HxW), values in GRAY_LEVELS
@@ -38,7 +38,7 @@ N frames, field i describes frame i):
     /meta/overlay         (N,) bool   a text box covers the bottom 48 rows
     /meta/transition      (N,) bool   fading out of or into a house (the area changes mid-way)
     /meta/area            (N,) uint8  0 the town, k >= 1 the inside of house k
-    attrs: generator ("model.gameplay"), version, seed, fps, height, width, gray_levels
+    attrs: generator ("model.video.gameplay"), version, seed, fps, height, width, gray_levels
 """
 from dataclasses import dataclass, field
 from functools import lru_cache
@@ -47,7 +47,7 @@ from pathlib import Path
 import numpy as np
 from einops import rearrange
 
-from model.video_io import VideoWriter
+from model.video.hdf5 import VideoWriter
 
 SCREEN_HEIGHT, SCREEN_WIDTH = 144, 160
 TILE = 16
@@ -1134,7 +1134,7 @@ def _stack_meta(rows):
 
 def write_gameplay_hdf5(path, num_frames=DEFAULT_NUM_FRAMES, seed=DEFAULT_SEED):
     """Render num_frames of the game and write them in the course format (atomically) -> meta dict."""
-    attrs = {"generator": "model.gameplay", "version": VERSION, "seed": seed, "fps": FPS,
+    attrs = {"generator": "model.video.gameplay", "version": VERSION, "seed": seed, "fps": FPS,
              "height": SCREEN_HEIGHT, "width": SCREEN_WIDTH, "gray_levels": GRAY_LEVELS}
     world = GameplayWorld(seed)
     rows = []

@@ -35,12 +35,18 @@ class CliParser(argparse.ArgumentParser):
         kwargs.setdefault("formatter_class", HelpFormatter)
         super().__init__(*args, **kwargs)
 
+    def add_threads(self):
+        """--threads N: torch's CPU threads for this process (0: torch's default), set when the flags are parsed."""
+        self.add_argument("--threads", type=non_negative_int, default=0, help="torch threads (0: torch's default)")
+
     def parse_args(self, args=None, namespace=None):
         parsed, unknown = self.parse_known_args(args, namespace)
         if unknown:
             close = difflib.get_close_matches(unknown[0].split("=")[0], sorted(self._flags()), n=1, cutoff=0.6)
             hint = f"; did you mean {close[0]}?" if close else ""
             self.error(f"unrecognized arguments: {unknown[0]}{hint}")
+        if getattr(parsed, "threads", 0):  # add_threads
+            torch.set_num_threads(parsed.threads)
         return parsed
 
     def parse_known_args(self, args=None, namespace=None):

@@ -149,9 +149,7 @@ class Video:
     """
 
     def __init__(self, frames, parts, num_frames, meta=None):
-        if not isinstance(frames, torch.Tensor):
-            frames = torch.as_tensor(np.ascontiguousarray(frames), dtype=torch.uint8)
-        self.frames, self.parts, self.num_frames = frames, parts, num_frames
+        self.frames, self.parts, self.num_frames = as_tensor(frames), parts, num_frames
         self.meta = meta if meta is not None else {}
         self.player_box = player_box(self.meta)
 
@@ -212,6 +210,13 @@ def evaluation_part(cfg):
     return "test" if cfg.data.test_fraction > 0 else "val"
 
 
+def as_tensor(frames):
+    """uint8 frames (N, H, W) as a tensor: a tensor as it is, an array without a copy where it can be."""
+    if isinstance(frames, torch.Tensor):
+        return frames
+    return torch.as_tensor(np.ascontiguousarray(frames), dtype=torch.uint8)
+
+
 class FrameWindows:
     """The windows of num_frames consecutive frames of a video whose last (predicted) frame is in targets.
 
@@ -222,9 +227,7 @@ class FrameWindows:
     """
 
     def __init__(self, frames, num_frames, device="cpu", targets=None):
-        if not isinstance(frames, torch.Tensor):
-            frames = torch.as_tensor(np.ascontiguousarray(frames), dtype=torch.uint8)
-        self.frames = frames.to(device)
+        self.frames = as_tensor(frames).to(device)
         self.num_frames = num_frames
         self.targets = targets if targets is not None else range(num_frames - 1, len(self.frames))
         if self.targets.start < num_frames - 1 or self.targets.stop > len(self.frames):

@@ -242,15 +242,20 @@ def describe_duration(seconds):
 def resume_command(argv):
     """The flags of this run with --resume, which continues from the run folder's quicksave.ckpt (without --load,
     which --resume replaces, and --overwrite, which would start it over)."""
+    return shlex.join(without_flags(argv, ("-load", "--load"), ("-resume", "--resume", "--overwrite")) + ["--resume"])
+
+
+def without_flags(argv, with_value, alone=()):
+    """argv without the flags named in with_value (and the value after each, or after its '=') and those in alone."""
     kept, skip = [], False
     for arg in argv:
         if skip:
             skip = False
-        elif arg in ("-load", "--load"):
+        elif arg in with_value:
             skip = True
-        elif not arg.startswith(("-load=", "--load=")) and arg not in ("-resume", "--resume", "--overwrite"):
+        elif not arg.startswith(tuple(f"{flag}=" for flag in with_value)) and arg not in alone:
             kept.append(arg)
-    return shlex.join(kept + ["--resume"])
+    return kept
 
 
 @contextmanager
@@ -281,7 +286,7 @@ def launch(num_processes, port, argv):
     """
     command = [sys.executable, "-m", "torch.distributed.run", f"--nproc-per-node={num_processes}",
                "--master-addr=127.0.0.1", f"--master-port={port}", f"--signals-to-handle={','.join(STOP_SIGNALS)}",
-               "-m", "model.main", *without_launch_flags(argv)]
+               "-m", "model.main", *without_flags(argv, ("--num-gpus", "-num-gpus", "--port", "-port"))]
     launcher = subprocess.Popen(command, start_new_session=True)  # a Ctrl-C reaches it once, from here
     received = []
 
@@ -297,19 +302,6 @@ def launch(num_processes, port, argv):
         for number, old in previous.items():
             signal.signal(number, old)
     return 128 + received[0] if received and code != 0 else code
-
-
-def without_launch_flags(argv):
-    """argv without --num-gpus N and --port P (the workers are the processes those flags asked for)."""
-    kept, skip = [], False
-    for arg in argv:
-        if skip:
-            skip = False
-        elif arg in ("--num-gpus", "-num-gpus", "--port", "-port"):
-            skip = True
-        elif not arg.startswith(("--num-gpus=", "-num-gpus=", "--port=", "-port=")):
-            kept.append(arg)
-    return kept
 
 
 if __name__ == "__main__":

@@ -152,11 +152,9 @@ def main(argv=None):
     parser.add_argument("--steps", type=positive_int, default=500, help="optimizer steps of each one-batch fit")
     parser.add_argument("--runs-dir", default="out/diagnosis", help="run folders of the validation runs")
     parser.add_argument("--out", default="results/vit/diagnosis")
-    parser.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
+    parser.add_threads()
     parser.add_argument("--tables-only", action="store_true", help="no fitting: the tables from what is stored")
     args = parser.parse_args(argv)
-    if args.threads:
-        torch.set_num_threads(args.threads)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     variants = SETS["diagnosis"]

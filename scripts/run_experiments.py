@@ -27,7 +27,6 @@ import time
 from pathlib import Path
 
 import numpy as np
-import torch
 
 from model.checkpoint import CheckpointError, export_checkpoint
 from model.cli import CliParser, fail, positive_int, stop_on_signals
@@ -53,7 +52,7 @@ def parse_args(argv=None):
     parser.add_argument("--runs-dir", default="out/experiments", help="run folders (checkpoints, logs)")
     parser.add_argument("--results", default="results/vit", help="results.json, summary.md, figures")
     parser.add_argument("--name", help="results file stem (default: the --set name, or 'custom')")
-    parser.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
+    parser.add_threads()
     parser.add_argument("--no-train", action="store_true", help="only evaluate and report finished runs")
     parser.add_argument("--no-figures", action="store_true")
     parser.add_argument("--tables-only", action="store_true",
@@ -72,8 +71,6 @@ def parse_args(argv=None):
 
 def main(argv=None):
     args = parse_args(argv)
-    if args.threads:
-        torch.set_num_threads(args.threads)
     variants = args.runs or SETS[args.set]
     name = args.name or (args.set if not args.runs else "custom")
     if args.tables_only:

@@ -34,7 +34,6 @@ from pathlib import Path
 
 import numpy as np
 import optuna
-import torch
 from optuna.storages import JournalStorage
 from optuna.storages.journal import JournalFileBackend
 from optuna.trial import TrialState
@@ -77,7 +76,7 @@ def parse_args(argv=None):
                              "sampler's seed, recorded with its trials, and --trials counts its earlier trials")
     parser.add_argument("--scratch", metavar="DIR",
                         help="folder holding the data file: a leading './' of data.hdf5_file becomes DIR/")
-    parser.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
+    parser.add_threads()
     parser.add_argument("--until", type=non_negative_int, metavar="N",
                         help="instead of --trials: add trials until the study holds N finished ones, counting "
                              "those of every process sharing the study "
@@ -92,8 +91,6 @@ def parse_args(argv=None):
 
 def main(argv=None):
     args = parse_args(argv)
-    if args.threads:
-        torch.set_num_threads(args.threads)
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     try:
         base = load_config(args.config)

@@ -470,3 +470,10 @@ def test_training_on_the_cpu_flushes_subnormal_floats(tmp_path):
     done = subprocess.run([sys.executable, "-c", script], cwd=REPO, capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
     assert done.stdout.split()[-2:] == ["True", "True"]  # kept before training, flushed after
+
+
+def test_the_resume_command_and_the_launched_workers_drop_the_flags_they_replace():
+    argv = ["-cfg", "c.json", "--train", "--load", "a.ckpt", "--load=b.ckpt", "--overwrite", "--num-gpus", "4"]
+    assert train_cli.resume_command(argv) == "-cfg c.json --train --num-gpus 4 --resume"
+    assert train_cli.without_flags(["-cfg", "c.json", "--num-gpus", "4", "--port=29501", "--train"],
+                                   ("--num-gpus", "--port")) == ["-cfg", "c.json", "--train"]

@@ -10,7 +10,8 @@ A baseline's predictor has the model's signature (model.evaluate):
     predict(frames (B, T, H, W) in [0, 1], token_mask (B, T*h*w) bool or None) -> (B, H, W) in [0, 1]
 
 One that predicts from the seen frames alone, context (B, T-1, H, W) -> (B, H, W), rolls out: it runs in
-closed loop on its own predictions, and the runner scores it on the training part and maps its error.
+closed loop on its own predictions, and the evaluation protocol (model.protocol) scores it on the training part
+and maps its error.
 """
 from dataclasses import dataclass
 from functools import partial

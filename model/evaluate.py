@@ -10,8 +10,8 @@ runs a set of predictors over the same windows and returns per-window metrics (m
 L1, MSE, SSIM, and for next-frame prediction the L1 on the pixels that stay as in the last seen frame and on
 those that change), from which :func:`summarise` takes means over any subset of windows (a situation, a
 part); PSNR is always that of the mean MSE. :func:`evaluate` is the model on a part of the video with the
-baselines beside it, as one flat dict (the validation during training, ``--validate``); the experiment
-runner calls :func:`score` itself for per-window splits.
+baselines beside it, as one flat dict (the validation during training, ``--validate``); the evaluation
+protocol behind the published numbers (model.protocol) calls :func:`score` itself for per-window splits.
 
 The baselines are predictors too: model.baselines registers them (BASELINES, baseline_predictors).
 """

@@ -74,6 +74,11 @@ def test_attention_to_the_last_frame_is_read_from_the_attention_maps():
     torch.testing.assert_close(torch.tensor(shares["same_place"]),
                                torch.stack([to_last[:, :, :, i, i] for i in range(6)]).mean(dim=(0, 2, 3)))
     torch.testing.assert_close(torch.tensor(shares["last_frame"]), to_last.sum(-1).mean(dim=(1, 2, 3)))
+    # Per head of each block (blocks, heads): the same shares before the mean over heads.
+    torch.testing.assert_close(torch.tensor(shares["same_place_per_head"]),
+                               torch.stack([to_last[:, :, :, i, i] for i in range(6)]).mean(dim=(0, 2)))
+    torch.testing.assert_close(torch.tensor(shares["last_frame_per_head"]), to_last.sum(-1).mean(dim=(1, 3)))
+    torch.testing.assert_close(torch.tensor(shares["same_place_per_head"]).mean(-1), torch.tensor(shares["same_place"]))
     assert attention_to_last_frame(tiny(attention=False), windows) is None
     assert attention_to_last_frame(tiny(num_frames=1), FrameWindows(video, 1)) is None
 

@@ -277,25 +277,3 @@ def attention_maps(path, cfg, weights, frames, box=None):
                      fontsize=8)
         fig.savefig(path, dpi=200)
     plt.close(fig)
-
-
-def main(argv=None):
-    """Draw the attention figure of a published checkpoint (the runner draws its figures from run folders)."""
-    from model.cli import CliParser
-    from model.config import config_from_dict
-    from model.data import load_video
-    from model.checkpoint import load_checkpoint
-
-    parser = CliParser(description=main.__doc__)
-    parser.add_argument("--attention", required=True, help="checkpoint, e.g. results/vit/vit_cpu.ckpt")
-    parser.add_argument("--out", required=True, help="the PNG to write, e.g. results/vit/sheet/attention_sheet30k.png")
-    args = parser.parse_args(argv)
-    cfg = config_from_dict(load_checkpoint(args.attention)["config"])
-    box = player_box(load_metadata(resolve_data_path(cfg.data.hdf5_file)))
-    attention_maps(args.out, cfg, args.attention, load_video(cfg), box)
-    print(f"wrote {args.out}")
-    return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

@@ -82,6 +82,8 @@ python -m model.scripts.export_checkpoint $(printf 'out/experiments/sheet30k.see
     results/vit/vit_cpu.ckpt
 python -m model.scripts.export_checkpoint $(printf 'out/experiments/sheet_masked10k_full.seed%s/final.ckpt ' "${SEEDS[@]}") \
     results/vit/vit_masked.ckpt
+# The sheet's model's attention, head by head, from its published checkpoint (report Figure 5 and the shares per head).
+python -m scripts.attention results/vit/vit_cpu.ckpt --out results/vit/sheet/attention_sheet30k
 python -m scripts.targets   # where the targets stand (results/vit/targets.md)
 
 echo "== Exercise 2 (f): hyperparameter search of the sheet's model; its pick, and width 128, at the sheet's budget"

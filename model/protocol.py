@@ -4,7 +4,9 @@
 configs without one) -> (result, error maps):
 
   one_step        every window of the part: L1, MSE, PSNR, SSIM of the predicted last frame, next to every
-                  baseline of model.baselines that applies (on the built-in video the held player too); for
+                  baseline of model.baselines that applies (on the built-in video the held player too; a
+                  baseline that needs more frames than the model's windows hold is scored on windows of
+                  BASELINE_FRAMES frames with the same predicted frames, its extra frames from before); for
                   next-frame prediction the L1 also split into the pixels that stay as in the last seen frame
                   and those that change (l1_unchanged + l1_changed = l1); for masked reconstruction
                   (num_frames == 1) the masked pixels only
@@ -23,16 +25,19 @@ EVAL_PROTOCOL numbers this protocol: the runner computes an evaluation of anothe
 import numpy as np
 import torch
 
-from model.baselines import ROLLS_OUT, baseline_predictors
+from model.baselines import BASELINES, ROLLS_OUT, baseline_predictors, context_predictors
 from model.evaluate import attention_to_last_frame, model_predictor, score, summarise
-from model.rollout import closed_loop, per_step_means
+from model.rollout import closed_loop, per_step_means, rollout, rollout_clips
 
-EVAL_PROTOCOL = 5  # 5: attention to the last seen frame (its shares per head are added to earlier ones of 5)
+# 5: attention to the last seen frame (and its shares per head); 6: the baselines that need more frames than a
+# model's windows hold, on the same predicted frames (numbers of models with 3 or more frames unchanged)
+EVAL_PROTOCOL = 6
 EVAL_BATCH = 32
 ROLLOUT_STEPS = 10
 ROLLOUT_STARTS = 40  # closed-loop starts, spread evenly over the evaluation part
 TRAIN_WINDOWS = 600  # one-step metrics on this many training windows: how closely the model memorises
 TRAIN_FIRST_TARGET = 8  # the first of them predicts this frame: the same frames for every num_frames <= 9
+BASELINE_FRAMES = max(baseline.min_frames for baseline in BASELINES.values())  # the held player: two seen frames
 SITUATION_FLAGS = ("camera_dx", "camera_dy", "player_moving", "npc_moving", "overlay", "transition")
 
 
@@ -53,10 +58,19 @@ def evaluate_model(model, video, part):
         return result, {}
     from_context = [name for name in predictors if name == "model" or name in ROLLS_OUT]
     per_window, maps = score(predictors, windows, batch_size=EVAL_BATCH, error_maps=from_context)
+    train_one_step = training_part_scores({name: predictors[name] for name in from_context}, video, T)
+    longer = longer_baselines(video, T)
+    wide = video.windows(part, BASELINE_FRAMES) if longer else None
+    if longer and list(wide.targets) == list(windows.targets):  # the part's first frames have enough before them
+        extra, extra_maps = score(longer, wide, batch_size=EVAL_BATCH, error_maps=list(longer))
+        per_window, maps = {**per_window, **extra}, {**maps, **extra_maps}
+        train_one_step = {**train_one_step, **training_part_scores(longer, video, BASELINE_FRAMES)}
+    else:
+        longer = {}
     result["one_step"] = summaries(per_window)
-    result["train_one_step"] = training_part_scores({name: predictors[name] for name in from_context}, video, T)
+    result["train_one_step"] = train_one_step
     result["situations"] = situation_means(per_window, video.meta, windows)
-    result["rollout"] = closed_loop_means(model, video, windows)
+    result["rollout"] = closed_loop_means(model, video, windows, longer)
     result["attention"] = attention_to_last_frame(model, windows, batch_size=EVAL_BATCH)
     return result, maps
 
@@ -67,6 +81,16 @@ def protocol_predictors(model, video):
     return {"model": model_predictor(model),
             **baseline_predictors(model.num_frames, video.mean_frame, video.player_box, video.median_frame,
                                   masker=model)}
+
+
+def longer_baselines(video, num_frames):
+    """The baselines that roll out but need more than num_frames frames -> {name: predictor} for windows of
+    BASELINE_FRAMES frames: a model that sees fewer frames still meets them, on the same predicted frames."""
+    if num_frames >= BASELINE_FRAMES:
+        return {}
+    wide = baseline_predictors(BASELINE_FRAMES, player_box=video.player_box)
+    return {name: predict for name, predict in wide.items()
+            if name in ROLLS_OUT and not BASELINES[name].takes_frames(num_frames)}
 
 
 def summaries(per_window, select=None):
@@ -132,11 +156,18 @@ def situation_means(per_window, meta, windows):
     return result
 
 
-def closed_loop_means(model, video, windows):
+def closed_loop_means(model, video, windows, longer=()):
     """Per-step means of ROLLOUT_STEPS-step closed loops from ROLLOUT_STARTS starts spread over the windows'
-    part: the model and the baselines that roll out see their own (8-bit) predictions."""
+    part: the model and the baselines that roll out see their own (8-bit) predictions; the baselines named in
+    longer (longer_baselines) start BASELINE_FRAMES - 1 real frames before the same predicted frames."""
     first, last = windows.targets.start, windows.targets.stop - ROLLOUT_STEPS  # predicted frames stay in the part
-    starts = torch.linspace(first, last, min(ROLLOUT_STARTS, last - first + 1)).round().long() - (model.num_frames - 1)
-    rolled = closed_loop(model, video.frames, starts, ROLLOUT_STEPS, player_box=video.player_box)
+    targets = torch.linspace(first, last, min(ROLLOUT_STARTS, last - first + 1)).round().long()
+    rolled = closed_loop(model, video.frames, targets - (model.num_frames - 1), ROLLOUT_STEPS,
+                         player_box=video.player_box)
     truth = rolled.pop("truth")
-    return {"starts": len(starts), **{name: per_step_means(frames, truth) for name, frames in rolled.items()}}
+    if longer:
+        context, _ = rollout_clips(video.frames, targets - (BASELINE_FRAMES - 1), BASELINE_FRAMES - 1, ROLLOUT_STEPS)
+        for name, predict in context_predictors(BASELINE_FRAMES, video.player_box).items():
+            if name in longer:
+                rolled[name] = rollout(predict, context, ROLLOUT_STEPS)
+    return {"starts": len(targets), **{name: per_step_means(frames, truth) for name, frames in rolled.items()}}

@@ -35,9 +35,8 @@ from model.data import DataError, Video, evaluation_part, open_video
 from model.distributed import Ranks, StopFlag, stop_code
 from model.engine import FINAL, QUICKSAVE, TrainingError, final_weights, load_model, train
 from model.baselines import BASELINES, LABELS, ROLLS_OUT
-from model.evaluate import attention_to_last_frame
 from model.files import write_json_atomically, write_text_atomically
-from model.protocol import EVAL_BATCH, EVAL_PROTOCOL, evaluate_model
+from model.protocol import EVAL_PROTOCOL, evaluate_model
 from scripts.experiment_sets import SETS, VARIANT_FOLDERS, VARIANT_LABELS, run_config, variant_file, variant_names
 
 
@@ -167,18 +166,12 @@ def first_difference(saved, wanted, prefix=""):
 
 def evaluate_run(cfg, run_dir, video):
     """Evaluate the final weights of a run on its evaluation part with the protocol (model.protocol) -> dict,
-    cached in eval.json; the error maps go to the run's error_map.npz.
-
-    An eval.json of this protocol that lacks the attention shares per head (written before they were added)
-    gets them, computed from the final weights; its other numbers are kept as they are.
+    cached in eval.json (an eval.json of another protocol is computed again); the error maps go to the run's
+    error_map.npz.
     """
     cached = run_dir / "eval.json"
     result = json.loads(cached.read_text(encoding="utf-8")) if cached.exists() else {}
     if result.get("protocol") == EVAL_PROTOCOL:
-        if result.get("attention") and "same_place_per_head" not in result["attention"]:
-            model, _ = load_model(final_weights(run_dir), cfg.model)
-            result["attention"] = attention_to_last_frame(model, video.windows(result["part"]), batch_size=EVAL_BATCH)
-            write_json_atomically(cached, result)
         return result
     done = json.loads((run_dir / "done.json").read_text(encoding="utf-8"))
     model, _ = load_model(final_weights(run_dir), cfg.model)

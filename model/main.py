@@ -206,8 +206,8 @@ def validate(cfg, video, checkpoint_path, split="val", output=None):
           f"({plural(metrics['windows'], 'window')}): {describe_metrics(metrics)}")
     output = Path(output) if output is not None else Path(checkpoint_path).with_name(f"validation_{split}.json")
     output.parent.mkdir(parents=True, exist_ok=True)
-    write_json_atomically(output, {"checkpoint": str(checkpoint_path), "step": payload["step"], "split": split,
-                                   **metrics})
+    write_json_atomically(output, {"checkpoint": str(checkpoint_path), "step": payload["step"],
+                                   "seed": payload.get("seed"), "split": split, **metrics})
     print(f"wrote {output}")
     return 0
 

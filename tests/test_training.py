@@ -275,12 +275,12 @@ def test_bad_checkpoints_give_one_line(tmp_path, capsys):
 
 def test_validate_writes_the_metrics(tmp_path, capsys):
     config = tiny_setup(tmp_path)
-    assert cli(config, tmp_path / "out", "--train", "--max-steps", "2") == 0
+    assert cli(config, tmp_path / "out", "--train", "--max-steps", "2", "--seed", "7") == 0
     best = tmp_path / "out" / "tiny.device0" / "best.ckpt"
     assert cli(config, tmp_path / "out", "--validate", "--load", str(best)) == 0
     result = json.loads((best.parent / "validation_val.json").read_text())  # next to the checkpoint
     assert result["windows"] == 8 and result["split"] == "val"  # every frame of the 8-frame validation part
-    assert result["step"] == 2 and result["checkpoint"] == str(best)
+    assert result["step"] == 2 and result["checkpoint"] == str(best) and result["seed"] == 7  # which run it was
     expected = {"loss", "l1", "mse", "psnr", "ssim", "copy_last_l1", "copy_last_psnr", "mean_frame_ssim"}
     assert expected <= set(result)
     assert "copy-last" in capsys.readouterr().out

@@ -18,6 +18,7 @@ SETS = {
     "sheet_tuned": ["sheet30k", "tuned", "sheet_wide"],
     # 2 (f): memorising the training part (config/vit_memorise.json: width 256, 15 000 steps).
     "memorise": ["vit_memorise"],
+    "memorise_long": ["vit_memorise_long"],  # the same at 40 000 steps, toward the 30 dB aim
     # Beyond the sheet: the warp model (config/vit_best.json) at 30 000 steps (seed 0) and 10 000 (3 seeds).
     "warp": ["best_long", "ablation10k_full"],
     # What makes the sheet's model (frame output) learn: one recipe change each, 3000 steps (1500 at batch 32).
@@ -31,7 +32,7 @@ VARIANT_LABELS = {
     "sheet10k_nopos": "without positions", "sheet_masked10k_full": "masked, with attention",
     "sheet_masked10k_noattention": "masked, without attention", "best_long": "warp model",
     "ablation10k_full": "warp model", "tuned": "search's pick", "sheet_wide": "width 128",
-    "vit_memorise": "memorising",
+    "vit_memorise": "memorising", "vit_memorise_long": "memorising, 40 000 steps",
 }
 
 

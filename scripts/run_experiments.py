@@ -57,8 +57,14 @@ def parse_args(argv=None):
     parser.add_argument("--tables-only", action="store_true",
                         help="only summarise the runs stored in the set's results.json again (results.json, "
                              "summary.md, table.md), without their run folders")
+    parser.add_argument("--keep-stored", action="store_true",
+                        help="keep the runs stored in the set's results.json that this call does not evaluate "
+                             "(their run folders may be gone), so that a new seed joins the published ones; "
+                             "needs --no-figures")
     parser.add_argument("--config-root", default=".", help=argparse.SUPPRESS)  # tests: where config/ lives
     args = parser.parse_args(argv)
+    if args.keep_stored and not args.no_figures:
+        parser.error("--keep-stored needs --no-figures (the figures read every run's folder)")
     known = variant_names(args.config_root)
     for variant in args.runs or []:
         if variant not in known:
@@ -207,6 +213,9 @@ def report(args, variants, name, cache):
             start = time.perf_counter()
             evaluations.setdefault(variant, {})[seed] = evaluate_run(cfg, run_dir, video_of(cfg, cache))
             print(f"evaluated {variant} seed {seed} ({time.perf_counter() - start:.0f} s)")
+    if args.keep_stored:
+        evaluations = with_stored_runs(out / "results.json", evaluations)
+        configs.update({v: run_config(v, args.steps, args.config_root) for v in evaluations if v not in configs})
     if not evaluations:
         print("no finished runs to report")
         return
@@ -221,6 +230,16 @@ def report(args, variants, name, cache):
         from scripts import experiment_figures
         experiment_figures.make_all(out, evaluations, configs, Path(args.runs_dir), cache, frames_of)
         print(f"figures written to {out}")
+
+
+def with_stored_runs(path, evaluations):
+    """The runs stored in results.json at path (when there is one) with the new evaluations {variant: {seed:
+    eval}} over them: a stored run not evaluated again is kept as it is; variants and seeds in order."""
+    stored = json.loads(path.read_text(encoding="utf-8"))["runs"] if path.is_file() else {}
+    merged = {variant: {int(seed): run for seed, run in seeds.items()} for variant, seeds in stored.items()}
+    for variant, seeds in evaluations.items():
+        merged.setdefault(variant, {}).update({int(seed): run for seed, run in seeds.items()})
+    return {variant: dict(sorted(seeds.items())) for variant, seeds in merged.items()}
 
 
 def write_tables(out):

@@ -1,5 +1,6 @@
 """Smoke test of the experiment runner and the tuner on a tiny 32x32 video (a few steps each)."""
 import json
+import shutil
 from pathlib import Path
 
 import h5py
@@ -126,6 +127,15 @@ def test_runner_trains_resumes_evaluates_and_reports(tiny_configs, capsys):
     assert printed.count("done, skipped") == 5 and "resuming from" in printed
     assert (root / "runs" / "nopos.seed1" / "done.json").exists()
     assert json.loads(cached.read_text())["one_step"]["model"]["psnr"] == -1.0
+    # --keep-stored: one seed evaluated again joins the runs stored in results.json, whose folders are gone.
+    shutil.rmtree(root / "runs" / "nopos.seed0")
+    assert run_experiments.main([*args[:args.index("--seeds")], "--seeds", "1", *args[args.index("--steps"):],
+                                 "--no-train", "--no-figures", "--keep-stored"]) == 0
+    kept = json.loads((out / "results.json").read_text())
+    assert {variant: list(seeds) for variant, seeds in kept["runs"].items()} == {
+        "full": ["0", "1"], "nopos": ["0", "1"], "masked": ["0", "1"]}
+    assert kept["runs"]["full"]["0"]["one_step"]["model"]["psnr"] == -1.0  # stored, not evaluated again
+    assert len(kept["summary"]["nopos"]["per_seed_psnr"]) == 2
     # A run folder of another config is refused instead of being reported under the new one.
     config = root / "config/vit_cpu.json"
     raw = json.loads(config.read_text())

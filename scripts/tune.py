@@ -35,7 +35,7 @@ from pathlib import Path
 import numpy as np
 import optuna
 from optuna.storages import JournalStorage
-from optuna.storages.journal import JournalFileBackend
+from optuna.storages.journal import JournalFileBackend, JournalFileOpenLock
 from optuna.trial import TrialState
 
 from model.baselines import LABELS, ROLLS_OUT
@@ -114,7 +114,7 @@ def main(argv=None):
         if not args.report_only and args.trials:
             study.set_user_attr("steps_per_trial", args.steps_per_trial)
             study.set_user_attr("config", args.config)
-            enqueue_base(study, base)
+            enqueue_base(study, base, f"{args.storage}.base.lock")
             frames = load_video(base, args.scratch)
             args.base_flops = step_flops(base)
             signals = StopSignals()
@@ -134,17 +134,24 @@ def main(argv=None):
     return 0
 
 
-def enqueue_base(study, base):
+def enqueue_base(study, base, lock_path):
     """Put the base config's own values first in the study's queue (once), so the search measures its picks
-    against the configuration it started from, at the same budget."""
-    if study.user_attrs.get("base_enqueued"):
-        return
-    study.set_user_attr("base_enqueued", True)
-    values = {name: _value(base, key) for name, key in SEARCH_SPACE.items()}
-    if in_space(values, base):
-        study.enqueue_trial(values, user_attrs={"base_config": True})
-    else:
-        print(f"the base config's values {values} lie outside the search space; not a trial of their own", flush=True)
+    against the configuration it started from, at the same budget. lock_path: a file lock shared by the workers
+    of the study (the tasks of an array start together), so that only one of them enqueues it."""
+    lock = JournalFileOpenLock(str(lock_path))
+    lock.acquire()
+    try:
+        if study.user_attrs.get("base_enqueued"):
+            return
+        study.set_user_attr("base_enqueued", True)
+        values = {name: _value(base, key) for name, key in SEARCH_SPACE.items()}
+        if in_space(values, base):
+            study.enqueue_trial(values, user_attrs={"base_config": True})
+        else:
+            print(f"the base config's values {values} lie outside the search space; not a trial of their own",
+                  flush=True)
+    finally:
+        lock.release()
 
 
 def _value(cfg, dotted):

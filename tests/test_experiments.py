@@ -223,8 +223,8 @@ def test_the_search_starts_from_the_base_configs_own_values(tmp_path):
 
     base = load_config("config/vit_cpu.json")
     study = optuna.create_study(storage=tune.JournalStorage(tune.JournalFileBackend(str(tmp_path / "s.journal"))))
-    tune.enqueue_base(study, base)
-    tune.enqueue_base(study, base)  # once per study
+    tune.enqueue_base(study, base, tmp_path / "s.lock")
+    tune.enqueue_base(study, base, tmp_path / "s.lock")  # once per study
     trial = study.ask()
     assert tune.sample(trial, base) == {key: tune._value(base, key) for key in tune.SEARCH_SPACE.values()}
     assert trial.user_attrs["base_config"] and len(study.trials) == 1

@@ -99,8 +99,7 @@ def plot(result, path):
     if held:
         ax.axhline(held["psnr"], color="tab:green", linewidth=1, label=f"{LABELS['player_held']} (training part)")
     seeds = ", ".join(str(run["seed"]) for run in result["runs"])
-    ax.set_title(f"seed{'s' if len(result['runs']) > 1 else ''} {seeds}", fontsize=10)
-    ax.set_xlabel("optimizer step (batch 16)")
+    ax.set_xlabel(f"optimizer step (batch 16); seed{'s' if len(result['runs']) > 1 else ''} {seeds}")
     ax.set_ylabel("PSNR (dB)")
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8, loc="lower right")
